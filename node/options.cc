@@ -1,0 +1,207 @@
+#include "node/options.h"
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <ostream>
+#include <set>
+#include <vector>
+
+namespace stig::node {
+namespace {
+
+// Node ids appear in logs, in the --peers syntax and on the wire: keep them
+// to a character set that needs no quoting.
+bool valid_node_id(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+}
+
+// Thrown inside parse_options only, to leave with one line; never escapes it.
+struct BadFlag {
+  std::string message;
+};
+
+}  // namespace
+
+std::string Endpoint::to_string() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+std::optional<Endpoint> parse_endpoint(std::string_view text, std::string* error) {
+  auto fail = [&](const std::string& why) -> std::optional<Endpoint> {
+    if (error) *error = "'" + std::string(text) + "' " + why;
+    return std::nullopt;
+  };
+  Endpoint ep;
+  std::string_view port_text;
+  if (!text.empty() && text.front() == '[') {  // [v6]:port
+    const size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return fail("is not [HOST]:PORT");
+    ep.host = std::string(text.substr(1, close - 1));
+    port_text = text.substr(close + 2);
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return fail("is not HOST:PORT");
+    ep.host = std::string(text.substr(0, colon));
+    port_text = text.substr(colon + 1);
+    if (ep.host.find(':') != std::string::npos) return fail("is not HOST:PORT (write IPv6 hosts as [HOST]:PORT)");
+  }
+  if (ep.host.empty()) return fail("has an empty host");
+  unsigned long port = 0;
+  const auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (port_text.empty() || ec != std::errc() || ptr != port_text.data() + port_text.size())
+    return fail("has a port that is not a number");
+  if (port < 1 || port > 65535) return fail("has a port outside 1..65535");
+  ep.port = static_cast<uint16_t>(port);
+  return ep;
+}
+
+ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  CLI::App app{
+      "stigd: one node of a Stigmergy cluster. It serves clients and peers on one TCP port,\n"
+      "keeps every key, gossips updates to its peers and makes writes durable in RocksDB\n"
+      "before acknowledging them.\n\n"
+      "Example:\n"
+      "  stigd --id n1 --listen 127.0.0.1:7101 --peers n2=127.0.0.1:7102,n3=127.0.0.1:7103 --data-dir /var/lib/stig/n1\n",
+      "stigd"};
+  app.set_config("--config", "",
+                 "Read settings from a TOML or INI file whose keys are the long flag names,\n"
+                 "e.g. id = \"n1\", listen = \"127.0.0.1:7101\", peers = [\"n2=127.0.0.1:7102\"];\n"
+                 "flags given on the command line win over the file");
+  app.allow_config_extras(false);
+
+  const replication::Config defaults;
+  std::string id, listen, data_dir, log_level = "info";
+  std::vector<std::string> peers;
+  uint64_t max_frame_bytes = 4u << 20;
+  uint64_t peer_queue_bytes = 64ull << 20;
+  int64_t heartbeat_ms = defaults.heartbeat_interval_ms;
+  int64_t suspect_ms = defaults.suspect_after_ms;
+  int64_t down_ms = defaults.down_after_ms;
+  int64_t anti_entropy_ms = defaults.anti_entropy_interval_ms;
+  int64_t durability_timeout_ms = defaults.durability_timeout_ms;
+  uint32_t max_siblings = defaults.max_siblings;
+
+  app.add_option("--id", id, "This node's id (letters, digits, '-', '_', '.'), unique in the cluster")->required();
+  app.add_option("--listen", listen, "HOST:PORT to serve clients and peers on, e.g. 127.0.0.1:7101")->required();
+  app.add_option("--peers", peers,
+                 "Every other node as ID=HOST:PORT, comma-separated, e.g. n2=127.0.0.1:7102,n3=127.0.0.1:7103;\n"
+                 "omit for a single-node cluster")
+      ->delimiter(',');
+  app.add_option("--data-dir", data_dir, "Directory of this node's RocksDB database (created if missing)")->required();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  app.add_option("--max-frame-bytes", max_frame_bytes,
+                 "Refuse frames larger than this (accepts units: 4MiB, 512KiB)")
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::Range(uint64_t{4096}, uint64_t{1} << 30))
+      ->capture_default_str();
+  app.add_option("--peer-queue-bytes", peer_queue_bytes,
+                 "Bytes queued per peer before messages to it are dropped (anti-entropy repairs them)")
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::Range(uint64_t{1} << 16, uint64_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--heartbeat-ms", heartbeat_ms, "Heartbeat interval to peers")->capture_default_str();
+  app.add_option("--suspect-ms", suspect_ms, "Silence after which a peer is suspect")->capture_default_str();
+  app.add_option("--down-ms", down_ms, "Silence after which a peer is down")->capture_default_str();
+  app.add_option("--anti-entropy-ms", anti_entropy_ms, "Interval between anti-entropy exchanges")
+      ->capture_default_str();
+  app.add_option("--durability-timeout-ms", durability_timeout_ms,
+                 "How long quorum/all writes wait for replicas before failing with DURABILITY_NOT_MET")
+      ->capture_default_str();
+  app.add_option("--max-siblings", max_siblings, "Puts that would leave a key with more siblings fail")
+      ->capture_default_str();
+
+  ParseOutcome outcome;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    out << app.help();
+    outcome.exit_code = 0;
+    return outcome;
+  } catch (const CLI::CallForAllHelp&) {
+    out << app.help("", CLI::AppFormatMode::All);
+    outcome.exit_code = 0;
+    return outcome;
+  } catch (const CLI::ParseError& e) {
+    std::string what = e.what();
+    std::replace(what.begin(), what.end(), '\n', ' ');
+    err << "stigd: " << what << " (see stigd --help)\n";
+    outcome.exit_code = 2;
+    return outcome;
+  }
+
+  try {
+    Options o;
+    replication::Config& c = o.config;
+    if (!valid_node_id(id)) throw BadFlag{"--id '" + id + "' must be 1-64 letters, digits, '-', '_' or '.'"};
+    c.self = id;
+
+    std::string why;
+    auto ep = parse_endpoint(listen, &why);
+    if (!ep) throw BadFlag{"--listen " + why};
+    o.listen = *ep;
+    c.self_address = o.listen.to_string();
+
+    std::set<std::string> addresses{c.self_address};
+    for (const std::string& item : peers) {
+      if (item.empty()) continue;  // tolerate a trailing comma
+      const size_t eq = item.find('=');
+      if (eq == std::string::npos) throw BadFlag{"--peers: '" + item + "' is not ID=HOST:PORT"};
+      std::string peer_id = item.substr(0, eq);
+      if (!valid_node_id(peer_id))
+        throw BadFlag{"--peers: id '" + peer_id + "' must be 1-64 letters, digits, '-', '_' or '.'"};
+      if (peer_id == id) throw BadFlag{"--peers: '" + peer_id + "' is this node's own --id"};
+      auto peer_ep = parse_endpoint(std::string_view(item).substr(eq + 1), &why);
+      if (!peer_ep) throw BadFlag{"--peers: " + peer_id + " address " + why};
+      const std::string address = peer_ep->to_string();
+      if (!addresses.insert(address).second)
+        throw BadFlag{"--peers: address " + address + " of " + peer_id + " is used twice (or by --listen)"};
+      c.peers.push_back({std::move(peer_id), address});
+    }
+    std::sort(c.peers.begin(), c.peers.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+
+    if (data_dir.empty()) throw BadFlag{"--data-dir must not be empty"};
+    o.data_dir = data_dir;
+
+    static const std::pair<const char*, LogLevel> kLevels[] = {{"trace", LogLevel::kTrace},
+                                                               {"debug", LogLevel::kDebug},
+                                                               {"info", LogLevel::kInfo},
+                                                               {"warn", LogLevel::kWarn},
+                                                               {"error", LogLevel::kError}};
+    for (const auto& [name, level] : kLevels)
+      if (log_level == name) o.log_level = level;
+
+    o.max_frame_bytes = static_cast<uint32_t>(max_frame_bytes);
+    o.peer_queue_bytes = peer_queue_bytes;
+    c.heartbeat_interval_ms = heartbeat_ms;
+    c.suspect_after_ms = suspect_ms;
+    c.down_after_ms = down_ms;
+    c.anti_entropy_interval_ms = anti_entropy_ms;
+    c.durability_timeout_ms = durability_timeout_ms;
+    c.max_siblings = max_siblings;
+    // Peer batches must fit in a frame the peers accept (same flag cluster-wide).
+    // Peer batches and one key's whole state must fit in a frame the peers
+    // accept (--max-frame-bytes is meant to be the same cluster-wide).
+    c.max_batch_bytes = std::min<uint32_t>(c.max_batch_bytes, o.max_frame_bytes / 2);
+    c.max_state_bytes = std::min<uint32_t>(c.max_state_bytes, o.max_frame_bytes / 4 * 3);
+    c.max_value_bytes = std::min<uint32_t>(c.max_value_bytes, c.max_state_bytes / 2);
+
+    if (auto st = c.validate(); !st.is_ok()) throw BadFlag{st.message()};
+    outcome.options = std::move(o);
+  } catch (const BadFlag& bad) {
+    err << "stigd: " << bad.message << " (see stigd --help)\n";
+    outcome.exit_code = 2;
+  }
+  return outcome;
+}
+
+}  // namespace stig::node

@@ -1,0 +1,56 @@
+// Command line and config file of stigd.
+//
+// parse_options() turns argv (and, with --config FILE, a TOML/INI file whose
+// keys are the long flag names) into a validated replication::Config plus the
+// runtime's own settings. It never throws: on --help it prints the help and
+// asks for exit code 0; on any bad flag it prints exactly one line naming what
+// was wrong and asks for exit code 2.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "replication/config.h"
+
+namespace stig::node {
+
+// A host:port pair as given on the command line ("127.0.0.1:7101",
+// "localhost:7101", "[::1]:7101").
+struct Endpoint {
+  std::string host;
+  uint16_t port = 0;
+
+  std::string to_string() const;
+};
+
+// Parses "host:port" with a port in 1..65535; nullopt and a one-line reason
+// in `error` otherwise.
+std::optional<Endpoint> parse_endpoint(std::string_view text, std::string* error);
+
+enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
+
+// Everything stigd needs to start: the core's configuration and the settings
+// only the runtime uses.
+struct Options {
+  replication::Config config;  // validated: Config::validate() passed
+  Endpoint listen;
+  std::string data_dir;
+  LogLevel log_level = LogLevel::kInfo;
+  uint32_t max_frame_bytes = 4u << 20;          // refuse frames above this
+  uint64_t peer_queue_bytes = 64ull << 20;      // per-peer outbound queue bound
+  uint64_t client_buffer_bytes = 16ull << 20;   // stop reading a client past this backlog
+};
+
+// Result of parse_options: either options to run with, or an exit code.
+struct ParseOutcome {
+  std::optional<Options> options;
+  int exit_code = 0;
+};
+
+// Parses the command line. Help goes to `out`, the one-line error to `err`.
+ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
+
+}  // namespace stig::node

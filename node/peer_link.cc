@@ -1,0 +1,196 @@
+#include "node/peer_link.h"
+
+#include <spdlog/spdlog.h>
+
+namespace stig::node {
+
+namespace pb = stigmergy::v1;
+
+namespace {
+constexpr std::chrono::milliseconds kInitialBackoff{100};
+constexpr std::chrono::milliseconds kMaxBackoff{2000};
+constexpr std::chrono::seconds kDropWarningEvery{5};
+}  // namespace
+
+PeerLink::PeerLink(asio::io_context& io, const std::string& self_id, std::string peer_id, Endpoint address,
+                   uint64_t max_queue_bytes)
+    : io_(io),
+      peer_id_(std::move(peer_id)),
+      address_(std::move(address)),
+      max_queue_bytes_(max_queue_bytes),
+      resolver_(io),
+      socket_(io),
+      retry_timer_(io) {
+  pb::PeerMessage hello;
+  hello.set_from(self_id);
+  hello.mutable_hello()->set_node_id(self_id);
+  hello_ = encode_peer_frame(hello);
+}
+
+void PeerLink::start() { connect(); }
+
+void PeerLink::connect() {
+  if (stopped_) return;
+  const uint64_t gen = ++gen_;
+  resolver_.async_resolve(
+      address_.host, std::to_string(address_.port),
+      [self = shared_from_this(), gen](const boost::system::error_code& ec, tcp::resolver::results_type results) {
+        if (gen != self->gen_ || self->stopped_) return;
+        if (ec) {
+          self->disconnect("cannot resolve " + self->address_.host + ": " + ec.message());
+          return;
+        }
+        asio::async_connect(self->socket_, results,
+                            [self, gen](const boost::system::error_code& e, const tcp::endpoint&) {
+                              if (gen != self->gen_ || self->stopped_) return;
+                              if (e) {
+                                self->disconnect(e.message());
+                                return;
+                              }
+                              self->on_connected(gen);
+                            });
+      });
+}
+
+void PeerLink::on_connected(uint64_t gen) {
+  boost::system::error_code ec;
+  socket_.set_option(tcp::no_delay(true), ec);
+  connected_ = true;
+  backoff_ = kInitialBackoff;
+  if (failure_logged_ || !ever_connected_)
+    spdlog::info("connected to peer {} at {}", peer_id_, address_.to_string());
+  ever_connected_ = true;
+  failure_logged_ = false;
+  queue_.push_front(hello_);  // first frame of every connection
+  queued_bytes_ += hello_->size();
+  (void)gen;
+  do_write();
+  do_read();
+}
+
+void PeerLink::disconnect(const std::string& why) {
+  const bool was_connected = connected_;
+  connected_ = false;
+  writing_ = false;  // the in-flight batch is lost; its handler is ignored (gen)
+  ++gen_;
+  boost::system::error_code ec;
+  socket_.close(ec);
+  if (stopped_) return;
+  if (was_connected) {
+    spdlog::warn("lost connection to peer {} at {}: {}; reconnecting", peer_id_, address_.to_string(), why);
+    failure_logged_ = true;
+  } else if (!failure_logged_) {
+    spdlog::warn("cannot reach peer {} at {}: {}; retrying", peer_id_, address_.to_string(), why);
+    failure_logged_ = true;
+  } else {
+    spdlog::debug("cannot reach peer {} at {}: {}; retrying in {} ms", peer_id_, address_.to_string(), why,
+                  backoff_.count());
+  }
+  if (close_when_flushed_) {
+    stop();
+    return;
+  }
+  schedule_reconnect();
+}
+
+void PeerLink::schedule_reconnect() {
+  retry_timer_.expires_after(backoff_);
+  backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+  const uint64_t gen = gen_;
+  retry_timer_.async_wait([self = shared_from_this(), gen](const boost::system::error_code& ec) {
+    if (ec || gen != self->gen_ || self->stopped_) return;
+    self->connect();
+  });
+}
+
+void PeerLink::send(SharedFrame frame) {
+  if (stopped_) return;
+  if (queued_bytes_ + frame->size() > max_queue_bytes_) {
+    ++dropped_total_;
+    ++dropped_since_warning_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_drop_warning_ >= kDropWarningEvery) {
+      spdlog::warn("outbound queue to peer {} is full ({} bytes queued): dropped {} message(s); anti-entropy will "
+                   "repair",
+                   peer_id_, queued_bytes_, dropped_since_warning_);
+      dropped_since_warning_ = 0;
+      last_drop_warning_ = now;
+    }
+    return;
+  }
+  queued_bytes_ += frame->size();
+  queue_.push_back(std::move(frame));
+  do_write();
+}
+
+void PeerLink::clear() {
+  // The hello must stay first on a live connection; it is only queued while
+  // a write of it is pending, so keep a queued hello.
+  std::deque<SharedFrame> keep;
+  if (!queue_.empty() && queue_.front() == hello_) keep.push_back(hello_);
+  queue_.swap(keep);
+  queued_bytes_ = queue_.empty() ? 0 : hello_->size();
+}
+
+void PeerLink::do_write() {
+  if (!connected_ || writing_ || queue_.empty()) return;
+  auto batch = std::make_shared<Batch>();
+  batch->frames.reserve(queue_.size());
+  batch->buffers.reserve(queue_.size());
+  while (!queue_.empty()) {
+    batch->buffers.emplace_back(asio::buffer(*queue_.front()));
+    queued_bytes_ -= queue_.front()->size();
+    batch->frames.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  writing_ = true;
+  const uint64_t gen = gen_;
+  asio::async_write(socket_, batch->buffers,
+                    [self = shared_from_this(), batch, gen](const boost::system::error_code& ec, size_t) {
+                      if (gen != self->gen_) return;  // that connection is gone
+                      self->writing_ = false;
+                      if (ec) {
+                        self->disconnect("write failed: " + ec.message());
+                        return;
+                      }
+                      if (self->queue_.empty() && self->close_when_flushed_) {
+                        self->stop();
+                        return;
+                      }
+                      self->do_write();
+                    });
+}
+
+void PeerLink::do_read() {
+  const uint64_t gen = gen_;
+  socket_.async_read_some(asio::buffer(read_buf_),
+                          [self = shared_from_this(), gen](const boost::system::error_code& ec, size_t) {
+                            if (gen != self->gen_) return;
+                            if (ec) {
+                              self->disconnect(ec == asio::error::eof ? std::string("closed by peer") : ec.message());
+                              return;
+                            }
+                            self->do_read();  // peers never send here; ignore
+                          });
+}
+
+void PeerLink::close_when_flushed() {
+  close_when_flushed_ = true;
+  if (write_idle()) stop();
+}
+
+void PeerLink::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  ++gen_;
+  connected_ = false;
+  writing_ = false;
+  boost::system::error_code ec;
+  resolver_.cancel();
+  retry_timer_.cancel();
+  socket_.close(ec);
+  queue_.clear();
+  queued_bytes_ = 0;
+}
+
+}  // namespace stig::node

@@ -1,0 +1,96 @@
+// The outbound link to one peer: the only connection this node SENDS peer
+// messages to that peer on.
+//
+// It resolves and connects to the peer's address, sends
+// Envelope{peer{from = self, hello{node_id = self}}}, then the queued frames.
+// When the connection fails it reconnects with backoff (100 ms doubling to
+// 2 s, reset after a successful connect). It reads only to notice that the
+// peer closed the connection; peers never send on it.
+//
+// Guarantees:
+//  - frames go out in the order send() was called (frames in flight when a
+//    connection breaks are lost; anti-entropy repairs what they carried);
+//  - one writer: each write gathers every queued frame into one async_write,
+//    so frames never interleave; frames are shared, never copied;
+//  - the queue is bounded by bytes: send() beyond the bound drops the frame
+//    and logs a rate-limited warning. Frames queue while disconnected too
+//    (up to the bound) and go out after reconnecting.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "node/asio.h"
+#include "node/envelope.h"
+#include "node/options.h"
+
+namespace stig::node {
+
+class PeerLink : public std::enable_shared_from_this<PeerLink> {
+ public:
+  PeerLink(asio::io_context& io, const std::string& self_id, std::string peer_id, Endpoint address,
+           uint64_t max_queue_bytes);
+
+  void start();
+  // Queues one encoded frame for the peer.
+  void send(SharedFrame frame);
+  // Drops every queued frame (the peer was partitioned away).
+  void clear();
+  // Stops reconnecting and closes once the queue is written (shutdown).
+  void close_when_flushed();
+  // Closes now and stops reconnecting; idempotent.
+  void stop();
+
+  bool connected() const { return connected_; }
+  bool write_idle() const { return !connected_ || (!writing_ && queue_.empty()); }
+  const std::string& peer_id() const { return peer_id_; }
+  uint64_t queued_bytes() const { return queued_bytes_; }
+  uint64_t dropped() const { return dropped_total_; }
+
+ private:
+  // One gathered write: keeps the frames and buffer list alive until it completes.
+  struct Batch {
+    std::vector<SharedFrame> frames;
+    std::vector<asio::const_buffer> buffers;
+  };
+
+  void connect();
+  void on_connected(uint64_t gen);
+  void disconnect(const std::string& why);
+  void schedule_reconnect();
+  void do_write();
+  void do_read();
+
+  asio::io_context& io_;
+  const std::string peer_id_;
+  const Endpoint address_;
+  const uint64_t max_queue_bytes_;
+  SharedFrame hello_;
+
+  tcp::resolver resolver_;
+  tcp::socket socket_;
+  asio::steady_timer retry_timer_;
+  std::chrono::milliseconds backoff_{100};
+  uint64_t gen_ = 0;  // connection attempt; callbacks of older attempts are ignored
+  bool connected_ = false;
+  bool ever_connected_ = false;
+  bool failure_logged_ = false;  // one warning per outage, then debug
+  bool stopped_ = false;
+  bool close_when_flushed_ = false;
+
+  std::deque<SharedFrame> queue_;
+  uint64_t queued_bytes_ = 0;
+  bool writing_ = false;
+  std::array<char, 512> read_buf_;
+
+  uint64_t dropped_total_ = 0;
+  uint64_t dropped_since_warning_ = 0;
+  std::chrono::steady_clock::time_point last_drop_warning_{};
+};
+
+}  // namespace stig::node

@@ -1,0 +1,104 @@
+#include "node/storage.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+#include <filesystem>
+#include <system_error>
+
+namespace stig::node {
+
+Storage::Storage(std::string dir, std::unique_ptr<rocksdb::DB> db) : dir_(std::move(dir)), db_(std::move(db)) {}
+
+Storage::~Storage() {
+  if (db_) {
+    // Close explicitly so background work stops before the handle is freed;
+    // every write was synced already, so nothing is lost if this fails.
+    (void)db_->Close();
+  }
+}
+
+std::unique_ptr<Storage> Storage::open(const std::string& dir, std::string* error) {
+  auto fail = [&](const std::string& why) -> std::unique_ptr<Storage> {
+    if (error) *error = "cannot open data dir '" + dir + "': " + why;
+    return nullptr;
+  };
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return fail(ec.message());
+  if (!std::filesystem::is_directory(dir, ec)) return fail("not a directory");
+
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.max_background_jobs = 2;
+  options.keep_log_file_num = 4;            // RocksDB's own info LOG files
+  options.max_log_file_size = 8u << 20;
+  options.max_manifest_file_size = 64u << 20;
+
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, dir, &raw);
+  if (!s.ok()) {
+    std::string why = s.ToString();
+    if (s.IsIOError() && why.find("lock") != std::string::npos)
+      why += " (is another stigd using this data dir?)";
+    return fail(why);
+  }
+  return std::unique_ptr<Storage>(new Storage(dir, std::unique_ptr<rocksdb::DB>(raw)));
+}
+
+StorageStatus Storage::load_all(replication::RecoveredState& out) const {
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->SeekToFirst(); it->Valid(); it->Next())
+    out.entries.emplace_back(it->key().ToString(), it->value().ToString());
+  if (!it->status().ok()) return StorageStatus::failure("reading '" + dir_ + "' failed: " + it->status().ToString());
+  return StorageStatus::success();
+}
+
+namespace {
+
+void add_to_batch(rocksdb::WriteBatch& batch, const std::vector<replication::Persist>& writes,
+                  rocksdb::Status& first_error) {
+  for (const auto& w : writes) {
+    rocksdb::Status s = w.erase ? batch.Delete(w.key) : batch.Put(w.key, w.value);
+    if (!s.ok() && first_error.ok()) first_error = s;
+  }
+}
+
+}  // namespace
+
+StorageStatus Storage::write(const std::vector<replication::Persist>& writes) {
+  if (writes.empty()) return StorageStatus::success();
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s;
+  add_to_batch(batch, writes, s);
+  if (s.ok()) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    s = db_->Write(wo, &batch);
+  }
+  if (!s.ok()) return StorageStatus::failure("write to '" + dir_ + "' failed: " + s.ToString());
+  return StorageStatus::success();
+}
+
+StorageStatus Storage::write_groups(const std::vector<std::vector<replication::Persist>>& groups) {
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s;
+  size_t count = 0;
+  for (const auto& g : groups) {
+    add_to_batch(batch, g, s);
+    count += g.size();
+  }
+  if (count == 0) return StorageStatus::success();
+  if (s.ok()) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    s = db_->Write(wo, &batch);
+  }
+  if (!s.ok()) return StorageStatus::failure("write to '" + dir_ + "' failed: " + s.ToString());
+  return StorageStatus::success();
+}
+
+}  // namespace stig::node
