@@ -27,6 +27,9 @@ struct Config {
   int64_t anti_entropy_interval_ms = 1000;
   int64_t durability_timeout_ms = 5000;  // quorum/all writes wait this long for acks
   uint32_t max_siblings = 100;           // a put that would exceed this fails
+  uint32_t max_key_bytes = 4096;
+  uint32_t max_value_bytes = 1u << 20;
+  uint32_t max_state_bytes = 3u << 20;   // all siblings of one key; stays below the frame limit
   uint32_t merkle_fanout = 16;
   uint32_t merkle_depth = 3;             // leaves = fanout^depth buckets
   uint32_t max_batch_bytes = 1u << 20;   // split push/anti-entropy messages above this

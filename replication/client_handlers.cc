@@ -1,0 +1,330 @@
+// Client operations of the lazy path: registers, counters, sets, status.
+#include <algorithm>
+
+#include "replication/invariant.h"
+#include "replication/replica_impl.h"
+
+namespace stig::replication {
+
+namespace {
+
+const char* type_name(pb::ValueType t) {
+  switch (t) {
+    case pb::REGISTER: return "register";
+    case pb::COUNTER: return "counter";
+    case pb::SET: return "set";
+    default: return "unknown";
+  }
+}
+
+std::string_view agent_of(const pb::Request& r) { return r.agent().empty() ? "anonymous" : r.agent(); }
+
+bool is_mutation(const pb::Request& r) {
+  switch (r.op_case()) {
+    case pb::Request::kPut:
+    case pb::Request::kDel:
+    case pb::Request::kCounterAdd:
+    case pb::Request::kSetAdd:
+    case pb::Request::kSetRemove: return true;
+    default: return false;
+  }
+}
+
+void fill_versions(const pb::KeyState& state, google::protobuf::RepeatedPtrField<pb::Version>* out) {
+  for (const auto& s : state.siblings()) {
+    if (s.tombstone()) continue;
+    auto* v = out->Add();
+    v->set_value(s.value());
+    v->set_modified_by(s.modified_by());
+    v->set_modified_at_ms(s.modified_at_ms());
+  }
+}
+
+}  // namespace
+
+pb::Response ReplicaImpl::make_response(const pb::Request& request) const {
+  pb::Response r;
+  r.set_seq(request.seq());
+  r.set_node(config_.self);
+  return r;
+}
+
+void ReplicaImpl::reply_error(ClientToken token, const pb::Request& request, pb::ErrorCode code,
+                              std::string message) {
+  pb::Response r = make_response(request);
+  r.set_error(code);
+  r.set_error_message(std::move(message));
+  if (is_mutation(request) && !request.client_id().empty())
+    complete_write(token, request.client_id(), request.seq(), r);
+  else
+    reply(token, std::move(r));
+}
+
+uint64_t ReplicaImpl::next_dot() {
+  dot_counter_dirty_ = true;
+  return ++dot_counter_;
+}
+
+void ReplicaImpl::on_client(ClientToken token, const pb::Request& request) {
+  if (is_mutation(request) && !request.client_id().empty()) {
+    auto d = sessions_.admit(request.client_id(), request.seq(), token);
+    switch (d.admission) {
+      case ClientSessions::Admission::kNew: break;
+      case ClientSessions::Admission::kDuplicateDone: reply(token, *d.cached); return;
+      case ClientSessions::Admission::kDuplicateInFlight: return;
+      case ClientSessions::Admission::kStale:
+        reply(token, [&] {
+          pb::Response r = make_response(request);
+          r.set_error(pb::STALE_REQUEST);
+          r.set_error_message("request seq " + std::to_string(request.seq()) +
+                              " is older than this node remembers for client '" + request.client_id() + "'");
+          return r;
+        }());
+        return;
+    }
+  }
+  switch (request.op_case()) {
+    case pb::Request::kGet: return handle_get(token, request);
+    case pb::Request::kPut: return handle_register_write(token, request, false);
+    case pb::Request::kDel: return handle_register_write(token, request, true);
+    case pb::Request::kCounterAdd: return handle_counter_add(token, request);
+    case pb::Request::kCounterGet: return handle_counter_get(token, request);
+    case pb::Request::kSetAdd: return handle_set_write(token, request, true);
+    case pb::Request::kSetRemove: return handle_set_write(token, request, false);
+    case pb::Request::kSetGet: return handle_set_get(token, request);
+    case pb::Request::kClusterStatus: return handle_cluster_status(token, request);
+    case pb::Request::kAdminPartition:
+    case pb::Request::kAdminHeal:
+      return reply_error(token, request, pb::UNKNOWN_REQUEST, "admin operations are served by the node runtime");
+    case pb::Request::OP_NOT_SET:
+      return reply_error(token, request, pb::UNKNOWN_REQUEST, "request names no operation this node knows");
+  }
+  reply_error(token, request, pb::UNKNOWN_REQUEST, "request names no operation this node knows");
+}
+
+bool ReplicaImpl::check_key(ClientToken token, const pb::Request& request, const std::string& key,
+                            pb::ValueType type) {
+  if (key.empty()) {
+    reply_error(token, request, pb::BAD_REQUEST, "key must not be empty");
+    return false;
+  }
+  if (key.size() > config_.max_key_bytes) {
+    reply_error(token, request, pb::BAD_REQUEST,
+                "key is " + std::to_string(key.size()) + " bytes; the limit is " + std::to_string(config_.max_key_bytes));
+    return false;
+  }
+  for (pb::ValueType other : {pb::REGISTER, pb::COUNTER, pb::SET}) {
+    if (other == type) continue;
+    const KeyEntry* e = store_.find(KeyStore::typed_key(other, key));
+    if (e && !is_tombstone_only(e->state)) {
+      reply_error(token, request, pb::WRONG_TYPE,
+                  "key '" + key + "' holds a " + type_name(other) + ", not a " + type_name(type));
+      return false;
+    }
+  }
+  return true;
+}
+
+void ReplicaImpl::handle_get(ClientToken token, const pb::Request& request) {
+  const std::string& key = request.get().key();
+  if (!check_key(token, request, key, pb::REGISTER)) return;
+  pb::Response r = make_response(request);
+  auto* g = r.mutable_get();
+  g->set_key(key);
+  if (const KeyEntry* e = store_.find(KeyStore::typed_key(pb::REGISTER, key))) {
+    fill_versions(e->state, g->mutable_versions());
+    if (!e->state.context().entries().empty()) g->set_context(encode_context(e->state.context()));
+  }
+  reply(token, std::move(r));
+}
+
+void ReplicaImpl::handle_register_write(ClientToken token, const pb::Request& request, bool is_delete) {
+  const std::string& key = is_delete ? request.del().key() : request.put().key();
+  const std::string& ctx_bytes = is_delete ? request.del().context() : request.put().context();
+  const pb::Durability durability = is_delete ? request.del().durability() : request.put().durability();
+  const std::string& value = is_delete ? std::string() : request.put().value();
+  if (!check_key(token, request, key, pb::REGISTER)) return;
+  if (!pb::Durability_IsValid(durability))
+    return reply_error(token, request, pb::BAD_REQUEST, "unknown durability level");
+  if (value.size() > config_.max_value_bytes)
+    return reply_error(token, request, pb::BAD_REQUEST,
+                       "value is " + std::to_string(value.size()) + " bytes; the limit is " +
+                           std::to_string(config_.max_value_bytes));
+  pb::VersionVector ctx;
+  if (auto s = decode_context(ctx_bytes, ctx); !s.is_ok())
+    return reply_error(token, request, pb::MALFORMED_CONTEXT, s.message());
+  for (const auto& e : ctx.entries()) {
+    if (e.node() != config_.self && !is_peer(e.node()))
+      return reply_error(token, request, pb::MALFORMED_CONTEXT,
+                         "context names node '" + e.node() + "', which is not in this cluster");
+    if (e.node() == config_.self && e.counter() > dot_counter_)
+      return reply_error(token, request, pb::MALFORMED_CONTEXT, "context is from the future of node " + e.node());
+  }
+
+  const std::string tk = KeyStore::typed_key(pb::REGISTER, key);
+  const KeyEntry* existing = store_.find(tk);
+  if (existing) {
+    const size_t kept = surviving_siblings(existing->state, ctx);
+    if (kept + 1 > config_.max_siblings)
+      return reply_error(token, request, pb::TOO_MANY_SIBLINGS,
+                         "key '" + key + "' has " + std::to_string(kept) + " concurrent versions (limit " +
+                             std::to_string(config_.max_siblings) +
+                             "); get it and write with its context to resolve them");
+    if (surviving_bytes(existing->state, ctx) + value.size() > config_.max_state_bytes)
+      return reply_error(token, request, pb::TOO_MANY_SIBLINGS,
+                         "key '" + key + "' would hold more than " + std::to_string(config_.max_state_bytes) +
+                             " bytes of concurrent versions; resolve them with a context");
+  } else if (is_delete && ctx.entries().empty()) {
+    // Nothing to delete and nothing seen: a no-op, answered like a delete.
+    pb::Response r = make_response(request);
+    r.mutable_put()->set_key(key);
+    return finish_write(token, request, tk, std::move(r), pb::DURABILITY_LOCAL);
+  }
+
+  KeyEntry& entry = store_.get_or_create(pb::REGISTER, key);
+  register_write(entry.state, ctx, config_.self, next_dot(), value, is_delete,
+                 WriteMeta{agent_of(request), now_.wall});
+  store_.mark_dirty(tk, entry);
+  pending_push_.insert(tk);
+  if (is_delete && peers_.empty()) gc_candidates_.insert(tk);  // the only replica has seen it
+
+  pb::Response r = make_response(request);
+  auto* p = r.mutable_put();
+  p->set_key(key);
+  p->set_context(encode_context(entry.state.context()));
+  fill_versions(entry.state, p->mutable_versions());
+  finish_write(token, request, tk, std::move(r), durability);
+}
+
+void ReplicaImpl::handle_counter_add(ClientToken token, const pb::Request& request) {
+  const auto& op = request.counter_add();
+  if (!check_key(token, request, op.key(), pb::COUNTER)) return;
+  if (!pb::Durability_IsValid(op.durability()))
+    return reply_error(token, request, pb::BAD_REQUEST, "unknown durability level");
+  const std::string tk = KeyStore::typed_key(pb::COUNTER, op.key());
+  KeyEntry& entry = store_.get_or_create(pb::COUNTER, op.key());
+  counter_add(entry.state, config_.self, op.delta(), WriteMeta{agent_of(request), now_.wall});
+  store_.mark_dirty(tk, entry);
+  pending_push_.insert(tk);
+  pb::Response r = make_response(request);
+  auto* c = r.mutable_counter();
+  c->set_key(op.key());
+  c->set_value(counter_value(entry.state));
+  c->set_modified_by(std::string(agent_of(request)));
+  c->set_modified_at_ms(now_.wall);
+  finish_write(token, request, tk, std::move(r), op.durability());
+}
+
+void ReplicaImpl::handle_counter_get(ClientToken token, const pb::Request& request) {
+  const std::string& key = request.counter_get().key();
+  if (!check_key(token, request, key, pb::COUNTER)) return;
+  pb::Response r = make_response(request);
+  auto* c = r.mutable_counter();
+  c->set_key(key);
+  if (const KeyEntry* e = store_.find(KeyStore::typed_key(pb::COUNTER, key))) {
+    c->set_value(counter_value(e->state));
+    // The latest change known here, by the wall clock of the node that made it.
+    const pb::CounterEntry* latest = nullptr;
+    for (const auto& ce : e->state.counter())
+      if (!latest || ce.modified_at_ms() > latest->modified_at_ms()) latest = &ce;
+    if (latest) {
+      c->set_modified_by(latest->modified_by());
+      c->set_modified_at_ms(latest->modified_at_ms());
+    }
+  }
+  reply(token, std::move(r));
+}
+
+void ReplicaImpl::handle_set_write(ClientToken token, const pb::Request& request, bool is_add) {
+  const std::string& key = is_add ? request.set_add().key() : request.set_remove().key();
+  const std::string& element = is_add ? request.set_add().element() : request.set_remove().element();
+  const pb::Durability durability = is_add ? request.set_add().durability() : request.set_remove().durability();
+  if (!check_key(token, request, key, pb::SET)) return;
+  if (!pb::Durability_IsValid(durability))
+    return reply_error(token, request, pb::BAD_REQUEST, "unknown durability level");
+  if (element.size() > config_.max_value_bytes)
+    return reply_error(token, request, pb::BAD_REQUEST, "set element is larger than the value limit");
+  const std::string tk = KeyStore::typed_key(pb::SET, key);
+  pb::Response r = make_response(request);
+  r.mutable_set()->set_key(key);
+  if (is_add) {
+    KeyEntry* existing = store_.find(tk);
+    if (existing && existing->state.siblings_size() >= static_cast<int>(config_.max_siblings) * 100)
+      return reply_error(token, request, pb::TOO_MANY_SIBLINGS, "set '" + key + "' is at its element limit");
+    KeyEntry& entry = store_.get_or_create(pb::SET, key);
+    set_add(entry.state, element, config_.self, next_dot(), WriteMeta{agent_of(request), now_.wall});
+    store_.mark_dirty(tk, entry);
+    pending_push_.insert(tk);
+  } else if (KeyEntry* entry = store_.find(tk); entry && set_remove(entry->state, element)) {
+    store_.mark_dirty(tk, *entry);
+    pending_push_.insert(tk);
+  }
+  finish_write(token, request, tk, std::move(r), durability);
+}
+
+void ReplicaImpl::handle_set_get(ClientToken token, const pb::Request& request) {
+  const std::string& key = request.set_get().key();
+  if (!check_key(token, request, key, pb::SET)) return;
+  pb::Response r = make_response(request);
+  auto* s = r.mutable_set();
+  s->set_key(key);
+  if (const KeyEntry* e = store_.find(KeyStore::typed_key(pb::SET, key)))
+    for (auto& el : set_elements(e->state)) s->add_elements(std::move(el));
+  reply(token, std::move(r));
+}
+
+void ReplicaImpl::handle_cluster_status(ClientToken token, const pb::Request& request) {
+  settle();
+  pb::Response r = make_response(request);
+  auto* status = r.mutable_cluster_status();
+  auto* self = status->add_nodes();
+  self->set_id(config_.self);
+  self->set_address(config_.self_address);
+  self->set_state("self");
+  self->set_keys(store_.live_keys());
+  self->set_tombstones(store_.tombstone_keys());
+  self->set_digest(store_.digest());
+  self->set_last_heard_ms_ago(0);
+  for (const auto& p : config_.peers) {
+    auto* n = status->add_nodes();
+    const PeerView& v = detector_.view(p.id);
+    n->set_id(p.id);
+    n->set_address(p.address);
+    n->set_state(peer_state_name(detector_.state(p.id, now_.mono)));
+    n->set_keys(v.keys);
+    n->set_tombstones(v.tombstones);
+    n->set_digest(v.digest);
+    n->set_last_heard_ms_ago(v.last_heard < 0 ? -1 : now_.mono - v.last_heard);
+  }
+  std::sort(status->mutable_nodes()->begin(), status->mutable_nodes()->end(),
+            [](const pb::NodeStatus& a, const pb::NodeStatus& b) { return a.id() < b.id(); });
+  reply(token, std::move(r));
+}
+
+// --- durability ----------------------------------------------------------------------
+
+void ReplicaImpl::finish_write(ClientToken token, const pb::Request& request, const std::string& typed_key,
+                               pb::Response response, pb::Durability durability) {
+  const size_t n = config_.cluster_size();
+  const size_t required = durability == pb::DURABILITY_ALL ? n : durability == pb::DURABILITY_QUORUM ? n / 2 + 1 : 1;
+  if (required <= 1 || store_.find(typed_key) == nullptr)
+    return complete_write(token, request.client_id(), request.seq(), response);
+  const uint64_t id = next_write_id_++;
+  const MonoTime deadline = now_.mono + config_.durability_timeout_ms;
+  pending_writes_.emplace(id, PendingWrite{token, request.client_id(), request.seq(), typed_key, std::move(response),
+                                           required - 1, {}, deadline});
+  write_deadlines_.emplace(deadline, id);
+  unbatched_writes_.push_back(id);
+  // A write that changed nothing (e.g. removing an absent element) still
+  // waits for peers to acknowledge the key's current state.
+  pending_push_.insert(typed_key);
+}
+
+void ReplicaImpl::complete_write(ClientToken token, const std::string& client_id, uint64_t seq,
+                                 const pb::Response& response) {
+  if (!client_id.empty())
+    for (ClientToken t : sessions_.complete(client_id, seq, response)) reply(t, response);
+  reply(token, response);
+}
+
+}  // namespace stig::replication

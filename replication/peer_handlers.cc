@@ -1,0 +1,274 @@
+// Peer protocol of the lazy path: eager push with acknowledgements,
+// Merkle-tree anti-entropy, and collection of tombstones every replica has.
+#include <algorithm>
+
+#include "replication/invariant.h"
+#include "replication/replica_impl.h"
+
+namespace stig::replication {
+
+void ReplicaImpl::on_peer(const NodeId& from, const pb::PeerMessage& message) {
+  switch (message.body_case()) {
+    case pb::PeerMessage::kHeartbeat: {
+      const auto& hb = message.heartbeat();
+      detector_.heartbeat(from, now_.mono, hb.keys(), hb.tombstones(), hb.digest());
+      return;
+    }
+    case pb::PeerMessage::kPush: return handle_push(from, message.push());
+    case pb::PeerMessage::kPushAck: return handle_push_ack(from, message.push_ack());
+    case pb::PeerMessage::kAeLevel: return handle_ae_level(from, message.ae_level());
+    case pb::PeerMessage::kAeKeys: return handle_ae_keys(from, message.ae_keys());
+    case pb::PeerMessage::kCollect: return handle_collect(message.collect());
+    case pb::PeerMessage::kHello:         // consumed by the runtime's link set-up
+    case pb::PeerMessage::BODY_NOT_SET:  // from a newer peer: ignore
+      return;
+  }
+}
+
+// --- merging -------------------------------------------------------------------
+
+bool ReplicaImpl::merge_remote(const NodeId& from, const pb::KeyState& remote) {
+  (void)from;
+  if (!validate_state(remote).is_ok()) return false;
+  if (remote.key().size() > config_.max_key_bytes) return false;
+  const std::string tk = KeyStore::typed_key(remote.type(), remote.key());
+  KeyEntry* entry = store_.find(tk);
+  if (!entry) {
+    entry = &store_.get_or_create(remote.type(), remote.key());
+    entry->state = remote;
+    store_.mark_dirty(tk, *entry);
+  } else if (merge_state(entry->state, remote)) {
+    store_.mark_dirty(tk, *entry);
+  }
+  // A peer knows of dots of ours we do not (our disk was lost): never reissue them.
+  if (const uint64_t mine = max_counter_of(remote, config_.self); mine > dot_counter_) {
+    dot_counter_ = mine;
+    dot_counter_dirty_ = true;
+  }
+  return true;
+}
+
+// --- eager push ---------------------------------------------------------------------
+
+void ReplicaImpl::flush_push() {
+  if (pending_push_.empty()) return;
+  if (peers_.empty()) {
+    pending_push_.clear();
+    return;
+  }
+  std::map<std::string, uint64_t> batch_of_key;
+  pb::PeerMessage message;
+  size_t bytes = 0;
+  uint64_t batch_id = next_batch_id_++;
+  auto emit = [&] {
+    if (message.push().states_size() == 0) return;
+    message.mutable_push()->set_batch_id(batch_id);
+    batch_expiry_[batch_id] = now_.mono + config_.durability_timeout_ms;
+    broadcast(std::move(message));
+    message = pb::PeerMessage();
+    bytes = 0;
+    batch_id = next_batch_id_++;
+  };
+  for (const auto& tk : pending_push_) {
+    const KeyEntry* e = store_.find(tk);
+    if (!e) continue;  // collected meanwhile
+    const size_t size = e->state.ByteSizeLong();
+    if (bytes > 0 && bytes + size > config_.max_batch_bytes) emit();
+    *message.mutable_push()->add_states() = e->state;
+    bytes += size;
+    batch_of_key[tk] = batch_id;
+  }
+  emit();
+  for (uint64_t id : unbatched_writes_) {
+    auto w = pending_writes_.find(id);
+    if (w == pending_writes_.end()) continue;
+    auto b = batch_of_key.find(w->second.typed_key);
+    if (b != batch_of_key.end()) batch_writes_[b->second].push_back(id);
+  }
+  unbatched_writes_.clear();
+  pending_push_.clear();
+}
+
+void ReplicaImpl::handle_push(const NodeId& from, const pb::PushBatch& push) {
+  std::vector<std::pair<std::string, uint64_t>> tombstones;
+  for (const auto& state : push.states()) {
+    if (!merge_remote(from, state)) continue;
+    if (is_tombstone_only(state))
+      tombstones.emplace_back(KeyStore::typed_key(state.type(), state.key()),
+                              KeyStore::hash_serialized(state.SerializeAsString()));
+  }
+  settle();
+  // The ack is released only once the merged states are durable here.
+  pb::PeerMessage reply;
+  auto* ack = reply.mutable_push_ack();
+  ack->set_batch_id(push.batch_id());
+  for (const auto& state : push.states()) {
+    const KeyEntry* e = store_.find(KeyStore::typed_key(state.type(), state.key()));
+    if (!e || !e->tombstone_only) continue;
+    auto* kh = ack->add_tombstones();
+    kh->set_key(state.key());
+    kh->set_type(state.type());
+    kh->set_hash(e->hash);
+  }
+  send(from, std::move(reply));
+  for (const auto& [tk, h] : tombstones) note_tombstone_seen(from, tk, h);
+}
+
+void ReplicaImpl::handle_push_ack(const NodeId& from, const pb::PushAck& ack) {
+  settle();
+  for (const auto& kh : ack.tombstones())
+    if (pb::ValueType_IsValid(kh.type()))
+      note_tombstone_seen(from, KeyStore::typed_key(kh.type(), kh.key()), kh.hash());
+  auto batch = batch_writes_.find(ack.batch_id());
+  if (batch == batch_writes_.end()) return;
+  for (uint64_t id : batch->second) {
+    auto it = pending_writes_.find(id);
+    if (it == pending_writes_.end()) continue;
+    PendingWrite& w = it->second;
+    if (!w.acked.insert(from).second || w.acked.size() < w.needed) continue;
+    complete_write(w.token, w.client_id, w.seq, w.response);
+    write_deadlines_.erase({w.deadline, id});
+    pending_writes_.erase(it);
+  }
+}
+
+// --- tombstone collection ----------------------------------------------------------------
+
+void ReplicaImpl::note_tombstone_seen(const NodeId& peer, const std::string& typed_key, uint64_t peer_hash) {
+  KeyEntry* e = store_.find(typed_key);
+  if (!e || e->dirty || !e->tombstone_only || e->hash != peer_hash) return;
+  if (std::find(e->tombstone_seen_by.begin(), e->tombstone_seen_by.end(), peer) == e->tombstone_seen_by.end())
+    e->tombstone_seen_by.push_back(peer);
+  gc_candidates_.insert(typed_key);
+}
+
+void ReplicaImpl::collect_tombstones() {
+  pb::PeerMessage m;
+  for (const auto& tk : gc_candidates_) {
+    const KeyEntry* e = store_.find(tk);
+    if (!e || e->dirty || !e->tombstone_only || e->tombstone_seen_by.size() < peers_.size()) continue;
+    STIG_INVARIANT(pending_push_.count(tk) == 0, "collecting a key that still has to be pushed");
+    auto* kh = m.mutable_collect()->add_keys();
+    kh->set_key(e->state.key());
+    kh->set_type(e->state.type());
+    kh->set_hash(e->hash);
+    store_.erase(tk, out_.persist);
+  }
+  gc_candidates_.clear();
+  if (m.has_collect() && !peers_.empty()) broadcast(std::move(m));
+}
+
+void ReplicaImpl::handle_collect(const pb::Collect& collect) {
+  settle();
+  for (const auto& kh : collect.keys()) {
+    if (!pb::ValueType_IsValid(kh.type())) continue;
+    const std::string tk = KeyStore::typed_key(kh.type(), kh.key());
+    const KeyEntry* e = store_.find(tk);
+    // Changed since (a newer write or a merge): keep it, the sender will see it.
+    if (!e || e->dirty || !e->tombstone_only || e->hash != kh.hash() || pending_push_.count(tk)) continue;
+    store_.erase(tk, out_.persist);
+  }
+}
+
+// --- anti-entropy ------------------------------------------------------------------------------
+
+void ReplicaImpl::start_anti_entropy() {
+  settle();
+  std::vector<NodeId> candidates;
+  for (const auto& p : peers_)
+    if (detector_.state(p, now_.mono) == PeerState::kUp) candidates.push_back(p);
+  if (candidates.empty()) candidates = peers_;  // probe: a down peer may be back
+  const NodeId& partner = candidates[rng_.below(candidates.size())];
+  pb::PeerMessage m;
+  auto* level = m.mutable_ae_level();
+  level->set_session(next_ae_session_++);
+  level->set_level(0);
+  level->add_indices(0);
+  level->add_hashes(store_.digest());
+  send(partner, std::move(m));
+}
+
+void ReplicaImpl::handle_ae_level(const NodeId& from, const pb::AeTreeLevel& level) {
+  const MerkleTree& tree = store_.tree();
+  if (level.level() > tree.depth() || level.indices_size() != level.hashes_size()) return;
+  settle();
+  std::vector<uint32_t> differing;
+  for (int i = 0; i < level.indices_size(); ++i) {
+    const uint32_t idx = level.indices(i);
+    if (idx >= tree.width(level.level())) return;  // malformed: ignore the whole message
+    if (tree.hash(level.level(), idx) != level.hashes(i)) differing.push_back(idx);
+  }
+  if (differing.empty()) return;
+
+  pb::PeerMessage m;
+  if (level.level() == tree.depth()) {
+    auto* keys = m.mutable_ae_keys();
+    keys->set_session(level.session());
+    keys->set_reply_wanted(true);
+    size_t bytes = 0;
+    for (uint32_t b : differing) {
+      if (bytes > config_.max_batch_bytes) break;  // the rest next round
+      keys->add_buckets(b);
+      for (const auto& [tk, e] : store_.bucket(b)) {
+        *keys->add_states() = e.state;
+        bytes += e.state.ByteSizeLong();
+      }
+    }
+  } else {
+    auto* next = m.mutable_ae_level();
+    next->set_session(level.session());
+    next->set_level(level.level() + 1);
+    for (uint32_t idx : differing) {
+      for (uint32_t c = tree.first_child(idx); c < tree.first_child(idx) + tree.fanout(); ++c) {
+        next->add_indices(c);
+        next->add_hashes(tree.hash(level.level() + 1, c));
+      }
+    }
+  }
+  send(from, std::move(m));
+}
+
+void ReplicaImpl::handle_ae_keys(const NodeId& from, const pb::AeKeys& keys) {
+  for (uint32_t b : keys.buckets())
+    if (b >= store_.tree().leaf_count()) return;  // malformed
+  std::map<std::string, uint64_t> remote_hash;
+  for (const auto& state : keys.states()) {
+    if (!merge_remote(from, state)) continue;
+    remote_hash[KeyStore::typed_key(state.type(), state.key())] = KeyStore::hash_serialized(state.SerializeAsString());
+  }
+  settle();
+  for (const auto& state : keys.states()) {
+    if (!is_tombstone_only(state)) continue;
+    const std::string tk = KeyStore::typed_key(state.type(), state.key());
+    if (auto it = remote_hash.find(tk); it != remote_hash.end()) note_tombstone_seen(from, tk, it->second);
+  }
+  for (const auto& kh : keys.tombstones())
+    if (pb::ValueType_IsValid(kh.type())) note_tombstone_seen(from, KeyStore::typed_key(kh.type(), kh.key()), kh.hash());
+  if (!keys.reply_wanted()) return;
+  pb::PeerMessage m;
+  auto* back = m.mutable_ae_keys();
+  back->set_session(keys.session());
+  back->set_reply_wanted(false);
+  size_t bytes = 0;
+  for (uint32_t b : keys.buckets()) {
+    back->add_buckets(b);
+    for (const auto& [tk, e] : store_.bucket(b)) {
+      auto it = remote_hash.find(tk);
+      if (it != remote_hash.end() && it->second == e.hash) {
+        if (e.tombstone_only) {
+          auto* kh = back->add_tombstones();
+          kh->set_key(e.state.key());
+          kh->set_type(e.state.type());
+          kh->set_hash(e.hash);
+        }
+        continue;
+      }
+      if (bytes > config_.max_batch_bytes) break;
+      *back->add_states() = e.state;
+      bytes += e.state.ByteSizeLong();
+    }
+  }
+  if (back->states_size() > 0 || back->tombstones_size() > 0) send(from, std::move(m));
+}
+
+}  // namespace stig::replication

@@ -1,0 +1,159 @@
+#include "replication/replica.h"
+
+#include <algorithm>
+#include <charconv>
+#include <stdexcept>
+
+#include "replication/invariant.h"
+#include "replication/replica_impl.h"
+
+namespace stig::replication {
+
+namespace {
+constexpr std::string_view kDotCounterKey = "m/dot_counter";
+}
+
+// --- Replica (public face) --------------------------------------------------
+
+Replica::Replica(const Config& config, uint64_t seed, const RecoveredState& recovered)
+    : impl_(std::make_unique<ReplicaImpl>(config, seed, recovered)) {}
+Replica::~Replica() = default;
+void Replica::step(const Now& now, Input input) { impl_->step(now, std::move(input)); }
+Output Replica::take_output() { return impl_->take_output(); }
+const NodeId& Replica::id() const { return impl_->config().self; }
+uint64_t Replica::state_digest() const { return impl_->store().digest(); }
+uint64_t Replica::live_keys() const { return impl_->store().live_keys(); }
+uint64_t Replica::tombstone_keys() const { return impl_->store().tombstone_keys(); }
+
+// --- lifecycle ------------------------------------------------------------------
+
+ReplicaImpl::ReplicaImpl(const Config& config, uint64_t seed, const RecoveredState& recovered)
+    : config_(config),
+      rng_(seed),
+      store_(config.merkle_fanout, config.merkle_depth),
+      detector_(config),
+      sessions_(config.dedup_clients) {
+  if (auto s = config_.validate(); !s.is_ok()) throw std::invalid_argument("invalid configuration: " + s.message());
+  for (const auto& p : config_.peers) peers_.push_back(p.id);
+  std::sort(peers_.begin(), peers_.end());
+
+  for (const auto& [key, value] : recovered.entries) {
+    if (key == kDotCounterKey) {
+      uint64_t c = 0;
+      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), c);
+      if (ec != std::errc() || p != value.data() + value.size())
+        throw std::invalid_argument("stored dot counter is corrupt: '" + value + "'");
+      dot_counter_ = std::max(dot_counter_, c);
+    } else if (KeyStore::is_storage_key(key)) {
+      if (auto s = store_.load(key, value); !s.is_ok()) throw std::invalid_argument(s.message());
+    } else {
+      throw std::invalid_argument("unknown key in storage: '" + key + "'");
+    }
+  }
+  // Never reuse a dot, even if the counter write was lost: states on disk
+  // name every dot this node issued for them.
+  for (uint32_t b = 0; b < store_.tree().leaf_count(); ++b)
+    for (const auto& [tk, e] : store_.bucket(b))
+      dot_counter_ = std::max(dot_counter_, max_counter_of(e.state, config_.self));
+  store_.settle(nullptr);
+}
+
+void ReplicaImpl::step(const Now& now, Input input) {
+  // Monotonic time never goes back, even if a runtime hands in an older value.
+  now_.mono = std::max(now_.mono, now.mono);
+  now_.wall = now.wall;
+  if (auto* c = std::get_if<ClientInput>(&input)) {
+    on_client(c->token, c->request);
+  } else if (auto* p = std::get_if<PeerInput>(&input)) {
+    if (is_peer(p->from)) {
+      detector_.heard(p->from, now_.mono);
+      on_peer(p->from, p->message);
+    }
+  }
+  run_timers();
+}
+
+Output ReplicaImpl::take_output() {
+  flush_push();
+  settle();
+  collect_tombstones();
+  if (dot_counter_dirty_) {
+    out_.persist.push_back(Persist{std::string(kDotCounterKey), std::to_string(dot_counter_), false});
+    dot_counter_dirty_ = false;
+  }
+  MonoTime wake = kNever;
+  if (!peers_.empty()) wake = std::min(next_heartbeat_at_, next_anti_entropy_at_);
+  if (!write_deadlines_.empty()) wake = std::min(wake, write_deadlines_.begin()->first);
+  out_.wake_at = wake;
+  Output result = std::move(out_);
+  out_ = Output{};
+  return result;
+}
+
+void ReplicaImpl::settle() { store_.settle(&out_.persist); }
+
+// --- timers -------------------------------------------------------------------------
+
+void ReplicaImpl::run_timers() {
+  const MonoTime now = now_.mono;
+  if (!peers_.empty() && now >= next_heartbeat_at_) {
+    settle();
+    pb::PeerMessage m;
+    auto* hb = m.mutable_heartbeat();
+    hb->set_keys(store_.live_keys());
+    hb->set_tombstones(store_.tombstone_keys());
+    hb->set_digest(store_.digest());
+    broadcast(std::move(m));
+    next_heartbeat_at_ = now + config_.heartbeat_interval_ms;
+  }
+  if (!peers_.empty() && now >= next_anti_entropy_at_) {
+    if (next_anti_entropy_at_ != 0) start_anti_entropy();
+    // Jitter (75%..125%) keeps nodes from synchronising their rounds.
+    const int64_t base = config_.anti_entropy_interval_ms;
+    next_anti_entropy_at_ = now + base * 3 / 4 + static_cast<int64_t>(rng_.below(static_cast<uint64_t>(base / 2 + 1)));
+  }
+  while (!write_deadlines_.empty() && write_deadlines_.begin()->first <= now) {
+    const uint64_t id = write_deadlines_.begin()->second;
+    write_deadlines_.erase(write_deadlines_.begin());
+    auto it = pending_writes_.find(id);
+    if (it == pending_writes_.end()) continue;
+    PendingWrite& w = it->second;
+    const size_t stored = 1 + w.acked.size();
+    pb::Response r = w.response;
+    r.clear_result();
+    r.set_error(pb::DURABILITY_NOT_MET);
+    r.set_error_message("stored on " + std::to_string(stored) + " of " + std::to_string(config_.cluster_size()) +
+                        " replicas (needed " + std::to_string(stored + w.needed) + ") within " +
+                        std::to_string(config_.durability_timeout_ms) +
+                        " ms; the write is kept and will still propagate");
+    complete_write(w.token, w.client_id, w.seq, r);
+    std::erase(unbatched_writes_, id);
+    pending_writes_.erase(it);
+  }
+  while (!batch_expiry_.empty() && batch_expiry_.begin()->second <= now) {
+    batch_writes_.erase(batch_expiry_.begin()->first);
+    batch_expiry_.erase(batch_expiry_.begin());
+  }
+}
+
+// --- output helpers -----------------------------------------------------------------------
+
+bool ReplicaImpl::is_peer(const NodeId& id) const { return std::binary_search(peers_.begin(), peers_.end(), id); }
+
+void ReplicaImpl::send(const NodeId& to, pb::PeerMessage message) {
+  STIG_INVARIANT(to != config_.self, "sending to self");
+  message.set_from(config_.self);
+  out_.messages.push_back(Outbound{to, std::make_shared<const pb::PeerMessage>(std::move(message))});
+}
+
+void ReplicaImpl::broadcast(pb::PeerMessage message) {
+  message.set_from(config_.self);
+  auto shared = std::make_shared<const pb::PeerMessage>(std::move(message));
+  for (const auto& p : peers_) out_.messages.push_back(Outbound{p, shared});
+}
+
+void ReplicaImpl::reply(ClientToken token, pb::Response response) {
+  out_.replies.push_back(Reply{token, std::move(response)});
+}
+
+}  // namespace stig::replication

@@ -1,0 +1,118 @@
+// ReplicaImpl: the lazy-path protocol state machine behind Replica.
+//
+// Internal header. Client operations live in client_handlers.cc, the peer
+// protocol (push, acks, anti-entropy, tombstone collection) in
+// peer_handlers.cc, lifecycle, timers and output assembly in replica.cc.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "replication/client_sessions.h"
+#include "replication/config.h"
+#include "replication/failure_detector.h"
+#include "replication/key_state.h"
+#include "replication/replica.h"
+#include "replication/rng.h"
+#include "replication/store.h"
+
+namespace stig::replication {
+
+class ReplicaImpl {
+ public:
+  ReplicaImpl(const Config& config, uint64_t seed, const RecoveredState& recovered);
+
+  void step(const Now& now, Input input);
+  Output take_output();
+
+  const Config& config() const { return config_; }
+  const KeyStore& store() const { return store_; }
+
+ private:
+  friend class Replica;
+
+  // A quorum/all write waiting for peers' acknowledgements.
+  struct PendingWrite {
+    ClientToken token;
+    std::string client_id;
+    uint64_t seq;
+    std::string typed_key;
+    pb::Response response;
+    size_t needed;  // peer acks still required
+    std::set<NodeId> acked;
+    MonoTime deadline;
+  };
+
+  // --- client side (client_handlers.cc)
+  void on_client(ClientToken token, const pb::Request& request);
+  void handle_get(ClientToken token, const pb::Request& request);
+  void handle_register_write(ClientToken token, const pb::Request& request, bool is_delete);
+  void handle_counter_add(ClientToken token, const pb::Request& request);
+  void handle_counter_get(ClientToken token, const pb::Request& request);
+  void handle_set_write(ClientToken token, const pb::Request& request, bool is_add);
+  void handle_set_get(ClientToken token, const pb::Request& request);
+  void handle_cluster_status(ClientToken token, const pb::Request& request);
+  // Returns false (after replying with the error) when the key's name is bad
+  // or the key exists with another type.
+  bool check_key(ClientToken token, const pb::Request& request, const std::string& key, pb::ValueType type);
+  // Answers a mutation now (local) or once enough peers stored it.
+  void finish_write(ClientToken token, const pb::Request& request, const std::string& typed_key,
+                    pb::Response response, pb::Durability durability);
+  void complete_write(ClientToken token, const std::string& client_id, uint64_t seq, const pb::Response& response);
+  void reply_error(ClientToken token, const pb::Request& request, pb::ErrorCode code, std::string message);
+  pb::Response make_response(const pb::Request& request) const;
+  uint64_t next_dot();
+
+  // --- peer side (peer_handlers.cc)
+  void on_peer(const NodeId& from, const pb::PeerMessage& message);
+  void handle_push(const NodeId& from, const pb::PushBatch& push);
+  void handle_push_ack(const NodeId& from, const pb::PushAck& ack);
+  void handle_ae_level(const NodeId& from, const pb::AeTreeLevel& level);
+  void handle_ae_keys(const NodeId& from, const pb::AeKeys& keys);
+  void handle_collect(const pb::Collect& collect);
+  // Joins a peer's state of one key. Returns false (and logs nothing: the
+  // core has no log) if the state is malformed; it is then ignored.
+  bool merge_remote(const NodeId& from, const pb::KeyState& remote);
+  void note_tombstone_seen(const NodeId& peer, const std::string& typed_key, uint64_t peer_hash);
+  void collect_tombstones();
+  void start_anti_entropy();
+  void flush_push();
+
+  // --- plumbing (replica.cc)
+  void settle();
+  void run_timers();
+  void send(const NodeId& to, pb::PeerMessage message);
+  void broadcast(pb::PeerMessage message);
+  void reply(ClientToken token, pb::Response response);
+  bool is_peer(const NodeId& id) const;
+
+  Config config_;
+  Rng rng_;
+  Now now_;
+  Output out_;
+  KeyStore store_;
+  FailureDetector detector_;
+  ClientSessions sessions_;
+  std::vector<NodeId> peers_;  // sorted
+
+  uint64_t dot_counter_ = 0;  // last dot issued by this node, any key
+  bool dot_counter_dirty_ = false;
+
+  std::set<std::string> pending_push_;    // typed keys changed by clients since the last push
+  std::vector<uint64_t> unbatched_writes_;  // pending writes whose key is not yet in a push
+  std::map<uint64_t, PendingWrite> pending_writes_;
+  std::set<std::pair<MonoTime, uint64_t>> write_deadlines_;
+  std::map<uint64_t, std::vector<uint64_t>> batch_writes_;  // push batch -> pending writes in it
+  std::map<uint64_t, MonoTime> batch_expiry_;
+  uint64_t next_write_id_ = 1;
+  uint64_t next_batch_id_ = 1;
+  uint64_t next_ae_session_ = 1;
+  std::set<std::string> gc_candidates_;  // tombstone-only keys with a new acknowledgement
+
+  MonoTime next_heartbeat_at_ = 0;
+  MonoTime next_anti_entropy_at_ = 0;
+};
+
+}  // namespace stig::replication

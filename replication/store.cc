@@ -1,0 +1,108 @@
+#include "replication/store.h"
+
+#include "replication/hash.h"
+#include "replication/invariant.h"
+
+namespace stig::replication {
+
+KeyStore::KeyStore(uint32_t merkle_fanout, uint32_t merkle_depth)
+    : tree_(merkle_fanout, merkle_depth), buckets_(tree_.leaf_count()) {}
+
+std::string KeyStore::typed_key(pb::ValueType type, std::string_view key) {
+  const char tag = type == pb::COUNTER ? 'c' : type == pb::SET ? 's' : 'r';
+  std::string out;
+  out.reserve(key.size() + 2);
+  out.push_back(tag);
+  out.push_back(':');
+  out.append(key);
+  return out;
+}
+
+uint64_t KeyStore::hash_serialized(std::string_view bytes) { return hash_bytes(bytes); }
+
+uint32_t KeyStore::bucket_of(std::string_view typed_key) const {
+  return tree_.bucket_of(hash_bytes(typed_key, 0x5bd1e995ULL));
+}
+
+KeyEntry* KeyStore::find(const std::string& typed_key) {
+  auto& b = buckets_[bucket_of(typed_key)];
+  auto it = b.find(typed_key);
+  return it == b.end() ? nullptr : &it->second;
+}
+
+const KeyEntry* KeyStore::find(const std::string& typed_key) const {
+  const auto& b = buckets_[bucket_of(typed_key)];
+  auto it = b.find(typed_key);
+  return it == b.end() ? nullptr : &it->second;
+}
+
+KeyEntry& KeyStore::get_or_create(pb::ValueType type, std::string_view key) {
+  std::string tk = typed_key(type, key);
+  auto& b = buckets_[bucket_of(tk)];
+  auto [it, inserted] = b.try_emplace(std::move(tk));
+  if (inserted) {
+    it->second.state.set_key(std::string(key));
+    it->second.state.set_type(type);
+  }
+  return it->second;
+}
+
+void KeyStore::mark_dirty(const std::string& typed_key, KeyEntry& entry) {
+  if (entry.dirty) return;
+  entry.dirty = true;
+  dirty_.push_back(typed_key);
+}
+
+void KeyStore::settle(std::vector<Persist>* persist) {
+  for (const auto& tk : dirty_) {
+    const uint32_t b = bucket_of(tk);
+    auto it = buckets_[b].find(tk);
+    STIG_INVARIANT(it != buckets_[b].end(), "dirty key vanished before settle");
+    KeyEntry& e = it->second;
+    STIG_INVARIANT(e.dirty, "dirty list and flag disagree");
+    e.dirty = false;
+    scratch_.clear();
+    e.state.SerializeToString(&scratch_);
+    const uint64_t h = hash_serialized(scratch_);
+    if (h == e.hash) continue;
+    const bool was_new = e.hash == 0;
+    const bool was_tomb = e.tombstone_only;
+    tree_.apply(b, e.hash ^ h);
+    e.hash = h;
+    e.tombstone_only = is_tombstone_only(e.state);
+    e.tombstone_seen_by.clear();
+    if (was_new) ++total_keys_;
+    if (!was_new && was_tomb) --tombstone_keys_;
+    if (e.tombstone_only) ++tombstone_keys_;
+    if (persist) persist->push_back(Persist{storage_key(tk), scratch_, false});
+  }
+  dirty_.clear();
+}
+
+void KeyStore::erase(const std::string& typed_key, std::vector<Persist>& persist) {
+  const uint32_t b = bucket_of(typed_key);
+  auto it = buckets_[b].find(typed_key);
+  STIG_INVARIANT(it != buckets_[b].end(), "erasing a missing key");
+  STIG_INVARIANT(!it->second.dirty, "erasing an unsettled key");
+  tree_.apply(b, it->second.hash);
+  --total_keys_;
+  if (it->second.tombstone_only) --tombstone_keys_;
+  buckets_[b].erase(it);
+  persist.push_back(Persist{storage_key(typed_key), {}, true});
+}
+
+Status KeyStore::load(std::string_view skey, std::string_view value) {
+  pb::KeyState state;
+  if (!state.ParseFromArray(value.data(), static_cast<int>(value.size())))
+    return Status::corruption("stored state does not parse: " + std::string(skey));
+  if (auto s = validate_state(state); !s.is_ok())
+    return Status::corruption("stored state is invalid (" + s.message() + "): " + std::string(skey));
+  const std::string tk = typed_key(state.type(), state.key());
+  if (storage_key(tk) != skey) return Status::corruption("stored state under the wrong key: " + std::string(skey));
+  KeyEntry& e = get_or_create(state.type(), state.key());
+  e.state = std::move(state);
+  mark_dirty(tk, e);
+  return Status::ok();
+}
+
+}  // namespace stig::replication
