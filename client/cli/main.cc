@@ -1,0 +1,631 @@
+// stig: the Stigmergy command-line client.
+//
+//   stig [--endpoints HOST:PORT[,...]] [--agent NAME] [--timeout MS] [--json] VERB ...
+//
+// Guarantees: on success prints one result (exactly one JSON object with
+// --json) on stdout and exits 0; on failure prints exactly one line
+// "stig: error: ..." on stderr and exits 1 (the cluster refused or could not
+// be reached) or 2 (the command line was wrong). See docs/cli.md.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "stigmergy/client.h"
+#include "stigmergy/text.h"
+
+namespace {
+
+using nlohmann::json;
+using stigmergy::Client;
+using stigmergy::Error;
+using stigmergy::ErrorCode;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;  // the cluster refused the request or could not be reached
+constexpr int kExitUsage = 2;    // the command line was wrong
+
+const char* kDefaultEndpoints = "127.0.0.1:7101";
+
+int fail(const std::string& message, int code) {
+  std::string line = message;
+  for (char& c : line) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  std::cerr << "stig: error: " << line << "\n";
+  return code;
+}
+
+int fail(const Error& e) {
+  return fail(e.to_string(), e.code == ErrorCode::kInvalidArgument ? kExitUsage : kExitFailure);
+}
+
+// Bytes as JSON: a string when they are UTF-8 text, else {"base64": "..."}.
+json bytes_json(const std::string& bytes) {
+  if (stigmergy::is_valid_utf8(bytes)) return bytes;
+  return json{{"base64", stigmergy::base64_encode(bytes)}};
+}
+
+// Bytes for people: the text itself, or "base64:..." for binary.
+std::string bytes_human(const std::string& bytes) {
+  if (stigmergy::is_valid_utf8(bytes)) return bytes;
+  return "base64:" + stigmergy::base64_encode(bytes);
+}
+
+std::string shell_quote(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_./:@,+=") ==
+                        std::string::npos) {
+    return s;
+  }
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+json version_json(const stigmergy::Version& v) {
+  json j;
+  j["value"] = bytes_json(v.value);
+  j["modified_by"] = v.modified_by;
+  j["modified_at"] = stigmergy::format_iso8601_ms(v.modified_at_ms);
+  j["modified_at_ms"] = v.modified_at_ms;
+  return j;
+}
+
+std::string hex16(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+void print_json(const json& j) { std::cout << j.dump() << "\n"; }
+
+// Options every verb shares; filled by CLI11 before any verb runs.
+struct Globals {
+  std::string endpoints;
+  std::string agent;
+  int64_t timeout_ms = 3000;
+  bool json = false;
+};
+
+// Everything a verb needs to talk to the cluster.
+stigmergy::Result<Client> connect(const Globals& g) {
+  stigmergy::ClientOptions o;
+  auto eps = stigmergy::parse_endpoints(g.endpoints);
+  if (!eps) return eps.error();
+  for (const auto& ep : *eps) o.endpoints.push_back(ep.to_string());
+  o.agent = g.agent;
+  o.timeout = std::chrono::milliseconds(g.timeout_ms);
+  o.connect_timeout = std::min(o.timeout, std::chrono::milliseconds(1000));
+  return Client::create(std::move(o));
+}
+
+// --- verbs ---------------------------------------------------------------------
+
+void print_get(const stigmergy::GetReply& r, bool as_json) {
+  if (as_json) {
+    json j;
+    j["key"] = r.key;
+    j["values"] = json::array();
+    j["versions"] = json::array();
+    for (const auto& v : r.versions) {
+      j["values"].push_back(bytes_json(v.value));
+      j["versions"].push_back(version_json(v));
+    }
+    j["context"] = stigmergy::encode_context(r.context);
+    j["node"] = r.node;
+    if (r.stale) j["stale"] = true;
+    print_json(j);
+    return;
+  }
+  const std::string ctx = stigmergy::encode_context(r.context);
+  if (r.versions.empty()) {
+    std::cout << r.key << ": not found\n";
+    if (!ctx.empty()) std::cout << "context: " << ctx << "\n";
+  } else if (r.versions.size() == 1) {
+    const auto& v = r.versions.front();
+    std::cout << r.key << " = " << bytes_human(v.value) << "\n";
+    std::cout << "  by " << v.modified_by << " at " << stigmergy::format_iso8601_ms(v.modified_at_ms) << "\n";
+    std::cout << "context: " << ctx << "\n";
+  } else {
+    std::cout << r.key << " has " << r.versions.size() << " concurrent versions (siblings):\n";
+    for (size_t i = 0; i < r.versions.size(); ++i) {
+      const auto& v = r.versions[i];
+      std::cout << "  [" << i + 1 << "] " << bytes_human(v.value) << "\n";
+      std::cout << "      by " << v.modified_by << " at " << stigmergy::format_iso8601_ms(v.modified_at_ms) << "\n";
+    }
+    std::cout << "context: " << ctx << "\n";
+    std::cout << "resolve with: stig put " << shell_quote(r.key) << " VALUE --context " << ctx << "\n";
+  }
+  if (r.stale) std::cout << "(may be stale: no node answered with this client's last write of the key)\n";
+}
+
+void print_write(const stigmergy::PutReply& r, bool deleted, const std::string& agent, bool as_json) {
+  if (as_json) {
+    json j;
+    j["key"] = r.key;
+    j["context"] = stigmergy::encode_context(r.context);
+    if (!r.versions.empty() || !deleted) j["siblings"] = r.versions.size();
+    j["node"] = r.node;
+    print_json(j);
+    return;
+  }
+  std::cout << "ok: " << r.key << (deleted ? " deleted" : " written") << " by " << agent
+            << (r.node.empty() ? "" : " on " + r.node) << "\n";
+  std::cout << "context: " << stigmergy::encode_context(r.context) << "\n";
+  if (r.versions.size() > 1) {
+    std::cout << "note: " << r.key << " now has " << r.versions.size()
+              << " concurrent versions; 'stig get " << shell_quote(r.key) << "' shows them\n";
+  }
+}
+
+void print_counter(const stigmergy::CounterReply& r, bool as_json) {
+  if (as_json) {
+    json j;
+    j["key"] = r.key;
+    j["value"] = r.value;
+    if (!r.modified_by.empty()) {
+      j["modified_by"] = r.modified_by;
+      j["modified_at"] = stigmergy::format_iso8601_ms(r.modified_at_ms);
+      j["modified_at_ms"] = r.modified_at_ms;
+    }
+    j["node"] = r.node;
+    print_json(j);
+    return;
+  }
+  std::cout << r.key << " = " << r.value << "\n";
+  if (!r.modified_by.empty()) {
+    std::cout << "  last change by " << r.modified_by << " at " << stigmergy::format_iso8601_ms(r.modified_at_ms)
+              << "\n";
+  }
+}
+
+void print_set(const stigmergy::SetReply& r, bool as_json) {
+  if (as_json) {
+    json j;
+    j["key"] = r.key;
+    j["elements"] = json::array();
+    for (const auto& e : r.elements) j["elements"].push_back(bytes_json(e));
+    j["node"] = r.node;
+    print_json(j);
+    return;
+  }
+  if (r.elements.empty()) std::cout << r.key << ": empty set\n";
+  for (const auto& e : r.elements) std::cout << bytes_human(e) << "\n";
+}
+
+void print_status(const stigmergy::ClusterStatus& s, bool as_json) {
+  if (as_json) {
+    json j;
+    j["nodes"] = json::array();
+    for (const auto& n : s.nodes) {
+      j["nodes"].push_back(json{{"id", n.id},
+                                {"address", n.address},
+                                {"state", n.state},
+                                {"keys", n.keys},
+                                {"tombstones", n.tombstones},
+                                {"digest", hex16(n.digest)},
+                                {"last_heard_ms_ago", n.last_heard_ms_ago}});
+    }
+    j["node"] = s.node;
+    print_json(j);
+    return;
+  }
+  std::vector<std::vector<std::string>> rows = {{"ID", "ADDRESS", "STATE", "KEYS", "TOMBSTONES", "DIGEST", "LAST HEARD"}};
+  std::set<uint64_t> digests;
+  for (const auto& n : s.nodes) {
+    digests.insert(n.digest);
+    rows.push_back({n.id, n.address, n.state, std::to_string(n.keys), std::to_string(n.tombstones), hex16(n.digest),
+                    n.state == "self" ? "-"
+                    : n.last_heard_ms_ago < 0 ? "never"
+                                              : std::to_string(n.last_heard_ms_ago) + " ms ago"});
+  }
+  std::vector<size_t> width(rows.front().size(), 0);
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+  std::cout << "(as seen by " << (s.node.empty() ? "the answering node" : s.node) << "; "
+            << (digests.size() <= 1 ? "all digests equal: converged" : "digests differ: not converged yet") << ")\n";
+}
+
+void print_admin(const stigmergy::AdminReply& r, bool as_json) {
+  if (as_json) {
+    print_json(json{{"ok", true}, {"message", r.message}, {"node", r.node}});
+    return;
+  }
+  std::cout << (r.message.empty() ? "ok" : r.message) << "\n";
+}
+
+// --- command line --------------------------------------------------------------
+
+const std::vector<std::string> kVerbs = {"put", "get", "del", "counter", "set", "cluster", "admin"};
+const std::vector<std::pair<std::string, std::vector<std::string>>> kSubVerbs = {
+    {"counter", {"add", "get"}}, {"set", {"add", "rm", "get"}}, {"cluster", {"status"}}, {"admin", {"partition", "heal"}}};
+
+std::string join_or(const std::vector<std::string>& words) {
+  std::string out;
+  for (size_t i = 0; i < words.size(); ++i) {
+    if (i > 0) out += (i + 1 == words.size()) ? " or " : ", ";
+    out += words[i];
+  }
+  return out;
+}
+
+// Finds the verb words before CLI11 parses, so an unknown or missing verb
+// gets a message that names it. Returns an error message, or "" when fine;
+// `path` receives the verb words ("counter add") for help hints.
+std::string check_verbs(int argc, char** argv, std::string& path) {
+  static const std::set<std::string> with_value = {"--endpoints", "--agent", "--timeout", "--context",
+                                                   "--durability", "--drop"};
+  std::vector<std::string> words;
+  for (int i = 1; i < argc; ++i) {
+    const std::string t = argv[i];
+    if (t == "-h" || t == "--help" || t == "--version") return "";
+    if (t == "--") break;
+    if (t.size() > 1 && t[0] == '-' && !(t.size() > 1 && (std::isdigit(static_cast<unsigned char>(t[1])) != 0))) {
+      if (with_value.count(t) != 0) ++i;
+      continue;
+    }
+    words.push_back(t);
+    if (words.size() == 2) break;
+  }
+  for (const auto& w : words) path += (path.empty() ? "" : " ") + w;
+  if (words.empty()) return "missing verb (expected " + join_or(kVerbs) + "); see 'stig --help'";
+  if (std::find(kVerbs.begin(), kVerbs.end(), words[0]) == kVerbs.end()) {
+    return "unknown verb '" + words[0] + "' (expected " + join_or(kVerbs) + "); see 'stig --help'";
+  }
+  for (const auto& [verb, subs] : kSubVerbs) {
+    if (verb != words[0]) continue;
+    if (words.size() < 2) return "missing " + verb + " verb (expected " + join_or(subs) + "); see 'stig " + verb + " --help'";
+    if (std::find(subs.begin(), subs.end(), words[1]) == subs.end()) {
+      return "unknown " + verb + " verb '" + words[1] + "' (expected " + join_or(subs) + "); see 'stig " + verb +
+             " --help'";
+    }
+  }
+  return "";
+}
+
+std::vector<std::string> split_ids(const std::vector<std::string>& items) {
+  std::vector<std::string> out;
+  for (const auto& item : items) {
+    std::stringstream ss(item);
+    std::string id;
+    while (std::getline(ss, id, ',')) out.push_back(id);
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Globals g;
+  if (const char* e = std::getenv("STIG_ENDPOINTS"); e != nullptr && *e != '\0') {
+    g.endpoints = e;
+  } else {
+    g.endpoints = kDefaultEndpoints;
+  }
+
+  CLI::App app{"stig: command-line client for a Stigmergy cluster (shared state for multi-agent systems).\n"
+               "Every write records the acting agent (--agent, $STIG_AGENT, default $USER@hostname) and the time.",
+               "stig"};
+  app.set_version_flag("--version", "stig 0.1.0");
+  app.get_formatter()->label("SUBCOMMAND", "VERB");
+  app.get_formatter()->label("Subcommands", "Verbs");
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.add_option("--endpoints", g.endpoints,
+                 "Comma-separated HOST:PORT list of nodes, tried in order with failover (default: $STIG_ENDPOINTS "
+                 "or 127.0.0.1:7101)");
+  app.add_option("--agent", g.agent, "Name recorded as modified_by on writes (default: $STIG_AGENT or $USER@hostname)");
+  app.add_option("--timeout", g.timeout_ms, "Milliseconds to wait for one node before trying the next (default 3000)")
+      ->check(CLI::Range(int64_t{1}, int64_t{3600000}));
+  app.add_flag("--json", g.json, "Print exactly one JSON object per result");
+  app.footer(R"(Synopsis:
+  put KEY VALUE [--context C] [--durability local|quorum|all]
+  get KEY
+  del KEY [--context C] [--durability local|quorum|all]
+  counter add KEY N | counter get KEY
+  set add KEY ELEM | set rm KEY ELEM | set get KEY
+  cluster status
+  admin partition --drop ID[,ID...] | admin heal
+
+Examples:
+  stig --endpoints 127.0.0.1:7101,127.0.0.1:7102 put order-17 packed
+  stig get order-17                       # every concurrent version, who wrote it, and a context
+  stig put order-17 shipped --context CTX # supersede what CTX has seen (resolves siblings)
+  stig --json counter add visits 1
+  STIG_AGENT=support-bot stig set add order-17:tags refund-requested
+  stig cluster status
+
+Exit status: 0 ok, 1 the cluster refused or could not be reached, 2 bad command line.
+Run 'stig VERB --help' for details of one verb.)");
+
+  std::function<int()> action;
+  auto durability_check = CLI::IsMember({"local", "quorum", "all"});
+
+  // put
+  std::string key, value, context_text, durability_text = "local";
+  bool value_base64 = false;
+  auto* put = app.add_subcommand("put", "Write a value; concurrent writes become siblings");
+  put->add_option("KEY", key, "Key")->required();
+  put->add_option("VALUE", value, "Value (text; with --base64, base64 of the bytes)")->required();
+  put->add_option("--context", context_text,
+                  "Causal context from an earlier get/put; the write supersedes every version it has seen");
+  put->add_option("--durability", durability_text, "When to acknowledge: local (default), quorum or all")
+      ->check(durability_check);
+  put->add_flag("--base64", value_base64, "VALUE is standard base64 of arbitrary bytes");
+  put->footer(R"(Without --context the write supersedes nothing: if the key has a value, the two
+become concurrent siblings. Pass the context printed by 'stig get' to overwrite.
+
+Examples:
+  stig put order-17 packed
+  stig put order-17 shipped --context CgYKAm4xEAE --durability quorum
+  stig put blob-1 3q2+7w== --base64)");
+  put->callback([&] {
+    action = [&]() -> int {
+      std::string bytes = value;
+      if (value_base64) {
+        auto decoded = stigmergy::base64_decode(value);
+        if (!decoded) return fail("VALUE: " + decoded.error().message, kExitUsage);
+        bytes = *decoded;
+      }
+      auto ctx = stigmergy::decode_context(context_text);
+      if (!ctx) return fail(ctx.error());
+      auto d = stigmergy::parse_durability(durability_text);
+      if (!d) return fail(d.error());
+      auto c = connect(g);
+      if (!c) return fail(c.error());
+      auto r = c->put(key, bytes, *ctx, *d);
+      if (!r) return fail(r.error());
+      print_write(*r, false, c->agent(), g.json);
+      return kExitOk;
+    };
+  });
+
+  // get
+  auto* get = app.add_subcommand("get", "Read every concurrent version of a key with its context");
+  get->add_option("KEY", key, "Key")->required();
+  get->footer(R"(Prints each version with the agent that wrote it and when, then the causal
+context to pass to put/del. A missing key prints 'not found' (JSON: empty values) and exits 0.
+
+Examples:
+  stig get order-17
+  stig --json get order-17)");
+  get->callback([&] {
+    action = [&]() -> int {
+      auto c = connect(g);
+      if (!c) return fail(c.error());
+      auto r = c->get(key);
+      if (!r) return fail(r.error());
+      print_get(*r, g.json);
+      return kExitOk;
+    };
+  });
+
+  // del
+  auto* del = app.add_subcommand("del", "Delete a key (a tombstone superseding what the context has seen)");
+  del->add_option("KEY", key, "Key")->required();
+  del->add_option("--context", context_text, "Causal context from an earlier get/put");
+  del->add_option("--durability", durability_text, "When to acknowledge: local (default), quorum or all")
+      ->check(durability_check);
+  del->footer(R"(With --context the delete removes exactly the versions that context has seen.
+Without it, stig first reads the key and deletes the versions it read; a write
+that happens concurrently survives as a sibling.
+
+Examples:
+  stig del order-17
+  stig del order-17 --context CgYKAm4xEAI --durability all)");
+  del->callback([&] {
+    action = [&]() -> int {
+      auto ctx = stigmergy::decode_context(context_text);
+      if (!ctx) return fail(ctx.error());
+      auto d = stigmergy::parse_durability(durability_text);
+      if (!d) return fail(d.error());
+      auto c = connect(g);
+      if (!c) return fail(c.error());
+      std::string context = *ctx;
+      if (context_text.empty()) {
+        auto seen = c->get(key);
+        if (!seen) return fail(seen.error());
+        context = seen->context;
+      }
+      auto r = c->del(key, context, *d);
+      if (!r) return fail(r.error());
+      print_write(*r, true, c->agent(), g.json);
+      return kExitOk;
+    };
+  });
+
+  // counter
+  int64_t delta = 0;
+  auto* counter = app.add_subcommand("counter", "PN-counters: concurrent adds merge, never conflict");
+  counter->require_subcommand(1);
+  counter->footer(R"(Examples:
+  stig counter add visits 1
+  stig counter add stock:sku-9 -3 --durability quorum
+  stig counter get visits)");
+  auto* counter_add = counter->add_subcommand("add", "Add N (may be negative) to a counter");
+  counter_add->add_option("KEY", key, "Key")->required();
+  counter_add->add_option("N", delta, "Amount to add (negative to subtract)")->required();
+  counter_add->add_option("--durability", durability_text, "When to acknowledge: local (default), quorum or all")
+      ->check(durability_check);
+  counter_add->footer("Example:\n  stig counter add visits 1");
+  counter_add->callback([&] {
+    action = [&]() -> int {
+      auto d = stigmergy::parse_durability(durability_text);
+      if (!d) return fail(d.error());
+      auto c = connect(g);
+      if (!c) return fail(c.error());
+      auto r = c->counter_add(key, delta, *d);
+      if (!r) return fail(r.error());
+      print_counter(*r, g.json);
+      return kExitOk;
+    };
+  });
+  auto* counter_get = counter->add_subcommand("get", "Read a counter (0 when missing)");
+  counter_get->add_option("KEY", key, "Key")->required();
+  counter_get->footer("Example:\n  stig --json counter get visits");
+  counter_get->callback([&] {
+    action = [&]() -> int {
+      auto c = connect(g);
+      if (!c) return fail(c.error());
+      auto r = c->counter_get(key);
+      if (!r) return fail(r.error());
+      print_counter(*r, g.json);
+      return kExitOk;
+    };
+  });
+
+  // set
+  std::string element;
+  auto* set = app.add_subcommand("set", "OR-sets: concurrent add and remove merge (add wins)");
+  set->require_subcommand(1);
+  set->footer(R"(Examples:
+  stig set add order-17:tags gift-wrap
+  stig set rm order-17:tags gift-wrap
+  stig set get order-17:tags)");
+  auto add_set_write = [&](const char* name, const char* help, bool adding) {
+    auto* sub = set->add_subcommand(name, help);
+    sub->add_option("KEY", key, "Key")->required();
+    sub->add_option("ELEM", element, "Element")->required();
+    sub->add_option("--durability", durability_text, "When to acknowledge: local (default), quorum or all")
+        ->check(durability_check);
+    sub->footer(std::string("Example:\n  stig set ") + name + " order-17:tags gift-wrap");
+    sub->callback([&, adding] {
+      action = [&, adding]() -> int {
+        auto d = stigmergy::parse_durability(durability_text);
+        if (!d) return fail(d.error());
+        auto c = connect(g);
+        if (!c) return fail(c.error());
+        auto r = adding ? c->set_add(key, element, *d) : c->set_remove(key, element, *d);
+        if (!r) return fail(r.error());
+        if (g.json) {
+          print_json(json{{"key", key}, {"ok", true}, {"node", r->node}});
+        } else {
+          std::cout << "ok: " << (adding ? "added " : "removed ") << shell_quote(bytes_human(element))
+                    << (adding ? " to " : " from ") << key << "\n";
+        }
+        return kExitOk;
+      };
+    });
+  };
+  add_set_write("add", "Add an element to a set", true);
+  add_set_write("rm", "Remove an element from a set (the adds this node has seen)", false);
+  auto* set_get = set->add_subcommand("get", "List a set's elements, sorted (empty when missing)");
+  set_get->add_option("KEY", key, "Key")->required();
+  set_get->footer("Example:\n  stig --json set get order-17:tags");
+  set_get->callback([&] {
+    action = [&]() -> int {
+      auto c = connect(g);
+      if (!c) return fail(c.error());
+      auto r = c->set_get(key);
+      if (!r) return fail(r.error());
+      print_set(*r, g.json);
+      return kExitOk;
+    };
+  });
+
+  // cluster
+  auto* cluster = app.add_subcommand("cluster", "Cluster membership and convergence");
+  cluster->require_subcommand(1);
+  auto* status = cluster->add_subcommand("status", "Every node: address, failure-detector state, keys, digest");
+  status->footer(R"(Shown as seen by the answering node (the first endpoint that answers). Equal
+digests on every node mean the replicas hold the same state.
+
+Example:
+  stig --endpoints 127.0.0.1:7102 cluster status)");
+  status->callback([&] {
+    action = [&]() -> int {
+      auto c = connect(g);
+      if (!c) return fail(c.error());
+      auto r = c->cluster_status();
+      if (!r) return fail(r.error());
+      print_status(*r, g.json);
+      return kExitOk;
+    };
+  });
+
+  // admin
+  std::vector<std::string> drop;
+  auto* admin = app.add_subcommand("admin", "Fault injection on the node of the first endpoint");
+  admin->require_subcommand(1);
+  admin->footer(R"(Acts on the node of the FIRST endpoint only (no failover).
+
+Examples:
+  stig --endpoints 127.0.0.1:7101 admin partition --drop n2,n3
+  stig --endpoints 127.0.0.1:7101 admin heal)");
+  auto* partition = admin->add_subcommand("partition", "Drop all traffic to and from the given peers until healed");
+  partition->add_option("--drop", drop, "Peer ids to cut off, comma-separated")->required();
+  partition->footer("Example:\n  stig --endpoints 127.0.0.1:7101 admin partition --drop n2,n3");
+  partition->callback([&] {
+    action = [&]() -> int {
+      auto ids = split_ids(drop);
+      for (const auto& id : ids) {
+        if (id.empty()) return fail("--drop: empty node id in '" + drop.front() + "'", kExitUsage);
+      }
+      auto c = connect(g);
+      if (!c) return fail(c.error());
+      auto r = c->admin_partition(ids);
+      if (!r) return fail(r.error());
+      print_admin(*r, g.json);
+      return kExitOk;
+    };
+  });
+  auto* heal = admin->add_subcommand("heal", "Stop dropping traffic from every peer");
+  heal->footer("Example:\n  stig --endpoints 127.0.0.1:7101 admin heal");
+  heal->callback([&] {
+    action = [&]() -> int {
+      auto c = connect(g);
+      if (!c) return fail(c.error());
+      auto r = c->admin_heal();
+      if (!r) return fail(r.error());
+      print_admin(*r, g.json);
+      return kExitOk;
+    };
+  });
+
+  std::string verb_path;
+  if (const std::string problem = check_verbs(argc, argv, verb_path); !problem.empty()) {
+    return fail(problem, kExitUsage);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return fail(std::string(e.what()) + "; see 'stig " + (verb_path.empty() ? "" : verb_path + " ") + "--help'",
+                kExitUsage);
+  }
+  if (!action) return fail("missing verb; see 'stig --help'", kExitUsage);
+  try {
+    return action();
+  } catch (const std::exception& e) {  // e.g. out of memory; never a stack trace
+    return fail(std::string("internal error: ") + e.what(), kExitFailure);
+  }
+}

@@ -1,0 +1,215 @@
+// Stigmergy C++ client.
+//
+//   stigmergy::ClientOptions opts;
+//   opts.endpoints = {"127.0.0.1:7101", "127.0.0.1:7102"};
+//   auto client = stigmergy::Client::create(opts);
+//   if (!client) { std::cerr << client.error().to_string() << "\n"; return 1; }
+//   auto got = client->get("order-17");
+//   if (got && got->versions.size() > 1) { /* siblings: resolve with got->context */ }
+//   auto put = client->put("order-17", "shipped", got->context);
+//
+// Errors are values (Result<T>); nothing throws across this API.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stigmergy/context.h"
+#include "stigmergy/result.h"
+
+namespace stigmergy {
+
+// When a write is acknowledged.
+enum class Durability {
+  kLocal,   // after the coordinating node's fsync (default)
+  kQuorum,  // after a majority of replicas stored it durably
+  kAll,     // after every replica stored it durably
+};
+
+// "local" | "quorum" | "all" (case-sensitive).
+Result<Durability> parse_durability(std::string_view text);
+const char* durability_name(Durability d);
+
+// A node address as given by the user.
+struct Endpoint {
+  std::string host;  // name, IPv4 address, or IPv6 address without brackets
+  uint16_t port = 0;
+
+  // "host:port", with brackets around IPv6 hosts.
+  std::string to_string() const;
+};
+
+// Parses "HOST:PORT" ("[v6addr]:PORT" for IPv6). Port 1..65535.
+Result<Endpoint> parse_endpoint(std::string_view text);
+// Parses a comma-separated, non-empty list of endpoints. Blank items and
+// duplicates are errors naming the offending item.
+Result<std::vector<Endpoint>> parse_endpoints(std::string_view csv);
+
+// The agent name used when none is configured: $STIG_AGENT if set and
+// non-empty, else "$USER@hostname".
+std::string default_agent();
+
+// Configuration of a Client.
+struct ClientOptions {
+  // "HOST:PORT" strings; at least one. Tried in order, starting with the first.
+  std::vector<std::string> endpoints;
+  // Who is acting; recorded as modified_by on every write. Empty: default_agent().
+  std::string agent;
+  // How long one attempt at one endpoint may take (connect + request + reply)
+  // before the client gives up on that endpoint and fails over to the next.
+  std::chrono::milliseconds timeout{3000};
+  // Upper bound for establishing a TCP connection (capped by `timeout`), so a
+  // dead host does not eat the whole attempt budget.
+  std::chrono::milliseconds connect_timeout{1000};
+  // Read-your-writes on get (see Client). Off: get returns the first answer.
+  bool read_your_writes = true;
+  // How long get may keep looking for a node that has seen this client's
+  // last write of the key before returning what it has (marked stale).
+  std::chrono::milliseconds read_your_writes_budget{500};
+  // Unique per client instance; empty: 16 random hex characters.
+  std::string client_id;
+};
+
+// One version of a register key: a concurrent sibling, or the only value.
+struct Version {
+  std::string value;          // bytes
+  std::string modified_by;    // agent that wrote it
+  int64_t modified_at_ms = 0; // wall clock of the coordinating node, ms since epoch
+};
+
+struct GetReply {
+  std::string key;
+  std::vector<Version> versions;  // every concurrent sibling; empty if the key is missing
+  std::string context;            // causal context bytes (see encode_context)
+  std::string node;               // node that answered
+  // True when read-your-writes could not be satisfied within its budget: no
+  // node answered with a context covering this client's last write of the key.
+  bool stale = false;
+
+  // The sibling values, in order.
+  std::vector<std::string> values() const;
+};
+
+// Reply to put and del: like a get right after the write.
+struct PutReply {
+  std::string key;
+  std::string context;            // covers the write just made and the versions below
+  std::vector<Version> versions;  // live siblings after the write (1 unless concurrent; 0 after del)
+  std::string node;
+};
+
+struct CounterReply {
+  std::string key;
+  int64_t value = 0;
+  std::string modified_by;     // last writer, when the node reports it
+  int64_t modified_at_ms = 0;
+  std::string node;
+};
+
+struct SetReply {
+  std::string key;
+  std::vector<std::string> elements;  // sorted; for add/remove as the node reports them
+  std::string node;
+};
+
+struct NodeStatus {
+  std::string id;
+  std::string address;
+  std::string state;  // self | up | suspect | down
+  uint64_t keys = 0;
+  uint64_t tombstones = 0;
+  uint64_t digest = 0;
+  int64_t last_heard_ms_ago = -1;  // -1 if never
+};
+
+struct ClusterStatus {
+  std::vector<NodeStatus> nodes;
+  std::string node;  // node that answered
+};
+
+struct AdminReply {
+  std::string message;
+  std::string node;
+};
+
+// A connection to a Stigmergy cluster on behalf of one agent.
+//
+// Guarantees:
+// - Blocking calls, each bounded in time: at most `timeout` per endpoint tried
+//   (plus `read_your_writes_budget` for get). Errors are values, never thrown.
+// - Failover: when the current node is unreachable, times out, or answers
+//   UNAVAILABLE, the same request (same client id and seq: it stays one
+//   logical request, and a node that already applied it answers from its
+//   dedup table instead of applying it twice) is sent to the next endpoint,
+//   and the client then sticks to the node that worked. At-most-once holds per node: a write that timed out on
+//   one node and was retried on another may have been applied by both (which
+//   is harmless for register puts carrying a context, but may count a counter
+//   increment twice). The error after every endpoint failed names each
+//   endpoint with its reason.
+// - Read-your-writes: the client remembers the causal context it last
+//   obtained for each key (from put, del and get replies). A get whose
+//   returned context does not dominate the remembered one (the answering node
+//   has not yet seen this client's write) is retried on the other endpoints
+//   and, briefly, on the same ones, for up to `read_your_writes_budget`; if no
+//   node catches up in time the freshest answer is returned with `stale` set.
+//   A get that finds the key missing after this client deleted it counts as
+//   caught up (deleted keys are eventually forgotten with their context).
+//   This holds within one Client instance (not across processes).
+// - admin_partition / admin_heal act on the node of the first endpoint only
+//   (no failover: acting on another node would fault the wrong node).
+//
+// Not thread-safe: use one Client per thread. Movable, not copyable.
+class Client {
+ public:
+  // Validates the options (endpoints, agent); does not connect yet.
+  static Result<Client> create(ClientOptions options);
+
+  Client(Client&&) noexcept;
+  Client& operator=(Client&&) noexcept;
+  ~Client();
+
+  // Register operations. `context` is raw context bytes (decode_context turns
+  // the text form into bytes); empty means "no version seen".
+  Result<GetReply> get(std::string_view key);
+  Result<PutReply> put(std::string_view key, std::string_view value, std::string_view context = {},
+                       Durability durability = Durability::kLocal);
+  Result<PutReply> del(std::string_view key, std::string_view context = {},
+                       Durability durability = Durability::kLocal);
+
+  // PN-counter: add a (possibly negative) delta; read the current value.
+  Result<CounterReply> counter_add(std::string_view key, int64_t delta,
+                                   Durability durability = Durability::kLocal);
+  Result<CounterReply> counter_get(std::string_view key);
+
+  // OR-set of byte-string elements.
+  Result<SetReply> set_add(std::string_view key, std::string_view element,
+                           Durability durability = Durability::kLocal);
+  Result<SetReply> set_remove(std::string_view key, std::string_view element,
+                              Durability durability = Durability::kLocal);
+  Result<SetReply> set_get(std::string_view key);
+
+  // Every node as seen by the answering node's failure detector.
+  Result<ClusterStatus> cluster_status();
+
+  // Fault injection on the first endpoint's node: drop all traffic to and
+  // from the given peers until healed.
+  Result<AdminReply> admin_partition(const std::vector<std::string>& drop_ids);
+  Result<AdminReply> admin_heal();
+
+  const std::string& client_id() const;
+  const std::string& agent() const;
+  // The endpoint the client currently sticks to, as "host:port".
+  std::string current_endpoint() const;
+
+  class Impl;
+
+ private:
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace stigmergy
