@@ -17,7 +17,10 @@ const char* type_name(pb::ValueType t) {
   }
 }
 
-std::string_view agent_of(const pb::Request& r) { return r.agent().empty() ? "anonymous" : r.agent(); }
+std::string_view agent_of(const pb::Request& r) {
+  if (r.agent().empty()) return "anonymous";
+  return r.agent();
+}
 
 bool is_mutation(const pb::Request& r) {
   switch (r.op_case()) {
