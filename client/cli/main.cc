@@ -25,7 +25,7 @@
 
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 using stigmergy::Client;
 using stigmergy::Error;
 using stigmergy::ErrorCode;

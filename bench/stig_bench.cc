@@ -1,0 +1,628 @@
+// stig-bench: a load generator for a Stigmergy cluster.
+//
+//   stig-bench --endpoints 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103
+//              --clients 50 --duration 10s --ratio 50:50 --keys 10000 --value-size 100
+//
+// C simulated clients, each with its own TCP connection, run on one or two
+// event-loop threads (Boost.Asio, no thread per client). Clients are spread
+// round-robin across the endpoints. Each keeps up to --pipeline requests in
+// flight, picks put or get by --ratio and a key uniformly from --keys, and
+// measures the latency of every request from send to reply. After a warm-up
+// the tool measures for --duration and prints throughput and p50/p99/p999
+// latency per op type and overall (or one JSON object with --json). Puts carry
+// the latest context the benchmark has seen for their key, as a real client
+// would, so keys do not accumulate siblings without bound.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "client/asio.h"
+#include "stigmergy.pb.h"
+#include "stigmergy/client.h"
+#include "wire/frame.h"
+
+namespace {
+
+namespace asio = boost::asio;
+namespace pb = stigmergy::v1;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+enum Op { kPut = 0, kGet = 1, kOps = 2 };
+const char* kOpNames[kOps] = {"put", "get"};
+
+struct Options {
+  std::string endpoints = "127.0.0.1:7101";
+  int clients = 16;
+  std::string duration = "10s";
+  std::string warmup = "1s";
+  std::string ratio = "50:50";
+  int keys = 10000;
+  int value_size = 100;
+  std::string durability = "local";
+  int pipeline = 1;
+  int threads = 1;
+  bool json = false;
+  bool quiet = false;
+  std::string agent = "stig-bench";
+  uint64_t seed = 0;
+};
+
+// Parses "10s", "500ms", "2m", "1.5s" or a bare number of seconds.
+bool parse_duration(const std::string& text, Clock::duration& out) {
+  size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &pos);
+  } catch (...) {
+    return false;
+  }
+  const std::string unit = text.substr(pos);
+  double secs;
+  if (unit.empty() || unit == "s") {
+    secs = v;
+  } else if (unit == "ms") {
+    secs = v / 1000.0;
+  } else if (unit == "m" || unit == "min") {
+    secs = v * 60.0;
+  } else {
+    return false;
+  }
+  if (!(secs >= 0) || secs > 86400) return false;
+  out = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(secs));
+  return true;
+}
+
+// Latency samples (µs) and error counts of one client, merged at the end.
+struct Stats {
+  std::vector<uint32_t> latency_us[kOps];
+  uint64_t errors[kOps] = {0, 0};
+  std::map<std::string, uint64_t> error_kinds;
+
+  void merge(const Stats& o) {
+    for (int i = 0; i < kOps; ++i) {
+      latency_us[i].insert(latency_us[i].end(), o.latency_us[i].begin(), o.latency_us[i].end());
+      errors[i] += o.errors[i];
+    }
+    for (const auto& [k, n] : o.error_kinds) error_kinds[k] += n;
+  }
+};
+
+// State shared by every client: phase timing, progress counters and the
+// latest causal context seen per key (striped locks; contention is low).
+struct Shared {
+  Options opt;
+  pb::Durability durability = pb::DURABILITY_LOCAL;
+  int put_weight = 50, get_weight = 50;
+  std::vector<tcp::endpoint> endpoints;
+  std::vector<std::string> endpoint_names;
+  Clock::time_point measure_start, measure_end;
+  std::atomic<bool> stopping{false};
+  std::atomic<uint64_t> done_ops[kOps] = {0, 0};
+  std::atomic<uint64_t> done_errors{0};
+  std::atomic<int> connected{0};
+  std::atomic<uint64_t> last_error_count{0};
+  std::mutex last_error_mu;
+  std::string last_error;
+
+  static constexpr size_t kStripes = 64;
+  std::mutex ctx_mu[kStripes];
+  std::vector<std::string> contexts;  // by key index
+
+  std::string context_of(size_t key) {
+    std::lock_guard<std::mutex> lock(ctx_mu[key % kStripes]);
+    return contexts[key];
+  }
+  void set_context(size_t key, const std::string& ctx) {
+    std::lock_guard<std::mutex> lock(ctx_mu[key % kStripes]);
+    contexts[key] = ctx;
+  }
+  void note_error(const std::string& what) {
+    last_error_count.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lock(last_error_mu);
+    last_error = what;
+  }
+};
+
+std::string key_name(size_t i) { return "bench:" + std::to_string(i); }
+
+// One simulated client: one connection, up to --pipeline requests in flight.
+// Lives on one event-loop thread; every handler holds a shared_ptr to it.
+class BenchClient : public std::enable_shared_from_this<BenchClient> {
+ public:
+  BenchClient(asio::io_context& io, Shared& shared, size_t index, uint64_t seed)
+      : io_(io), sh_(shared), index_(index), socket_(io), retry_timer_(io), rng_(seed) {
+    endpoint_ = index % shared.endpoints.size();
+    char id[32];
+    std::snprintf(id, sizeof id, "bench-%08llx-%04zu", static_cast<unsigned long long>(rng_() & 0xffffffffu), index);
+    client_id_ = id;
+    value_.resize(static_cast<size_t>(shared.opt.value_size));
+    for (auto& c : value_) c = static_cast<char>('a' + rng_() % 26);
+    env_.set_protocol_version(stig::wire::kProtocolVersion);
+    env_.mutable_request()->set_client_id(client_id_);
+    env_.mutable_request()->set_agent(shared.opt.agent);
+  }
+
+  void start() { connect(); }
+  Stats& stats() { return stats_; }
+  size_t in_flight() const { return pending_.size(); }
+
+  void close() {
+    boost::system::error_code ignored;
+    retry_timer_.cancel();
+    socket_.close(ignored);
+  }
+
+ private:
+  struct Pending {
+    Op op;
+    size_t key;
+    Clock::time_point start;
+  };
+
+  void connect() {
+    auto self = shared_from_this();
+    socket_ = tcp::socket(io_);
+    socket_.async_connect(sh_.endpoints[endpoint_], [self](const boost::system::error_code& ec) {
+      if (ec) return self->on_connection_error("connect to " + self->sh_.endpoint_names[self->endpoint_] + ": " + ec.message());
+      boost::system::error_code ignored;
+      self->socket_.set_option(tcp::no_delay(true), ignored);
+      self->connected_ = true;
+      self->sh_.connected.fetch_add(1);
+      self->decoder_ = stig::wire::FrameDecoder(64u << 20);
+      self->read();
+      self->fill();
+    });
+  }
+
+  void on_connection_error(const std::string& what) {
+    if (connected_) sh_.connected.fetch_sub(1);
+    connected_ = false;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    out_pending_.clear();
+    writing_ = false;
+    if (sh_.stopping.load()) {
+      pending_.clear();
+      return;
+    }
+    sh_.note_error(what);
+    // Requests in flight on a broken connection count as errors.
+    for (const auto& [seq, p] : pending_) record_error(p, "connection");
+    const auto now = Clock::now();
+    if (pending_.empty() && now >= sh_.measure_start && now <= sh_.measure_end) stats_.error_kinds["connect"]++;
+    pending_.clear();
+    auto self = shared_from_this();
+    retry_timer_.expires_after(std::chrono::milliseconds(200));
+    retry_timer_.async_wait([self](const boost::system::error_code& ec) {
+      if (!ec && !self->sh_.stopping.load()) self->connect();
+    });
+  }
+
+  void fill() {
+    while (connected_ && !sh_.stopping.load(std::memory_order_relaxed) &&
+           pending_.size() < static_cast<size_t>(sh_.opt.pipeline)) {
+      issue();
+    }
+    flush();
+  }
+
+  void issue() {
+    const int pick = static_cast<int>(rng_() % static_cast<uint64_t>(sh_.put_weight + sh_.get_weight));
+    const Op op = pick < sh_.put_weight ? kPut : kGet;
+    const size_t key = static_cast<size_t>(rng_() % static_cast<uint64_t>(sh_.opt.keys));
+    auto* req = env_.mutable_request();
+    const uint64_t seq = ++seq_;
+    req->set_seq(seq);
+    if (op == kPut) {
+      auto* p = req->mutable_put();
+      p->set_key(key_name(key));
+      p->set_value(value_);
+      p->set_context(sh_.context_of(key));
+      p->set_durability(sh_.durability);
+    } else {
+      req->mutable_get()->set_key(key_name(key));
+    }
+    pending_.emplace(seq, Pending{op, key, Clock::now()});
+    stig::wire::append_frame(env_, out_pending_);
+  }
+
+  void flush() {
+    if (writing_ || out_pending_.empty() || !connected_) return;
+    writing_ = true;
+    out_inflight_.swap(out_pending_);
+    out_pending_.clear();
+    auto self = shared_from_this();
+    asio::async_write(socket_, asio::buffer(out_inflight_), [self](const boost::system::error_code& ec, size_t) {
+      self->writing_ = false;
+      if (ec) return self->on_connection_error("write: " + ec.message());
+      self->flush();
+    });
+  }
+
+  void read() {
+    auto self = shared_from_this();
+    socket_.async_read_some(asio::buffer(buf_), [self](const boost::system::error_code& ec, size_t n) {
+      if (ec) {
+        return self->on_connection_error(ec == asio::error::eof ? "connection closed by " + self->sh_.endpoint_names[self->endpoint_]
+                                                                 : "read: " + ec.message());
+      }
+      self->decoder_.feed(std::string_view(self->buf_.data(), n));
+      pb::Envelope env;
+      while (self->decoder_.next(env)) {
+        if (env.has_response()) self->on_response(env.response());
+      }
+      if (self->decoder_.error() != stig::wire::FrameError::kNone) {
+        return self->on_connection_error(std::string("bad frame: ") + stig::wire::frame_error_message(self->decoder_.error()));
+      }
+      if (!self->connected_) return;
+      self->read();
+      self->fill();
+    });
+  }
+
+  void on_response(const pb::Response& r) {
+    auto it = pending_.find(r.seq());
+    if (it == pending_.end()) {
+      if (r.error() != pb::OK) sh_.note_error("unsolicited error: " + r.error_message());
+      return;
+    }
+    const Pending p = it->second;
+    pending_.erase(it);
+    const auto now = Clock::now();
+    if (r.error() != pb::OK) {
+      record_error(p, pb::ErrorCode_Name(r.error()));
+      sh_.note_error(pb::ErrorCode_Name(r.error()) + ": " + r.error_message());
+      return;
+    }
+    if (p.op == kPut && r.has_put()) sh_.set_context(p.key, r.put().context());
+    if (p.op == kGet && r.has_get() && !r.get().context().empty()) sh_.set_context(p.key, r.get().context());
+    sh_.done_ops[p.op].fetch_add(1, std::memory_order_relaxed);
+    if (p.start >= sh_.measure_start && now <= sh_.measure_end) {
+      const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - p.start).count();
+      stats_.latency_us[p.op].push_back(static_cast<uint32_t>(std::min<int64_t>(us, UINT32_MAX)));
+    }
+  }
+
+  void record_error(const Pending& p, const std::string& kind) {
+    sh_.done_errors.fetch_add(1, std::memory_order_relaxed);
+    if (p.start >= sh_.measure_start && p.start <= sh_.measure_end) {
+      stats_.errors[p.op]++;
+      stats_.error_kinds[kind]++;
+    }
+  }
+
+  asio::io_context& io_;
+  Shared& sh_;
+  size_t index_;
+  size_t endpoint_ = 0;
+  tcp::socket socket_;
+  asio::steady_timer retry_timer_;
+  std::mt19937_64 rng_;
+  std::string client_id_;
+  std::string value_;
+  pb::Envelope env_;
+  uint64_t seq_ = 0;
+  bool connected_ = false;
+  bool writing_ = false;
+  std::string out_pending_, out_inflight_;
+  stig::wire::FrameDecoder decoder_{64u << 20};
+  std::array<char, 64 * 1024> buf_{};
+  std::unordered_map<uint64_t, Pending> pending_;
+  Stats stats_;
+};
+
+// One event-loop thread and the clients it drives. Clients are declared after
+// the io_context so they are destroyed first.
+struct Worker {
+  asio::io_context io{1};
+  std::vector<std::shared_ptr<BenchClient>> clients;
+  std::thread thread;
+};
+
+struct Summary {
+  uint64_t ops = 0;
+  uint64_t errors = 0;
+  double ops_per_sec = 0;
+  double p50 = 0, p99 = 0, p999 = 0, max = 0, mean = 0;
+};
+
+double percentile(const std::vector<uint32_t>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  const size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(sorted.size())));
+  return sorted[std::min(sorted.size() - 1, rank == 0 ? 0 : rank - 1)];
+}
+
+Summary summarize(std::vector<uint32_t>& v, uint64_t errors, double secs) {
+  std::sort(v.begin(), v.end());
+  Summary s;
+  s.ops = v.size();
+  s.errors = errors;
+  s.ops_per_sec = secs > 0 ? static_cast<double>(v.size()) / secs : 0;
+  s.p50 = percentile(v, 0.50);
+  s.p99 = percentile(v, 0.99);
+  s.p999 = percentile(v, 0.999);
+  s.max = v.empty() ? 0 : v.back();
+  double sum = 0;
+  for (auto x : v) sum += x;
+  s.mean = v.empty() ? 0 : sum / static_cast<double>(v.size());
+  return s;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out;
+}
+
+std::string summary_json(const Summary& s) {
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "{\"ops\":%llu,\"errors\":%llu,\"ops_per_sec\":%.1f,\"p50_us\":%.0f,\"p99_us\":%.0f,\"p999_us\":%.0f,"
+                "\"max_us\":%.0f,\"mean_us\":%.1f}",
+                static_cast<unsigned long long>(s.ops), static_cast<unsigned long long>(s.errors), s.ops_per_sec, s.p50,
+                s.p99, s.p999, s.max, s.mean);
+  return buf;
+}
+
+int usage_error(const std::string& msg) {
+  std::cerr << "stig-bench: error: " << msg << "\n";
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  CLI::App app{"stig-bench: load generator for a Stigmergy cluster (put/get mix, C concurrent clients)", "stig-bench"};
+  app.add_option("--endpoints", opt.endpoints, "Comma-separated HOST:PORT list; clients are spread round-robin")
+      ->capture_default_str();
+  app.add_option("--clients,-c", opt.clients, "Concurrent clients (one connection each)")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--duration,-d", opt.duration, "Measured time, e.g. 10s, 500ms, 1m")->capture_default_str();
+  app.add_option("--warmup", opt.warmup, "Unmeasured warm-up before the measurement")->capture_default_str();
+  app.add_option("--ratio", opt.ratio, "put:get weights, e.g. 50:50, 100:0, 0:100")->capture_default_str();
+  app.add_option("--keys", opt.keys, "Number of distinct keys, chosen uniformly")
+      ->check(CLI::Range(1, 100000000))
+      ->capture_default_str();
+  app.add_option("--value-size", opt.value_size, "Bytes per put value")
+      ->check(CLI::Range(0, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--durability", opt.durability, "Put durability")
+      ->check(CLI::IsMember({"local", "quorum", "all"}))
+      ->capture_default_str();
+  app.add_option("--pipeline,-P", opt.pipeline, "Requests in flight per client")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--threads", opt.threads, "Event-loop threads driving the clients")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--agent", opt.agent, "Agent name recorded on writes")->capture_default_str();
+  app.add_option("--seed", opt.seed, "Random seed (0: from the clock)");
+  app.add_flag("--json", opt.json, "Print the result as one JSON object on stdout");
+  app.add_flag("--quiet,-q", opt.quiet, "No progress lines on stderr");
+  app.footer(R"(Examples:
+  stig-bench --endpoints 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103 --clients 50 --duration 10s
+  stig-bench --clients 50 --ratio 100:0 --durability quorum --json
+  stig-bench --clients 8 --pipeline 16 --ratio 0:100 --keys 1000)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return usage_error(std::string(e.what()) + "; see 'stig-bench --help'");
+  }
+
+  auto sh = std::make_unique<Shared>();
+  sh->opt = opt;
+  Clock::duration duration{}, warmup{};
+  if (!parse_duration(opt.duration, duration) || duration <= Clock::duration::zero()) {
+    return usage_error("--duration '" + opt.duration + "' is not a positive duration like 10s, 500ms or 1m");
+  }
+  if (!parse_duration(opt.warmup, warmup)) {
+    return usage_error("--warmup '" + opt.warmup + "' is not a duration like 1s, 500ms or 0");
+  }
+  {
+    const auto colon = opt.ratio.find(':');
+    try {
+      if (colon == std::string::npos) throw std::invalid_argument("no colon");
+      size_t p1 = 0, p2 = 0;
+      sh->put_weight = std::stoi(opt.ratio.substr(0, colon), &p1);
+      sh->get_weight = std::stoi(opt.ratio.substr(colon + 1), &p2);
+      if (p1 != colon || p2 != opt.ratio.size() - colon - 1 || sh->put_weight < 0 || sh->get_weight < 0 ||
+          sh->put_weight + sh->get_weight <= 0) {
+        throw std::invalid_argument("bad");
+      }
+    } catch (...) {
+      return usage_error("--ratio '" + opt.ratio + "' is not PUT:GET weights like 50:50, 100:0 or 0:100");
+    }
+  }
+  sh->durability = opt.durability == "quorum" ? pb::DURABILITY_QUORUM
+                   : opt.durability == "all"  ? pb::DURABILITY_ALL
+                                              : pb::DURABILITY_LOCAL;
+  auto eps = stigmergy::parse_endpoints(opt.endpoints);
+  if (!eps) return usage_error(eps.error().message);
+  {
+    asio::io_context io;
+    tcp::resolver resolver(io);
+    for (const auto& ep : *eps) {
+      boost::system::error_code ec;
+      auto results = resolver.resolve(ep.host, std::to_string(ep.port), ec);
+      if (ec || results.empty()) return usage_error("cannot resolve " + ep.to_string() + ": " + ec.message());
+      sh->endpoints.push_back(*results.begin());
+      sh->endpoint_names.push_back(ep.to_string());
+    }
+  }
+  sh->contexts.resize(static_cast<size_t>(opt.keys));
+  const uint64_t seed = opt.seed != 0 ? opt.seed : static_cast<uint64_t>(Clock::now().time_since_epoch().count());
+
+  const auto start = Clock::now();
+  sh->measure_start = start + warmup;
+  sh->measure_end = sh->measure_start + duration;
+
+  const int nthreads = std::min(opt.threads, opt.clients);
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int t = 0; t < nthreads; ++t) workers.push_back(std::make_unique<Worker>());
+  for (int i = 0; i < opt.clients; ++i) {
+    auto& w = *workers[static_cast<size_t>(i % nthreads)];
+    w.clients.push_back(std::make_shared<BenchClient>(w.io, *sh, static_cast<size_t>(i), seed * 7919 + static_cast<uint64_t>(i)));
+  }
+  for (auto& w : workers) {
+    for (auto& c : w->clients) asio::post(w->io, [c] { c->start(); });
+    w->thread = std::thread([&io = w->io] {
+      auto guard = asio::make_work_guard(io);
+      io.run();
+    });
+  }
+
+  if (!opt.quiet) {
+    std::cerr << "stig-bench: " << opt.clients << " clients on " << sh->endpoints.size() << " endpoint(s), put:get "
+              << sh->put_weight << ":" << sh->get_weight << ", " << opt.keys << " keys, " << opt.value_size
+              << "-byte values, durability " << opt.durability << ", pipeline " << opt.pipeline << "\n";
+  }
+  uint64_t prev_ops = 0, prev_err = 0, prev_noted = 0;
+  int second = 0;
+  while (Clock::now() < sh->measure_end) {
+    const auto next = start + std::chrono::seconds(++second);
+    std::this_thread::sleep_until(std::min(next, sh->measure_end));
+    const uint64_t puts = sh->done_ops[kPut].load(), gets = sh->done_ops[kGet].load();
+    const uint64_t errs = sh->done_errors.load();
+    const uint64_t ops = puts + gets;
+    if (!opt.quiet && Clock::now() >= next - std::chrono::milliseconds(5)) {
+      const bool warming = Clock::now() < sh->measure_start + std::chrono::milliseconds(5);
+      char line[256];
+      std::snprintf(line, sizeof line, "[%3ds] %s %9llu ops/s  errors %llu  connected %d/%d", second,
+                    warming ? "warm-up " : "measure ", static_cast<unsigned long long>(ops - prev_ops),
+                    static_cast<unsigned long long>(errs - prev_err), sh->connected.load(), opt.clients);
+      std::cerr << line;
+      if (const uint64_t noted = sh->last_error_count.load(); noted != prev_noted) {
+        prev_noted = noted;
+        std::lock_guard<std::mutex> lock(sh->last_error_mu);
+        std::cerr << "  last error: " << sh->last_error;
+      }
+      std::cerr << "\n";
+    }
+    prev_ops = ops;
+    prev_err = errs;
+  }
+
+  // Stop issuing, let in-flight requests drain briefly, then stop the loops.
+  sh->stopping.store(true);
+  const auto drain_deadline = Clock::now() + std::chrono::seconds(2);
+  while (Clock::now() < drain_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    bool idle = true;
+    for (auto& w : workers) {
+      std::atomic<bool> done{false};
+      std::atomic<size_t> inflight{0};
+      asio::post(w->io, [&] {
+        size_t n = 0;
+        for (auto& c : w->clients) n += c->in_flight();
+        inflight = n;
+        done = true;
+      });
+      while (!done.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (inflight.load() != 0) idle = false;
+    }
+    if (idle) break;
+  }
+  for (auto& w : workers) {
+    asio::post(w->io, [&w] {
+      for (auto& c : w->clients) c->close();
+    });
+    w->io.stop();
+  }
+  for (auto& w : workers) w->thread.join();
+
+  Stats total;
+  for (auto& w : workers) {
+    for (auto& c : w->clients) total.merge(c->stats());
+  }
+  const double secs = std::chrono::duration<double>(duration).count();
+  std::vector<uint32_t> all;
+  for (int i = 0; i < kOps; ++i) all.insert(all.end(), total.latency_us[i].begin(), total.latency_us[i].end());
+  Summary per_op[kOps];
+  for (int i = 0; i < kOps; ++i) per_op[i] = summarize(total.latency_us[i], total.errors[i], secs);
+  const Summary overall = summarize(all, total.errors[kPut] + total.errors[kGet], secs);
+
+  if (opt.json) {
+    std::string out = "{";
+    out += "\"endpoints\":" + std::to_string(sh->endpoints.size());
+    out += ",\"clients\":" + std::to_string(opt.clients);
+    out += ",\"pipeline\":" + std::to_string(opt.pipeline);
+    out += ",\"threads\":" + std::to_string(nthreads);
+    out += ",\"duration_s\":" + std::to_string(secs);
+    out += ",\"ratio\":\"" + json_escape(opt.ratio) + "\"";
+    out += ",\"keys\":" + std::to_string(opt.keys);
+    out += ",\"value_size\":" + std::to_string(opt.value_size);
+    out += ",\"durability\":\"" + opt.durability + "\"";
+    for (int i = 0; i < kOps; ++i) out += std::string(",\"") + kOpNames[i] + "\":" + summary_json(per_op[i]);
+    out += ",\"all\":" + summary_json(overall);
+    out += ",\"error_kinds\":{";
+    bool first = true;
+    for (const auto& [k, n] : total.error_kinds) {
+      if (n == 0) continue;
+      out += (first ? "\"" : ",\"") + json_escape(k) + "\":" + std::to_string(n);
+      first = false;
+    }
+    out += "}}";
+    std::cout << out << "\n";
+  } else {
+    std::printf("\n%-5s %10s %12s %9s %9s %9s %9s %9s %8s\n", "op", "ops", "ops/s", "mean us", "p50 us", "p99 us",
+                "p999 us", "max us", "errors");
+    auto row = [](const char* name, const Summary& s) {
+      std::printf("%-5s %10llu %12.1f %9.1f %9.0f %9.0f %9.0f %9.0f %8llu\n", name, static_cast<unsigned long long>(s.ops),
+                  s.ops_per_sec, s.mean, s.p50, s.p99, s.p999, s.max, static_cast<unsigned long long>(s.errors));
+    };
+    for (int i = 0; i < kOps; ++i) {
+      if (per_op[i].ops > 0 || per_op[i].errors > 0) row(kOpNames[i], per_op[i]);
+    }
+    row("all", overall);
+    if (!total.error_kinds.empty()) {
+      std::printf("errors by kind:");
+      for (const auto& [k, n] : total.error_kinds) {
+        if (n > 0) std::printf(" %s=%llu", k.c_str(), static_cast<unsigned long long>(n));
+      }
+      std::printf("\n");
+    }
+  }
+  if (overall.ops == 0) {
+    std::string last;
+    {
+      std::lock_guard<std::mutex> lock(sh->last_error_mu);
+      last = sh->last_error;
+    }
+    std::cerr << "stig-bench: error: no request succeeded during the measurement"
+              << (last.empty() ? "" : " (last error: " + last + ")") << "\n";
+    return 1;
+  }
+  return 0;
+}
