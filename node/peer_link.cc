@@ -80,7 +80,13 @@ void PeerLink::disconnect(const std::string& why) {
     spdlog::warn("lost connection to peer {} at {}: {}; reconnecting", peer_id_, address_.to_string(), why);
     failure_logged_ = true;
   } else if (!failure_logged_) {
-    spdlog::warn("cannot reach peer {} at {}: {}; retrying", peer_id_, address_.to_string(), why);
+    // Peers of a cluster start at about the same time: not reaching one at
+    // first is normal, not reaching one again after a connection was lost
+    // is worth a warning.
+    if (ever_connected_)
+      spdlog::warn("cannot reach peer {} at {}: {}; retrying", peer_id_, address_.to_string(), why);
+    else
+      spdlog::info("peer {} at {} not reachable yet: {}; retrying", peer_id_, address_.to_string(), why);
     failure_logged_ = true;
   } else {
     spdlog::debug("cannot reach peer {} at {}: {}; retrying in {} ms", peer_id_, address_.to_string(), why,

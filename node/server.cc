@@ -198,7 +198,7 @@ void Server::handle_heal(Connection& conn, const pb::Request& request) {
   dropped_.clear();
   const std::string msg =
       self_id() + " healed: " + (was.empty() ? std::string("no peers were dropped") : "no longer drops " + was);
-  spdlog::warn("fault injection: {}", msg);
+  spdlog::info("fault injection: {}", msg);
   pb::Response r;
   r.set_seq(request.seq());
   r.set_node(self_id());

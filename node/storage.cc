@@ -25,6 +25,8 @@ std::unique_ptr<Storage> Storage::open(const std::string& dir, std::string* erro
     return nullptr;
   };
   std::error_code ec;
+  if (std::filesystem::exists(dir, ec) && !std::filesystem::is_directory(dir, ec))
+    return fail("exists and is not a directory");
   std::filesystem::create_directories(dir, ec);
   if (ec) return fail(ec.message());
   if (!std::filesystem::is_directory(dir, ec)) return fail("not a directory");

@@ -1,0 +1,236 @@
+// Framing: wire::FrameDecoder / encode_frame, and node's zero-copy envelope
+// encoders (which must produce frames the decoder reads like any other).
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "node/envelope.h"
+#include "wire/frame.h"
+
+namespace {
+
+namespace pb = stigmergy::v1;
+using stig::wire::FrameDecoder;
+using stig::wire::FrameError;
+
+pb::Envelope put_request(uint64_t seq, const std::string& key, const std::string& value) {
+  pb::Envelope env;
+  env.set_protocol_version(stig::wire::kProtocolVersion);
+  auto* req = env.mutable_request();
+  req->set_client_id("c1");
+  req->set_seq(seq);
+  req->set_agent("tester");
+  req->mutable_put()->set_key(key);
+  req->mutable_put()->set_value(value);
+  return env;
+}
+
+std::string header(uint32_t n) {
+  std::string h(4, '\0');
+  h[0] = static_cast<char>(n >> 24);
+  h[1] = static_cast<char>(n >> 16);
+  h[2] = static_cast<char>(n >> 8);
+  h[3] = static_cast<char>(n);
+  return h;
+}
+
+TEST(Frame, RoundTrip) {
+  const pb::Envelope in = put_request(7, "order/1", std::string("shipped\0!", 9));
+  const std::string bytes = stig::wire::encode_frame(in);
+  ASSERT_EQ(bytes.size(), 4 + in.ByteSizeLong());
+  EXPECT_EQ(stig::wire::decode_length(reinterpret_cast<const unsigned char*>(bytes.data())), in.ByteSizeLong());
+
+  FrameDecoder d;
+  d.feed(bytes);
+  pb::Envelope out;
+  ASSERT_TRUE(d.next(out));
+  EXPECT_EQ(out.SerializeAsString(), in.SerializeAsString());
+  EXPECT_EQ(d.error(), FrameError::kNone);
+  EXPECT_EQ(d.buffered(), 0u);
+  EXPECT_FALSE(d.next(out));  // nothing more
+  EXPECT_EQ(d.error(), FrameError::kNone);
+}
+
+TEST(Frame, ManyFramesInOneFeed) {
+  std::string bytes;
+  for (uint64_t i = 1; i <= 50; ++i) stig::wire::append_frame(put_request(i, "k" + std::to_string(i), "v"), bytes);
+  FrameDecoder d;
+  d.feed(bytes);
+  pb::Envelope out;
+  for (uint64_t i = 1; i <= 50; ++i) {
+    ASSERT_TRUE(d.next(out)) << i;
+    EXPECT_EQ(out.request().seq(), i);
+  }
+  EXPECT_FALSE(d.next(out));
+  EXPECT_EQ(d.error(), FrameError::kNone);
+}
+
+TEST(Frame, OversizedLengthRejectedBeforeBody) {
+  FrameDecoder d(1024);
+  d.feed(header(1025));  // only the header: no body was ever sent
+  pb::Envelope out;
+  EXPECT_FALSE(d.next(out));
+  EXPECT_EQ(d.error(), FrameError::kTooLarge);
+  // A huge declared length is refused just the same, without allocating it.
+  FrameDecoder big;
+  big.feed(header(0xFFFFFFFFu));
+  EXPECT_FALSE(big.next(out));
+  EXPECT_EQ(big.error(), FrameError::kTooLarge);
+  EXPECT_EQ(stig::wire::check_length(stig::wire::kDefaultMaxFrameBytes, stig::wire::kDefaultMaxFrameBytes),
+            FrameError::kNone);
+  EXPECT_EQ(stig::wire::check_length(stig::wire::kDefaultMaxFrameBytes + 1, stig::wire::kDefaultMaxFrameBytes),
+            FrameError::kTooLarge);
+}
+
+TEST(Frame, ErrorIsSticky) {
+  FrameDecoder d(16);
+  d.feed(header(17));
+  pb::Envelope out;
+  EXPECT_FALSE(d.next(out));
+  d.feed(stig::wire::encode_frame(put_request(1, "k", "v")));
+  EXPECT_FALSE(d.next(out));
+  EXPECT_EQ(d.error(), FrameError::kTooLarge);
+}
+
+TEST(Frame, TruncatedFrameWaitsForMoreBytes) {
+  const std::string bytes = stig::wire::encode_frame(put_request(3, "key", std::string(100, 'x')));
+  FrameDecoder d;
+  pb::Envelope out;
+  d.feed(std::string_view(bytes).substr(0, 2));  // half a header
+  EXPECT_FALSE(d.next(out));
+  EXPECT_EQ(d.error(), FrameError::kNone);
+  d.feed(std::string_view(bytes).substr(2, bytes.size() - 3));  // all but the last byte
+  EXPECT_FALSE(d.next(out));
+  EXPECT_EQ(d.error(), FrameError::kNone);
+  d.feed(std::string_view(bytes).substr(bytes.size() - 1));
+  ASSERT_TRUE(d.next(out));
+  EXPECT_EQ(out.request().seq(), 3u);
+}
+
+TEST(Frame, SplitByteFeeding) {
+  std::string bytes;
+  for (uint64_t i = 1; i <= 5; ++i) stig::wire::append_frame(put_request(i, "key", std::string(i * 37, 'v')), bytes);
+  FrameDecoder d;
+  pb::Envelope out;
+  uint64_t seen = 0;
+  for (char c : bytes) {
+    d.feed(std::string_view(&c, 1));
+    while (d.next(out)) EXPECT_EQ(out.request().seq(), ++seen);
+    ASSERT_EQ(d.error(), FrameError::kNone);
+  }
+  EXPECT_EQ(seen, 5u);
+  EXPECT_EQ(d.buffered(), 0u);
+}
+
+TEST(Frame, GarbageBytesAreMalformed) {
+  FrameDecoder d;
+  std::string body(32, '\xff');  // not a protobuf: varint that never ends
+  d.feed(header(static_cast<uint32_t>(body.size())) + body);
+  pb::Envelope out;
+  EXPECT_FALSE(d.next(out));
+  EXPECT_EQ(d.error(), FrameError::kMalformed);
+}
+
+TEST(Frame, EnvelopeWithoutBodyIsMalformed) {
+  pb::Envelope env;
+  env.set_protocol_version(stig::wire::kProtocolVersion);
+  FrameDecoder d;
+  d.feed(stig::wire::encode_frame(env));
+  pb::Envelope out;
+  EXPECT_FALSE(d.next(out));
+  EXPECT_EQ(d.error(), FrameError::kMalformed);
+}
+
+TEST(Frame, WrongVersionIsBadVersion) {
+  pb::Envelope env = put_request(1, "k", "v");
+  env.set_protocol_version(99);
+  FrameDecoder d;
+  d.feed(stig::wire::encode_frame(env));
+  pb::Envelope out;
+  EXPECT_FALSE(d.next(out));
+  EXPECT_EQ(d.error(), FrameError::kBadVersion);
+  // A frame that parses but never set a version is refused too.
+  env.set_protocol_version(0);
+  FrameDecoder d0;
+  d0.feed(stig::wire::encode_frame(env));
+  EXPECT_FALSE(d0.next(out));
+  EXPECT_EQ(d0.error(), FrameError::kBadVersion);
+}
+
+TEST(Frame, ZeroLengthFrameIsAnError) {
+  FrameDecoder d;
+  d.feed(header(0));
+  pb::Envelope out;
+  EXPECT_FALSE(d.next(out));
+  EXPECT_EQ(d.error(), FrameError::kEmpty);
+}
+
+TEST(Frame, ErrorMessagesAreOneLine) {
+  for (auto e : {FrameError::kNone, FrameError::kTooLarge, FrameError::kEmpty, FrameError::kMalformed,
+                 FrameError::kBadVersion}) {
+    const std::string m = stig::wire::frame_error_message(e);
+    EXPECT_FALSE(m.empty());
+    EXPECT_EQ(m.find('\n'), std::string::npos);
+  }
+}
+
+// node's encoders write Envelope{version, peer|response} without building an
+// Envelope: the bytes must equal what protobuf writes for that Envelope.
+TEST(NodeEnvelope, PeerFrameMatchesProtobufEncoding) {
+  pb::PeerMessage msg;
+  msg.set_from("n1");
+  auto* push = msg.mutable_push();
+  push->set_batch_id(42);
+  auto* ks = push->add_states();
+  ks->set_key("order/1");
+  auto* sib = ks->add_siblings();
+  sib->set_dot_node("n1");
+  sib->set_dot_counter(3);
+  sib->set_value(std::string(300, 'x'));  // multi-byte length varint
+
+  pb::Envelope env;
+  env.set_protocol_version(stig::wire::kProtocolVersion);
+  *env.mutable_peer() = msg;
+  const std::string expected = stig::wire::encode_frame(env);
+
+  stig::node::SharedFrame frame = stig::node::encode_peer_frame(msg);
+  EXPECT_EQ(*frame, expected);
+
+  FrameDecoder d;
+  d.feed(*frame);
+  pb::Envelope out;
+  ASSERT_TRUE(d.next(out));
+  ASSERT_TRUE(out.has_peer());
+  EXPECT_EQ(out.peer().push().batch_id(), 42u);
+  EXPECT_EQ(out.peer().push().states(0).siblings(0).value().size(), 300u);
+}
+
+TEST(NodeEnvelope, ResponseFrameMatchesProtobufEncoding) {
+  for (const std::string& value : {std::string(), std::string("v"), std::string(70000, 'y')}) {
+    pb::Response r;
+    r.set_seq(9);
+    r.set_node("n2");
+    if (!value.empty()) {
+      r.mutable_get()->set_key("k");
+      r.mutable_get()->add_versions()->set_value(value);
+    }
+    pb::Envelope env;
+    env.set_protocol_version(stig::wire::kProtocolVersion);
+    *env.mutable_response() = r;
+    std::string got = "prefix";
+    stig::node::append_response_frame(r, got);
+    EXPECT_EQ(got, "prefix" + stig::wire::encode_frame(env));
+  }
+}
+
+TEST(NodeEnvelope, EmptyPeerMessageStillDecodes) {
+  pb::PeerMessage msg;  // every field default: body of length 0
+  auto frame = stig::node::encode_peer_frame(msg);
+  FrameDecoder d;
+  d.feed(*frame);
+  pb::Envelope out;
+  ASSERT_TRUE(d.next(out));
+  EXPECT_TRUE(out.has_peer());
+}
+
+}  // namespace
