@@ -1,0 +1,236 @@
+#include "process_cluster.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace stig::testing {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("bind failed");
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+namespace {
+
+pid_t spawn(const std::vector<std::string>& argv, const std::string& out_path, const std::string& err_path) {
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int err = err_path == out_path ? out : ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    int devnull = ::open("/dev/null", O_RDONLY);
+    ::dup2(devnull, 0);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+bool wait_exit(pid_t pid, std::chrono::milliseconds limit, int* status) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int st = 0;
+    pid_t r = ::waitpid(pid, &st, WNOHANG);
+    if (r == pid) {
+      *status = st;
+      return true;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  return false;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+int run_command(const std::vector<std::string>& argv, std::string* out, std::string* err,
+                std::chrono::milliseconds limit) {
+  char tmpl[] = "/tmp/stig-cmd-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  const pid_t pid = spawn(argv, dir + "/out", dir + "/err");
+  int status = 0;
+  if (!wait_exit(pid, limit, &status)) {
+    ::kill(pid, SIGKILL);
+    wait_exit(pid, 5s, &status);
+    status = -1;
+  } else {
+    status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  if (out) *out = slurp(dir + "/out");
+  if (err) *err = slurp(dir + "/err");
+  fs::remove_all(dir);
+  return status;
+}
+
+ProcessCluster::ProcessCluster(int nodes, std::vector<std::string> extra_flags)
+    : nodes_(nodes), extra_flags_(std::move(extra_flags)) {
+  char tmpl[] = "/tmp/stig-cluster-XXXXXX";
+  dir_ = ::mkdtemp(tmpl);
+  for (auto& n : nodes_) n.port = free_port();
+  for (int i = 0; i < nodes; ++i) start(i);
+  for (int i = 0; i < nodes; ++i)
+    if (!wait_ready(i)) throw std::runtime_error("node " + id(i) + " did not start:\n" + read_log(i));
+}
+
+ProcessCluster::~ProcessCluster() {
+  for (int i = 0; i < size(); ++i)
+    if (running(i)) kill9(i);
+  if (!std::getenv("STIG_KEEP_TEST_DIRS")) fs::remove_all(dir_);
+}
+
+std::string ProcessCluster::endpoint(int i) const { return "127.0.0.1:" + std::to_string(nodes_[i].port); }
+
+std::string ProcessCluster::all_endpoints() const {
+  std::string s;
+  for (int i = 0; i < size(); ++i) s += (i ? "," : "") + endpoint(i);
+  return s;
+}
+
+std::string ProcessCluster::log_path(int i) const { return dir_ + "/" + id(i) + ".log"; }
+std::string ProcessCluster::read_log(int i) const { return slurp(log_path(i)); }
+
+std::vector<std::string> ProcessCluster::args_for(int i) const {
+  std::string peers;
+  for (int j = 0; j < size(); ++j)
+    if (j != i) peers += (peers.empty() ? "" : ",") + id(j) + "=" + endpoint(j);
+  std::vector<std::string> args = {std::string(STIG_BIN_DIR) + "/stigd", "--id", id(i), "--listen", endpoint(i),
+                                   "--data-dir", dir_ + "/" + id(i), "--log-level", "info"};
+  if (!peers.empty()) args.insert(args.end(), {"--peers", peers});
+  args.insert(args.end(), extra_flags_.begin(), extra_flags_.end());
+  return args;
+}
+
+void ProcessCluster::start(int i) {
+  if (running(i)) return;
+  nodes_[i].pid = spawn(args_for(i), log_path(i), log_path(i));
+}
+
+void ProcessCluster::stop(int i) {
+  if (!running(i)) return;
+  ::kill(nodes_[i].pid, SIGTERM);
+  int st = 0;
+  if (!wait_exit(nodes_[i].pid, 10s, &st)) {
+    ::kill(nodes_[i].pid, SIGKILL);
+    wait_exit(nodes_[i].pid, 5s, &st);
+    st = -1;
+  }
+  nodes_[i].last_status = st;
+  nodes_[i].pid = -1;
+}
+
+void ProcessCluster::kill9(int i) {
+  if (!running(i)) return;
+  ::kill(nodes_[i].pid, SIGKILL);
+  int st = 0;
+  wait_exit(nodes_[i].pid, 5s, &st);
+  nodes_[i].last_status = st;
+  nodes_[i].pid = -1;
+}
+
+stigmergy::Client ProcessCluster::client(int i, const std::string& agent) {
+  stigmergy::ClientOptions o;
+  o.endpoints = {endpoint(i)};
+  o.agent = agent;
+  o.timeout = 5s;
+  o.read_your_writes = false;
+  auto c = stigmergy::Client::create(o);
+  if (!c) throw std::runtime_error(c.error().to_string());
+  return std::move(c).value();
+}
+
+std::optional<stigmergy::NodeStatus> ProcessCluster::self_status(int i) {
+  auto c = client(i);
+  auto st = c.cluster_status();
+  if (!st) return std::nullopt;
+  for (const auto& n : st->nodes)
+    if (n.state == "self") return n;
+  return std::nullopt;
+}
+
+bool ProcessCluster::wait_ready(int i, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (self_status(i)) return true;
+    int st = 0;
+    if (::waitpid(nodes_[i].pid, &st, WNOHANG) == nodes_[i].pid) {
+      nodes_[i].pid = -1;
+      nodes_[i].last_status = st;
+      return false;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+bool ProcessCluster::wait_converged(std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::optional<uint64_t> digest;
+    bool equal = true;
+    for (int i = 0; i < size() && equal; ++i) {
+      if (!running(i)) continue;
+      auto st = self_status(i);
+      if (!st) {
+        equal = false;
+      } else if (!digest) {
+        digest = st->digest;
+      } else if (*digest != st->digest) {
+        equal = false;
+      }
+    }
+    if (equal && digest) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return false;
+}
+
+bool ProcessCluster::wait_all_up(int i, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto c = client(i);
+    if (auto st = c.cluster_status()) {
+      bool all = true;
+      for (const auto& n : st->nodes)
+        if (n.state != "self" && n.state != "up") all = false;
+      if (all) return true;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+}  // namespace stig::testing
