@@ -133,6 +133,8 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
     return outcome;
   } catch (const CLI::ParseError& e) {
     std::string what = e.what();
+    if (dynamic_cast<const CLI::ConfigError*>(&e) || dynamic_cast<const CLI::FileError*>(&e))
+      what = "--config: " + what;
     std::replace(what.begin(), what.end(), '\n', ' ');
     err << "stigd: " << what << " (see stigd --help)\n";
     outcome.exit_code = 2;
