@@ -155,7 +155,7 @@ struct AdminReply {
 //   returned context does not dominate the remembered one (the answering node
 //   has not yet seen this client's write) is retried on the other endpoints
 //   and, briefly, on the same ones, for up to `read_your_writes_budget`; if no
-//   node catches up in time the freshest answer is returned with `stale` set.
+//   node catches up in time the first answer is returned with `stale` set.
 //   A get that finds the key missing after this client deleted it counts as
 //   caught up (deleted keys are eventually forgotten with their context).
 //   This holds within one Client instance (not across processes).
