@@ -40,6 +40,8 @@ void fill_versions(const pb::KeyState& state, google::protobuf::RepeatedPtrField
     v->set_value(s.value());
     v->set_modified_by(s.modified_by());
     v->set_modified_at_ms(s.modified_at_ms());
+    v->set_dot_node(s.dot_node());
+    v->set_dot_counter(s.dot_counter());
   }
 }
 
@@ -185,8 +187,8 @@ void ReplicaImpl::handle_register_write(ClientToken token, const pb::Request& re
   }
 
   KeyEntry& entry = store_.get_or_create(pb::REGISTER, key);
-  register_write(entry.state, ctx, config_.self, next_dot(), value, is_delete,
-                 WriteMeta{agent_of(request), now_.wall});
+  const uint64_t dot = next_dot();
+  register_write(entry.state, ctx, config_.self, dot, value, is_delete, WriteMeta{agent_of(request), now_.wall});
   store_.mark_dirty(tk, entry);
   pending_push_.insert(tk);
   if (is_delete && peers_.empty()) gc_candidates_.insert(tk);  // the only replica has seen it
@@ -195,6 +197,8 @@ void ReplicaImpl::handle_register_write(ClientToken token, const pb::Request& re
   auto* p = r.mutable_put();
   p->set_key(key);
   p->set_context(encode_context(entry.state.context()));
+  p->set_dot_node(config_.self);
+  p->set_dot_counter(dot);
   fill_versions(entry.state, p->mutable_versions());
   finish_write(token, request, tk, std::move(r), durability);
 }
