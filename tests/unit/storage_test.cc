@@ -1,7 +1,12 @@
-// node::Storage: RocksDB round trip, recovery after reopen, erase, group commit.
+// node::Storage: RocksDB round trip, recovery after reopen, erase, group
+// commit; node::CommitPipeline: persist before release, in order.
 #include "node/storage.h"
 
 #include <gtest/gtest.h>
+
+#include <chrono>
+
+#include "node/commit_pipeline.h"
 
 #include <filesystem>
 #include <fstream>
@@ -148,6 +153,86 @@ TEST(Storage, DataDirThatIsAFileFailsWithClearError) {
   auto s = Storage::open(file, &error);
   EXPECT_EQ(s, nullptr);
   EXPECT_NE(error.find("cannot open data dir '" + file + "'"), std::string::npos) << error;
+}
+
+// --- CommitPipeline ---------------------------------------------------------
+
+using stig::node::CommitPipeline;
+using stig::replication::Output;
+
+// An output identified by one reply token, persisting `keys` (value = token).
+Output make_output(uint64_t token, std::vector<std::string> keys) {
+  Output out;
+  for (auto& k : keys) out.persist.push_back(Persist{std::move(k), std::to_string(token), false});
+  out.replies.push_back({token, {}});
+  return out;
+}
+
+// Runs the io loop until the pipeline is idle (or a generous deadline passes).
+void run_until_idle(boost::asio::io_context& io, const CommitPipeline& p) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!p.idle() && std::chrono::steady_clock::now() < deadline) {
+    io.restart();
+    io.run_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(p.idle());
+}
+
+struct PipelineFixture {
+  TempDir dir;
+  std::unique_ptr<Storage> storage = open_or_die(dir.path());
+  boost::asio::io_context io;
+  std::vector<uint64_t> released;
+  std::vector<size_t> durable_keys_at_release;  // entries on disk when each was released
+  bool failed = false;
+  std::unique_ptr<CommitPipeline> pipeline;
+
+  PipelineFixture() {
+    pipeline = std::make_unique<CommitPipeline>(
+        io, *storage,
+        [this](Output& out) {
+          EXPECT_TRUE(out.persist.empty());
+          for (const auto& r : out.replies) released.push_back(r.token);
+          durable_keys_at_release.push_back(load(*storage).entries.size());
+        },
+        [this](const stig::node::StorageStatus&) { failed = true; });
+  }
+};
+
+TEST(CommitPipeline, OutputWithoutPersistIsReleasedAtOnce) {
+  PipelineFixture f;
+  f.pipeline->submit(make_output(1, {}));
+  EXPECT_EQ(f.released, (std::vector<uint64_t>{1}));
+  EXPECT_TRUE(f.pipeline->idle());
+  EXPECT_EQ(f.pipeline->syncs(), 0u);
+}
+
+TEST(CommitPipeline, ReleasesOnlyAfterPersistAndInOrder) {
+  PipelineFixture f;
+  f.pipeline->submit(make_output(1, {"a"}));
+  f.pipeline->submit(make_output(2, {}));  // behind an unsynced write: must wait
+  f.pipeline->submit(make_output(3, {"b", "c"}));
+  EXPECT_TRUE(f.released.empty());
+  run_until_idle(f.io, *f.pipeline);
+  EXPECT_EQ(f.released, (std::vector<uint64_t>{1, 2, 3}));
+  // Each release saw its own persists (and all earlier ones) on disk already.
+  ASSERT_EQ(f.durable_keys_at_release.size(), 3u);
+  EXPECT_GE(f.durable_keys_at_release[0], 1u);
+  EXPECT_GE(f.durable_keys_at_release[1], 1u);
+  EXPECT_EQ(f.durable_keys_at_release[2], 3u);
+  EXPECT_FALSE(f.failed);
+}
+
+TEST(CommitPipeline, WritesQueuedBehindAnInFlightWriteShareOneSync) {
+  PipelineFixture f;
+  f.pipeline->submit(make_output(0, {"first"}));  // starts a write at once
+  for (uint64_t t = 1; t <= 50; ++t) f.pipeline->submit(make_output(t, {"k" + std::to_string(t)}));
+  run_until_idle(f.io, *f.pipeline);
+  ASSERT_EQ(f.released.size(), 51u);
+  for (uint64_t t = 0; t <= 50; ++t) EXPECT_EQ(f.released[t], t);
+  EXPECT_EQ(f.pipeline->syncs(), 2u);  // the first write, then one group of 50
+  EXPECT_EQ(f.pipeline->persists_written(), 51u);
+  EXPECT_EQ(load(*f.storage).entries.size(), 51u);
 }
 
 }  // namespace
