@@ -21,6 +21,7 @@
 // stops the node with exit code 1 without releasing anything it covered.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
