@@ -5,7 +5,8 @@
 //
 // C simulated clients, each with its own TCP connection, run on one or two
 // event-loop threads (Boost.Asio, no thread per client). Clients are spread
-// round-robin across the endpoints. Each keeps up to --pipeline requests in
+// round-robin across the endpoints (a client whose connection fails moves on
+// to the next endpoint). Each keeps up to --pipeline requests in
 // flight, picks put or get by --ratio and a key uniformly from --keys, and
 // measures the latency of every request from send to reply. After a warm-up
 // the tool measures for --duration and prints throughput and p50/p99/p999
@@ -205,6 +206,8 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     const auto now = Clock::now();
     if (pending_.empty() && now >= sh_.measure_start && now <= sh_.measure_end) stats_.error_kinds["connect"]++;
     pending_.clear();
+    // Fail over like the client library: the next attempt goes to the next endpoint.
+    endpoint_ = (endpoint_ + 1) % sh_.endpoints.size();
     auto self = shared_from_this();
     retry_timer_.expires_after(std::chrono::milliseconds(200));
     retry_timer_.async_wait([self](const boost::system::error_code& ec) {
