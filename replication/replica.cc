@@ -123,7 +123,7 @@ void ReplicaImpl::run_timers() {
     r.clear_result();
     r.set_error(pb::DURABILITY_NOT_MET);
     r.set_error_message("stored on " + std::to_string(stored) + " of " + std::to_string(config_.cluster_size()) +
-                        " replicas (needed " + std::to_string(stored + w.needed) + ") within " +
+                        " replicas (needed " + std::to_string(1 + w.needed) + ") within " +
                         std::to_string(config_.durability_timeout_ms) +
                         " ms; the write is kept and will still propagate");
     complete_write(w.token, w.client_id, w.seq, r);

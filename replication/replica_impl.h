@@ -40,7 +40,7 @@ class ReplicaImpl {
     uint64_t seq;
     std::string typed_key;
     pb::Response response;
-    size_t needed;  // peer acks still required
+    size_t needed;  // peer acks required (the coordinator counts as one replica more)
     std::set<NodeId> acked;
     MonoTime deadline;
   };

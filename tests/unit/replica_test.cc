@@ -239,7 +239,10 @@ TEST(Replica, QuorumWriteWaitsForPeersAndFailsWhenTheyAreGone) {
   c.partition({"n1"});
   auto fail = c.put("n1", "k3", "v", "", pb::DURABILITY_QUORUM);
   EXPECT_EQ(fail.error(), pb::DURABILITY_NOT_MET);
-  EXPECT_NE(fail.error_message().find("1 of 3"), std::string::npos) << fail.error_message();
+  EXPECT_NE(fail.error_message().find("1 of 3 replicas (needed 2)"), std::string::npos) << fail.error_message();
+  auto fail_all = c.put("n1", "k4", "v", "", pb::DURABILITY_ALL);
+  EXPECT_EQ(fail_all.error(), pb::DURABILITY_NOT_MET);
+  EXPECT_NE(fail_all.error_message().find("1 of 3 replicas (needed 3)"), std::string::npos) << fail_all.error_message();
   // The write is kept locally and spreads after the heal.
   c.heal();
   c.advance(3000);
