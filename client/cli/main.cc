@@ -291,8 +291,11 @@ std::string check_verbs(int argc, char** argv, std::string& path) {
     words.push_back(t);
     if (words.size() == 2) break;
   }
-  for (const auto& w : words) path += (path.empty() ? "" : " ") + w;
   if (words.empty()) return "missing verb (expected " + join_or(kVerbs) + "); see 'stig --help'";
+  path = words[0];
+  for (const auto& [verb, subs] : kSubVerbs) {
+    if (verb == words[0] && words.size() > 1) path += " " + words[1];
+  }
   if (std::find(kVerbs.begin(), kVerbs.end(), words[0]) == kVerbs.end()) {
     return "unknown verb '" + words[0] + "' (expected " + join_or(kVerbs) + "); see 'stig --help'";
   }
@@ -343,7 +346,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{3600000}));
   app.add_flag("--json", g.json, "Print exactly one JSON object per result");
   app.footer(R"(Synopsis:
-  put KEY VALUE [--context C] [--durability local|quorum|all]
+  put KEY VALUE|--stdin [--context C] [--durability local|quorum|all]
   get KEY
   del KEY [--context C] [--durability local|quorum|all]
   counter add KEY N | counter get KEY
@@ -370,7 +373,10 @@ Run 'stig VERB --help' for details of one verb.)");
   bool value_base64 = false;
   auto* put = app.add_subcommand("put", "Write a value; concurrent writes become siblings");
   put->add_option("KEY", key, "Key")->required();
-  put->add_option("VALUE", value, "Value (text; with --base64, base64 of the bytes)")->required();
+  bool value_stdin = false;
+  auto* value_opt = put->add_option("VALUE", value, "Value (text; with --base64, base64 of the bytes)");
+  put->add_flag("--stdin", value_stdin, "Read the value's bytes from standard input instead of VALUE")
+      ->excludes(value_opt);
   put->add_option("--context", context_text,
                   "Causal context from an earlier get/put; the write supersedes every version it has seen");
   put->add_option("--durability", durability_text, "When to acknowledge: local (default), quorum or all")
@@ -382,12 +388,24 @@ become concurrent siblings. Pass the context printed by 'stig get' to overwrite.
 Examples:
   stig put order-17 packed
   stig put order-17 shipped --context CgYKAm4xEAE --durability quorum
-  stig put blob-1 3q2+7w== --base64)");
+  stig put blob-1 3q2+7w== --base64
+  stig put report-7 --stdin < report.pdf)");
   put->callback([&] {
     action = [&]() -> int {
+      if (!value_stdin && value_opt->count() == 0) {
+        return fail("VALUE is required (or --stdin); see 'stig put --help'", kExitUsage);
+      }
       std::string bytes = value;
+      if (value_stdin) {
+        std::ostringstream in;
+        in << std::cin.rdbuf();
+        if (std::cin.bad()) return fail("cannot read the value from standard input", kExitUsage);
+        bytes = in.str();
+      }
       if (value_base64) {
-        auto decoded = stigmergy::base64_decode(value);
+        std::string text = bytes;
+        while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
+        auto decoded = stigmergy::base64_decode(text);
         if (!decoded) return fail("VALUE: " + decoded.error().message, kExitUsage);
         bytes = *decoded;
       }

@@ -81,6 +81,7 @@ struct Version {
   int64_t modified_at_ms = 0; // wall clock of the coordinating node, ms since epoch
 };
 
+// Reply to get: every sibling of a register key and the context covering them.
 struct GetReply {
   std::string key;
   std::vector<Version> versions;  // every concurrent sibling; empty if the key is missing
@@ -102,6 +103,7 @@ struct PutReply {
   std::string node;
 };
 
+// Reply to counter add/get: the counter's value as the answering node sees it.
 struct CounterReply {
   std::string key;
   int64_t value = 0;
@@ -110,12 +112,14 @@ struct CounterReply {
   std::string node;
 };
 
+// Reply to set add/remove/get: the elements as the answering node sees them.
 struct SetReply {
   std::string key;
   std::vector<std::string> elements;  // sorted; for add/remove as the node reports them
   std::string node;
 };
 
+// One node as the answering node's failure detector sees it.
 struct NodeStatus {
   std::string id;
   std::string address;
@@ -126,11 +130,13 @@ struct NodeStatus {
   int64_t last_heard_ms_ago = -1;  // -1 if never
 };
 
+// Reply to cluster status: every node of the cluster, the answering one included.
 struct ClusterStatus {
   std::vector<NodeStatus> nodes;
   std::string node;  // node that answered
 };
 
+// Reply to an admin command: what the node did, in one line.
 struct AdminReply {
   std::string message;
   std::string node;
