@@ -397,7 +397,6 @@ Error server_error(const pb::Response& r) {
 
 Result<void> check_key(std::string_view key) {
   if (key.empty()) return make_error(ErrorCode::kInvalidArgument, "key must not be empty");
-  if (!is_valid_utf8(key)) return make_error(ErrorCode::kInvalidArgument, "key must be valid UTF-8 text");
   return {};
 }
 
@@ -411,13 +410,19 @@ Error wrong_result(const pb::Response& r, const char* expected) {
 std::vector<Version> to_versions(const google::protobuf::RepeatedPtrField<pb::Version>& vs) {
   std::vector<Version> out;
   out.reserve(static_cast<size_t>(vs.size()));
-  for (const auto& v : vs) out.push_back(Version{v.value(), v.modified_by(), v.modified_at_ms()});
+  for (const auto& v : vs) {
+    out.push_back(Version{v.value(), v.modified_by(), v.modified_at_ms(), v.dot_node(), v.dot_counter()});
+  }
   return out;
 }
 
 PutReply parse_put(const pb::Response& r, std::string_view key) {
-  return PutReply{r.put().key().empty() ? std::string(key) : r.put().key(), r.put().context(),
-                  to_versions(r.put().versions()), r.node()};
+  return PutReply{r.put().key().empty() ? std::string(key) : r.put().key(),
+                  r.put().context(),
+                  to_versions(r.put().versions()),
+                  r.node(),
+                  r.put().dot_node(),
+                  r.put().dot_counter()};
 }
 
 }  // namespace
@@ -638,7 +643,6 @@ Result<Client> Client::create(ClientOptions options) {
     }
   }
   if (options.agent.empty()) options.agent = default_agent();
-  if (!is_valid_utf8(options.agent)) return make_error(ErrorCode::kInvalidArgument, "agent name must be valid UTF-8");
   if (options.client_id.empty()) options.client_id = random_client_id();
   if (options.timeout <= std::chrono::milliseconds::zero()) {
     return make_error(ErrorCode::kInvalidArgument, "timeout must be positive");
@@ -785,9 +789,7 @@ Result<ClusterStatus> Client::cluster_status() {
 Result<AdminReply> Client::admin_partition(const std::vector<std::string>& drop_ids) {
   if (drop_ids.empty()) return make_error(ErrorCode::kInvalidArgument, "admin partition needs at least one node id");
   for (const auto& id : drop_ids) {
-    if (id.empty() || !is_valid_utf8(id)) {
-      return make_error(ErrorCode::kInvalidArgument, "admin partition: empty or invalid node id");
-    }
+    if (id.empty()) return make_error(ErrorCode::kInvalidArgument, "admin partition: empty node id");
   }
   auto req = impl_->new_request();
   auto* a = req.mutable_admin_partition();

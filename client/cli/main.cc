@@ -80,7 +80,7 @@ std::string shell_quote(const std::string& s) {
 json version_json(const stigmergy::Version& v) {
   json j;
   j["value"] = bytes_json(v.value);
-  j["modified_by"] = v.modified_by;
+  j["modified_by"] = bytes_json(v.modified_by);
   j["modified_at"] = stigmergy::format_iso8601_ms(v.modified_at_ms);
   j["modified_at_ms"] = v.modified_at_ms;
   return j;
@@ -92,7 +92,7 @@ std::string hex16(uint64_t v) {
   return buf;
 }
 
-void print_json(const json& j) { std::cout << j.dump() << "\n"; }
+void print_json(const json& j) { std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n"; }
 
 // Options every verb shares; filled by CLI11 before any verb runs.
 struct Globals {
@@ -119,7 +119,7 @@ stigmergy::Result<Client> connect(const Globals& g) {
 void print_get(const stigmergy::GetReply& r, bool as_json) {
   if (as_json) {
     json j;
-    j["key"] = r.key;
+    j["key"] = bytes_json(r.key);
     j["values"] = json::array();
     j["versions"] = json::array();
     for (const auto& v : r.versions) {
@@ -127,7 +127,7 @@ void print_get(const stigmergy::GetReply& r, bool as_json) {
       j["versions"].push_back(version_json(v));
     }
     j["context"] = stigmergy::encode_context(r.context);
-    j["node"] = r.node;
+    j["node"] = bytes_json(r.node);
     if (r.stale) j["stale"] = true;
     print_json(j);
     return;
@@ -157,10 +157,10 @@ void print_get(const stigmergy::GetReply& r, bool as_json) {
 void print_write(const stigmergy::PutReply& r, bool deleted, const std::string& agent, bool as_json) {
   if (as_json) {
     json j;
-    j["key"] = r.key;
+    j["key"] = bytes_json(r.key);
     j["context"] = stigmergy::encode_context(r.context);
     if (!r.versions.empty() || !deleted) j["siblings"] = r.versions.size();
-    j["node"] = r.node;
+    j["node"] = bytes_json(r.node);
     print_json(j);
     return;
   }
@@ -176,14 +176,14 @@ void print_write(const stigmergy::PutReply& r, bool deleted, const std::string& 
 void print_counter(const stigmergy::CounterReply& r, bool as_json) {
   if (as_json) {
     json j;
-    j["key"] = r.key;
+    j["key"] = bytes_json(r.key);
     j["value"] = r.value;
     if (!r.modified_by.empty()) {
-      j["modified_by"] = r.modified_by;
+      j["modified_by"] = bytes_json(r.modified_by);
       j["modified_at"] = stigmergy::format_iso8601_ms(r.modified_at_ms);
       j["modified_at_ms"] = r.modified_at_ms;
     }
-    j["node"] = r.node;
+    j["node"] = bytes_json(r.node);
     print_json(j);
     return;
   }
@@ -197,10 +197,10 @@ void print_counter(const stigmergy::CounterReply& r, bool as_json) {
 void print_set(const stigmergy::SetReply& r, bool as_json) {
   if (as_json) {
     json j;
-    j["key"] = r.key;
+    j["key"] = bytes_json(r.key);
     j["elements"] = json::array();
     for (const auto& e : r.elements) j["elements"].push_back(bytes_json(e));
-    j["node"] = r.node;
+    j["node"] = bytes_json(r.node);
     print_json(j);
     return;
   }
@@ -213,7 +213,7 @@ void print_status(const stigmergy::ClusterStatus& s, bool as_json) {
     json j;
     j["nodes"] = json::array();
     for (const auto& n : s.nodes) {
-      j["nodes"].push_back(json{{"id", n.id},
+      j["nodes"].push_back(json{{"id", bytes_json(n.id)},
                                 {"address", n.address},
                                 {"state", n.state},
                                 {"keys", n.keys},
@@ -221,7 +221,7 @@ void print_status(const stigmergy::ClusterStatus& s, bool as_json) {
                                 {"digest", hex16(n.digest)},
                                 {"last_heard_ms_ago", n.last_heard_ms_ago}});
     }
-    j["node"] = s.node;
+    j["node"] = bytes_json(s.node);
     print_json(j);
     return;
   }
@@ -252,7 +252,7 @@ void print_status(const stigmergy::ClusterStatus& s, bool as_json) {
 
 void print_admin(const stigmergy::AdminReply& r, bool as_json) {
   if (as_json) {
-    print_json(json{{"ok", true}, {"message", r.message}, {"node", r.node}});
+    print_json(json{{"ok", true}, {"message", r.message}, {"node", bytes_json(r.node)}});
     return;
   }
   std::cout << (r.message.empty() ? "ok" : r.message) << "\n";
@@ -540,7 +540,7 @@ Examples:
         auto r = adding ? c->set_add(key, element, *d) : c->set_remove(key, element, *d);
         if (!r) return fail(r.error());
         if (g.json) {
-          print_json(json{{"key", key}, {"ok", true}, {"node", r->node}});
+          print_json(json{{"key", bytes_json(key)}, {"ok", true}, {"node", bytes_json(r->node)}});
         } else {
           std::cout << "ok: " << (adding ? "added " : "removed ") << shell_quote(bytes_human(element))
                     << (adding ? " to " : " from ") << key << "\n";

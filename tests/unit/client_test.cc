@@ -516,9 +516,12 @@ TEST(ClientBehaviour, RejectsBadKeysLocally) {
   auto r = c->get("");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, stigmergy::ErrorCode::kInvalidArgument);
-  auto r2 = c->put("\xff", "v");
+  auto r2 = c->put("", "v");
   ASSERT_FALSE(r2.ok());
   EXPECT_EQ(r2.error().code, stigmergy::ErrorCode::kInvalidArgument);
+  auto r3 = c->counter_add("", 1);
+  ASSERT_FALSE(r3.ok());
+  EXPECT_EQ(r3.error().code, stigmergy::ErrorCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -79,6 +79,10 @@ struct Version {
   std::string value;          // bytes
   std::string modified_by;    // agent that wrote it
   int64_t modified_at_ms = 0; // wall clock of the coordinating node, ms since epoch
+  // The write that made this version, unique in the cluster: (node, counter).
+  // Checkers use it to tell a superseded write from a lost one.
+  std::string dot_node;
+  uint64_t dot_counter = 0;
 };
 
 // Reply to get: every sibling of a register key and the context covering them.
@@ -101,6 +105,8 @@ struct PutReply {
   std::string context;            // covers the write just made and the versions below
   std::vector<Version> versions;  // live siblings after the write (1 unless concurrent; 0 after del)
   std::string node;
+  std::string dot_node;           // the dot of the write just made
+  uint64_t dot_counter = 0;
 };
 
 // Reply to counter add/get: the counter's value as the answering node sees it.
@@ -178,8 +184,9 @@ class Client {
   Client& operator=(Client&&) noexcept;
   ~Client();
 
-  // Register operations. `context` is raw context bytes (decode_context turns
-  // the text form into bytes); empty means "no version seen".
+  // Register operations. Keys are non-empty byte strings. `context` is raw
+  // context bytes (decode_context turns the text form into bytes); empty
+  // means "no version seen".
   Result<GetReply> get(std::string_view key);
   Result<PutReply> put(std::string_view key, std::string_view value, std::string_view context = {},
                        Durability durability = Durability::kLocal);
