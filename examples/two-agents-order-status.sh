@@ -6,6 +6,7 @@
 # status based on what they read, at the same time: neither write is lost.
 # The store keeps both as siblings, each with the agent that wrote it and when,
 # and one write carrying the context of a read that saw both resolves them.
+# Then the same happens across a real network partition (stig admin partition).
 #
 # Needs a running cluster: deploy/local-cluster up
 # Usage: examples/two-agents-order-status.sh [ORDER_KEY]
@@ -57,7 +58,34 @@ step "7. Everyone now sees one status"
 sleep 0.3
 fulfilment get "$ORDER"
 
-step "8. Values that merge instead of conflicting: a counter and a set"
+step "8. A network partition: ${EPS[0]}'s node is cut off, and both sides keep accepting writes"
+OTHERS=$(fulfilment --json cluster status | python3 -c '
+import json, sys
+print(",".join(n["id"] for n in json.load(sys.stdin)["nodes"] if n["state"] != "self"))')
+trap 'fulfilment admin heal >/dev/null 2>&1 || true' EXIT  # never leave the cluster partitioned
+fulfilment admin partition --drop "$OTHERS"
+CTX_F=$(fulfilment --json get "$ORDER" | context_of)
+CTX_S=$(support --json get "$ORDER" | context_of)
+fulfilment put "$ORDER" "delivered (signed by J. Doe)" --context "$CTX_F"
+support put "$ORDER" "refund issued" --context "$CTX_S"
+echo "-- during the partition, the support side sees only its own write:"
+support get "$ORDER"
+
+step "9. Heal: the nodes exchange what they missed and converge; both writes survive as siblings"
+fulfilment admin heal
+for _ in $(seq 50); do
+  digests=$(fulfilment --json cluster status | python3 -c '
+import json, sys
+print(len({n["digest"] for n in json.load(sys.stdin)["nodes"]}))')
+  [ "$digests" = 1 ] && break
+  sleep 0.2
+done
+fulfilment cluster status
+support get "$ORDER"
+CTX_BOTH=$(support --json get "$ORDER" | context_of)
+support put "$ORDER" "delivered; refund issued as goodwill" --context "$CTX_BOTH"
+
+step "10. Values that merge instead of conflicting: a counter and a set"
 fulfilment counter add "$ORDER:parcels" 2
 support counter add "$ORDER:parcels" 1
 fulfilment set add "$ORDER:tags" fragile
