@@ -16,6 +16,21 @@ struct PeerConfig {
   std::string address;  // host:port, informational for the core (cluster status)
 };
 
+// Test-only fault switches: each injects one real protocol bug so the
+// simulator's checkers can be shown to catch it (stig-sim --inject-bug NAME).
+// All default off; production code never sets them.
+struct TestFaults {
+  bool lww_merge = false;                  // registers merge by last-writer-wins (wall clock)
+  bool anti_entropy_skips_bucket = false;  // anti-entropy never repairs the lowest differing bucket
+  bool counter_merge_sums = false;         // counter merge adds totals instead of taking the maximum
+  bool set_remove_wins = false;            // a set merge lets a newer-looking absence beat an add
+  bool forget_dot_counter = false;         // restart forgets issued dots (trips a core invariant)
+
+  bool any() const {
+    return lww_merge || anti_entropy_skips_bucket || counter_merge_sums || set_remove_wins || forget_dot_counter;
+  }
+};
+
 struct Config {
   NodeId self;
   std::string self_address;
@@ -34,6 +49,7 @@ struct Config {
   uint32_t merkle_depth = 3;             // leaves = fanout^depth buckets
   uint32_t max_batch_bytes = 1u << 20;   // split push/anti-entropy messages above this
   size_t dedup_clients = 10000;          // clients remembered for at-most-once retries
+  TestFaults test_faults;                // off unless a test injects a bug
 
   // Sorted ids of every node, self included.
   std::vector<NodeId> all_nodes() const;

@@ -4,6 +4,7 @@
 
 #include "replication/invariant.h"
 #include "replication/replica_impl.h"
+#include "replication/test_faults.h"
 
 namespace stig::replication {
 
@@ -27,6 +28,16 @@ void ReplicaImpl::on_peer(const NodeId& from, const pb::PeerMessage& message) {
 
 // --- merging -------------------------------------------------------------------
 
+bool ReplicaImpl::merge_keys(pb::KeyState& local, const pb::KeyState& remote) const {
+  const TestFaults& f = config_.test_faults;
+  if (f.any()) {  // deliberately wrong merges: only when a test injects a bug
+    if (f.lww_merge && local.type() == pb::REGISTER) return test_faults::merge_register_lww(local, remote);
+    if (f.counter_merge_sums && local.type() == pb::COUNTER) return test_faults::merge_counter_summing(local, remote);
+    if (f.set_remove_wins && local.type() == pb::SET) return test_faults::merge_set_remove_wins(local, remote);
+  }
+  return merge_state(local, remote);
+}
+
 bool ReplicaImpl::merge_remote(const NodeId& from, const pb::KeyState& remote) {
   (void)from;
   if (!validate_state(remote).is_ok()) return false;
@@ -37,11 +48,12 @@ bool ReplicaImpl::merge_remote(const NodeId& from, const pb::KeyState& remote) {
     entry = &store_.get_or_create(remote.type(), remote.key());
     entry->state = remote;
     store_.mark_dirty(tk, *entry);
-  } else if (merge_state(entry->state, remote)) {
+  } else if (merge_keys(entry->state, remote)) {
     store_.mark_dirty(tk, *entry);
   }
   // A peer knows of dots of ours we do not (our disk was lost): never reissue them.
-  if (const uint64_t mine = max_counter_of(remote, config_.self); mine > dot_counter_) {
+  if (const uint64_t mine = max_counter_of(remote, config_.self);
+      mine > dot_counter_ && !config_.test_faults.forget_dot_counter) {
     dot_counter_ = mine;
     dot_counter_dirty_ = true;
   }
@@ -198,6 +210,8 @@ void ReplicaImpl::handle_ae_level(const NodeId& from, const pb::AeTreeLevel& lev
     if (idx >= tree.width(level.level())) return;  // malformed: ignore the whole message
     if (tree.hash(level.level(), idx) != level.hashes(i)) differing.push_back(idx);
   }
+  if (config_.test_faults.anti_entropy_skips_bucket && level.level() == tree.depth() && !differing.empty())
+    differing.erase(differing.begin());  // injected bug: the lowest differing bucket is never repaired
   if (differing.empty()) return;
 
   pb::PeerMessage m;

@@ -56,6 +56,7 @@ ReplicaImpl::ReplicaImpl(const Config& config, uint64_t seed, const RecoveredSta
     for (const auto& [tk, e] : store_.bucket(b))
       dot_counter_ = std::max(dot_counter_, max_counter_of(e.state, config_.self));
   store_.settle(nullptr);
+  if (config_.test_faults.forget_dot_counter) dot_counter_ = 0;  // injected bug: dots get reissued
 }
 
 void ReplicaImpl::step(const Now& now, Input input) {

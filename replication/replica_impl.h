@@ -75,6 +75,8 @@ class ReplicaImpl {
   // Joins a peer's state of one key. Returns false (and logs nothing: the
   // core has no log) if the state is malformed; it is then ignored.
   bool merge_remote(const NodeId& from, const pb::KeyState& remote);
+  // merge_state, or a deliberately wrong merge when a test fault is on.
+  bool merge_keys(pb::KeyState& local, const pb::KeyState& remote) const;
   void note_tombstone_seen(const NodeId& peer, const std::string& typed_key, uint64_t peer_hash);
   void collect_tombstones();
   void start_anti_entropy();

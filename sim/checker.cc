@@ -1,0 +1,308 @@
+#include "sim/checker.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <limits>
+
+namespace stig::sim {
+
+namespace {
+
+constexpr size_t kMaxFindings = 20;
+
+std::string seconds(int64_t ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3fs", static_cast<double>(ms) / 1000.0);
+  return buf;
+}
+
+void add_finding(CheckResult& r, std::string line) {
+  r.ok = false;
+  if (r.findings.size() < kMaxFindings) r.findings.push_back(std::move(line));
+}
+
+// Invoke and completion of one client operation.
+struct Operation {
+  const HistoryEvent* invoke = nullptr;
+  const HistoryEvent* done = nullptr;
+  EventType outcome() const { return done ? done->type : EventType::kInfo; }
+};
+
+std::map<uint64_t, Operation> operations(const History& h) {
+  std::map<uint64_t, Operation> ops;
+  for (const auto& e : h.events()) {
+    if (!e.op) continue;
+    if (e.type == EventType::kInvoke)
+      ops[e.op].invoke = &e;
+    else
+      ops[e.op].done = &e;
+  }
+  for (auto it = ops.begin(); it != ops.end();) it = it->second.invoke ? std::next(it) : ops.erase(it);
+  return ops;
+}
+
+// --- convergence -----------------------------------------------------------------
+
+class ConvergenceChecker : public Checker {
+ public:
+  std::string name() const override { return "convergence"; }
+  CheckResult check(const History&, const FinalState& f) const override {
+    CheckResult r;
+    r.name = name();
+    std::vector<const NodeFinal*> up;
+    for (const auto& n : f.nodes) {
+      if (n.up)
+        up.push_back(&n);
+      else
+        add_finding(r, n.node + " is down at the end of the run");
+    }
+    if (up.empty()) {
+      add_finding(r, "no replica is up");
+      r.summary = "no replica to compare";
+      return r;
+    }
+    bool equal = true;
+    for (const auto* n : up) equal &= n->digest == up[0]->digest;
+    if (!equal) {
+      std::string digests;
+      for (const auto* n : up) {
+        char buf[40];
+        std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(n->digest));
+        digests += (digests.empty() ? "" : ", ") + n->node + "=" + buf;
+      }
+      add_finding(r, "digests differ at the end of the quiet period: " + digests);
+      // Name the keys whose visible state differs.
+      const NodeFinal& a = *up[0];
+      for (const auto* b : up) {
+        if (b == up[0]) continue;
+        auto diff = [&](const std::string& what, const std::string& key) {
+          add_finding(r, what + " '" + key + "' differs between " + a.node + " and " + b->node);
+        };
+        std::set<std::string> keys;
+        for (const auto& [k, v] : a.registers) keys.insert(k);
+        for (const auto& [k, v] : b->registers) keys.insert(k);
+        for (const auto& k : keys) {
+          auto dots = [&](const NodeFinal& n) {
+            std::vector<Dot> d;
+            if (auto it = n.registers.find(k); it != n.registers.end())
+              for (const auto& v : it->second) d.push_back(v.dot);
+            std::sort(d.begin(), d.end());
+            return d;
+          };
+          if (dots(a) != dots(*b)) diff("register", k);
+        }
+        for (const auto& [k, v] : a.counters)
+          if (auto it = b->counters.find(k); it == b->counters.end() || it->second != v) diff("counter", k);
+        for (const auto& [k, v] : a.sets)
+          if (auto it = b->sets.find(k); it == b->sets.end() || it->second != v) diff("set", k);
+      }
+    } else if (!f.converged_after_ms) {
+      add_finding(r, "digests were equal only at the very end");
+    }
+    if (r.ok)
+      r.summary = f.converged_after_ms ? "converged " + seconds(*f.converged_after_ms) + " after the final heal"
+                                       : "converged";
+    else
+      r.summary = "did not converge after the final heal";
+    return r;
+  }
+};
+
+// --- lost writes -------------------------------------------------------------------
+
+class LostWritesChecker : public Checker {
+ public:
+  std::string name() const override { return "lost-writes"; }
+  CheckResult check(const History& h, const FinalState& f) const override {
+    CheckResult r;
+    r.name = name();
+    const auto ops = operations(h);
+    // Contexts of every put/del that may have been applied, per key.
+    std::map<std::string, std::vector<const VersionMap*>> contexts;
+    for (const auto& [id, op] : ops) {
+      const auto& in = *op.invoke;
+      if ((in.f == "put" || in.f == "del") && in.context && op.outcome() != EventType::kFail)
+        contexts[in.key].push_back(&*in.context);
+    }
+    size_t acked = 0, superseded = 0, checked = 0;
+    for (const auto& [id, op] : ops) {
+      if (op.invoke->f != "put" || op.outcome() != EventType::kOk || !op.done->dot) continue;
+      ++acked;
+      const Dot& dot = *op.done->dot;
+      bool covered = false;
+      for (const VersionMap* c : contexts[op.invoke->key]) {
+        auto it = c->find(dot.node);
+        if (it != c->end() && it->second >= dot.counter) {
+          covered = true;
+          break;
+        }
+      }
+      if (covered) {
+        ++superseded;
+        continue;
+      }
+      ++checked;
+      std::vector<std::string> missing;
+      for (const auto& n : f.nodes) {
+        if (!n.up) continue;
+        bool found = false;
+        if (auto it = n.registers.find(op.invoke->key); it != n.registers.end())
+          for (const auto& v : it->second) found |= v.dot == dot;
+        if (!found) missing.push_back(n.node);
+      }
+      if (!missing.empty()) {
+        std::string where;
+        for (const auto& m : missing) where += (where.empty() ? "" : ", ") + m;
+        add_finding(r, "put " + op.invoke->key + "=" + op.invoke->value + " by " + op.invoke->process + " (dot " +
+                           dot.to_string() + ", acknowledged at " + seconds(op.done->time) + ") is missing on " + where +
+                           " and no later write's context covered it");
+      }
+    }
+    r.summary = std::to_string(acked) + " acknowledged puts: " + std::to_string(superseded) +
+                " superseded by a covering context, " + std::to_string(checked) + " must survive" +
+                (r.ok ? ", all present" : ", " + std::to_string(r.findings.size()) + "+ lost");
+    return r;
+  }
+};
+
+// --- counters ----------------------------------------------------------------------
+
+class CounterChecker : public Checker {
+ public:
+  std::string name() const override { return "counters"; }
+  CheckResult check(const History& h, const FinalState& f) const override {
+    CheckResult r;
+    r.name = name();
+    struct Range {
+      int64_t lo = 0, hi = 0;
+    };
+    std::map<std::string, Range> ranges;
+    for (const auto& [id, op] : operations(h)) {
+      if (op.invoke->f != "counter_add") continue;
+      const int64_t d = op.invoke->delta;
+      int64_t min_times = 0, max_times = 0;
+      switch (op.outcome()) {
+        case EventType::kOk: min_times = 1, max_times = std::max(1, op.done->attempts); break;
+        case EventType::kInfo: max_times = op.done ? std::max(1, op.done->attempts) : 3; break;
+        default: break;
+      }
+      Range& range = ranges[op.invoke->key];
+      range.lo += d >= 0 ? d * min_times : d * max_times;
+      range.hi += d >= 0 ? d * max_times : d * min_times;
+    }
+    for (const auto& [key, range] : ranges) {
+      for (const auto& n : f.nodes) {
+        if (!n.up) continue;
+        auto it = n.counters.find(key);
+        const int64_t v = it == n.counters.end() ? 0 : it->second;
+        if (v < range.lo || v > range.hi)
+          add_finding(r, "counter " + key + " is " + std::to_string(v) + " on " + n.node + ", outside the allowed [" +
+                             std::to_string(range.lo) + ", " + std::to_string(range.hi) + "]");
+      }
+    }
+    r.summary = std::to_string(ranges.size()) + " counters" +
+                (r.ok ? ", all within their allowed ranges" : ", " + std::to_string(r.findings.size()) + "+ values out of range");
+    return r;
+  }
+};
+
+// --- sets --------------------------------------------------------------------------
+
+class SetChecker : public Checker {
+ public:
+  std::string name() const override { return "sets"; }
+  CheckResult check(const History& h, const FinalState& f) const override {
+    CheckResult r;
+    r.name = name();
+    struct ElementOps {
+      std::vector<const Operation*> adds, removes;
+    };
+    const auto ops = operations(h);
+    std::map<std::pair<std::string, std::string>, ElementOps> by_element;
+    std::set<std::string> set_keys;
+    for (const auto& [id, op] : ops) {
+      const auto& f0 = op.invoke->f;
+      if (f0 == "set_add") by_element[{op.invoke->key, op.invoke->value}].adds.push_back(&op);
+      if (f0 == "set_rm") by_element[{op.invoke->key, op.invoke->value}].removes.push_back(&op);
+      if (f0.rfind("set_", 0) == 0) set_keys.insert(op.invoke->key);
+    }
+    size_t must = 0;
+    for (const auto& [ke, eo] : by_element) {
+      // The last time any remove may still take effect (unknown outcome: never ends).
+      int64_t removes_done = std::numeric_limits<int64_t>::min();
+      for (const Operation* rm : eo.removes) {
+        const bool finished = rm->done && rm->done->type != EventType::kInfo;
+        removes_done = std::max(removes_done, finished ? rm->done->time : std::numeric_limits<int64_t>::max());
+      }
+      const Operation* witness = nullptr;
+      for (const Operation* add : eo.adds)
+        if (add->outcome() == EventType::kOk && add->invoke->time > removes_done) {
+          witness = add;
+          break;
+        }
+      if (!witness) continue;
+      ++must;
+      for (const auto& n : f.nodes) {
+        if (!n.up) continue;
+        auto it = n.sets.find(ke.first);
+        if (it == n.sets.end() || !it->second.count(ke.second))
+          add_finding(r, "set " + ke.first + " on " + n.node + " lacks " + ke.second + ", added (ok) by " +
+                             witness->invoke->process + " at " + seconds(witness->invoke->time) +
+                             " after every remove of it had finished");
+      }
+    }
+    for (const auto& n : f.nodes) {
+      if (!n.up) continue;
+      for (const auto& [key, elements] : n.sets)
+        for (const auto& e : elements)
+          if (!by_element.count({key, e}) || by_element.at({key, e}).adds.empty())
+            add_finding(r, "set " + key + " on " + n.node + " holds " + e + ", which no client ever added");
+    }
+    r.summary = std::to_string(set_keys.size()) + " sets, " + std::to_string(must) + " elements that must be present" +
+                (r.ok ? ", all present, none invented" : ", " + std::to_string(r.findings.size()) + "+ missing or invented");
+    return r;
+  }
+};
+
+class InvariantChecker : public Checker {
+ public:
+  std::string name() const override { return "invariants"; }
+  CheckResult check(const History&, const FinalState& f) const override {
+    CheckResult r;
+    r.name = name();
+    for (const auto& s : f.invariant_failures) add_finding(r, s);
+    r.summary = r.ok ? "no core invariant failed" : "the core refused its own state";
+    return r;
+  }
+};
+
+}  // namespace
+
+std::vector<std::unique_ptr<Checker>> lazy_checkers() {
+  std::vector<std::unique_ptr<Checker>> v;
+  v.push_back(std::make_unique<ConvergenceChecker>());
+  v.push_back(std::make_unique<LostWritesChecker>());
+  v.push_back(std::make_unique<CounterChecker>());
+  v.push_back(std::make_unique<SetChecker>());
+  v.push_back(std::make_unique<InvariantChecker>());
+  return v;
+}
+
+std::vector<CheckResult> run_checkers(const History& history, const FinalState& final_state) {
+  std::vector<CheckResult> out;
+  for (const auto& c : lazy_checkers()) out.push_back(c->check(history, final_state));
+  return out;
+}
+
+TouchedKeys touched_keys(const History& history) {
+  TouchedKeys t;
+  for (const auto& e : history.events()) {
+    if (e.type != EventType::kInvoke || e.key.empty()) continue;
+    if (e.f == "put" || e.f == "get" || e.f == "del") t.registers.insert(e.key);
+    if (e.f.rfind("counter_", 0) == 0) t.counters.insert(e.key);
+    if (e.f.rfind("set_", 0) == 0) t.sets.insert(e.key);
+  }
+  return t;
+}
+
+}  // namespace stig::sim

@@ -1,0 +1,72 @@
+// Checkers: properties a lazy-path history and the final replica states must
+// satisfy, each reporting what it found.
+//
+//   convergence   after the final heal, every replica's digest is equal (and
+//                 how long that took); names keys whose states still differ
+//   lost-writes   every acknowledged put is still a sibling on every replica,
+//                 unless a later put/del was invoked with a context covering
+//                 its dot (ok or unknown outcome)
+//   counters      each replica's counter lies within the range allowed by ok
+//                 increments (applied at least once, at most once per attempt)
+//                 and unknown ones (zero to once per attempt)
+//   sets          add-wins: an element added by an ok add that started after
+//                 every remove of it had finished is present; an element never
+//                 added is absent
+//   invariants    the core refused nothing it wrote itself (recovery errors);
+//                 STIG_INVARIANT aborts are reported by the runner with the seed
+//
+// The simulator and the real-cluster nemesis test fill the same FinalState.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "sim/history.h"
+
+namespace stig::sim {
+
+struct NodeFinal {
+  std::string node;
+  bool up = true;
+  uint64_t digest = 0;
+  std::map<std::string, std::vector<SeenVersion>> registers;  // key -> live versions
+  std::map<std::string, int64_t> counters;
+  std::map<std::string, std::set<std::string>> sets;
+};
+
+struct FinalState {
+  std::vector<NodeFinal> nodes;
+  int64_t healed_at = -1;                     // time of the final heal
+  std::optional<int64_t> converged_after_ms;  // from the heal until digests stayed equal
+  std::vector<std::string> invariant_failures;
+};
+
+struct CheckResult {
+  std::string name;
+  bool ok = true;
+  std::string summary;                // one line
+  std::vector<std::string> findings;  // one line each (capped)
+};
+
+class Checker {
+ public:
+  virtual ~Checker() = default;
+  virtual std::string name() const = 0;
+  virtual CheckResult check(const History& history, const FinalState& final_state) const = 0;
+};
+
+// The checkers of the lazy path, in report order.
+std::vector<std::unique_ptr<Checker>> lazy_checkers();
+std::vector<CheckResult> run_checkers(const History& history, const FinalState& final_state);
+
+// Keys the history touched, by type (what a final read must cover).
+struct TouchedKeys {
+  std::set<std::string> registers, counters, sets;
+};
+TouchedKeys touched_keys(const History& history);
+
+}  // namespace stig::sim

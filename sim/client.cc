@@ -1,0 +1,109 @@
+#include "sim/client.h"
+
+namespace stig::sim {
+
+namespace pb = stigmergy::v1;
+
+SimClient::SimClient(int index, int nodes, Scheduler& scheduler, SimRandom& random, History& history,
+                     std::vector<std::unique_ptr<ClientWorkload>> workloads, ClientOptions options, Send send)
+    : index_(index),
+      nodes_(nodes),
+      name_("c" + std::to_string(index + 1)),
+      scheduler_(scheduler),
+      random_(random),
+      history_(history),
+      workloads_(std::move(workloads)),
+      options_(options),
+      send_(std::move(send)),
+      node_(static_cast<int>(random.below(static_cast<uint64_t>(nodes)))) {}
+
+void SimClient::start() {
+  if (workloads_.empty()) return;
+  scheduler_.after(random_.range(0, options_.think_max_ms), [this] { begin(); });
+}
+
+void SimClient::begin() {
+  if (stopped_ || current_) return;
+  ClientWorkload* w = workloads_[random_.below(workloads_.size())].get();
+  Current c;
+  c.op = history_.new_op();
+  c.request = w->next(random_);
+  c.request.set_client_id(name_);
+  c.request.set_seq(++seq_);
+  c.request.set_agent("agent-" + name_);
+  c.workload = w;
+  c.invoked = scheduler_.now();
+  HistoryEvent e;
+  e.time = scheduler_.now();
+  e.process = name_;
+  e.type = EventType::kInvoke;
+  e.op = c.op;
+  e.node = "n" + std::to_string(node_ + 1);
+  describe_request(c.request, e);
+  history_.add(std::move(e));
+  current_ = std::move(c);
+  attempt();
+}
+
+void SimClient::attempt() {
+  Current& c = *current_;
+  ++c.attempts;
+  const replication::ClientToken token = (static_cast<uint64_t>(index_) << 32) | ++next_token_;
+  c.tokens.insert(token);
+  const uint64_t op = c.op;
+  const int n = c.attempts;
+  send_(node_, token, c.request);
+  scheduler_.after(options_.attempt_timeout_ms, [this, op, n] { timeout(op, n); });
+}
+
+void SimClient::timeout(uint64_t op, int attempt_number) {
+  if (!current_ || current_->op != op || current_->attempts != attempt_number) return;
+  current_->uncertain = true;
+  if (current_->attempts >= options_.max_attempts) {
+    complete(EventType::kInfo, nullptr,
+             "timeout: no reply after " + std::to_string(current_->attempts) + " attempts");
+    return;
+  }
+  // Fail over to another node, as the real client does.
+  if (nodes_ > 1) node_ = (node_ + 1 + static_cast<int>(random_.below(static_cast<uint64_t>(nodes_ - 1)))) % nodes_;
+  attempt();
+}
+
+void SimClient::on_reply(replication::ClientToken token, const pb::Response& response) {
+  if (!current_ || !current_->tokens.count(token)) return;  // late reply to a finished op
+  switch (response.error()) {
+    case pb::OK: return complete(EventType::kOk, &response, "");
+    case pb::UNAVAILABLE:
+      current_->uncertain = true;
+      return timeout(current_->op, current_->attempts);
+    case pb::DURABILITY_NOT_MET:  // stored on the coordinator, not on enough replicas
+      return complete(EventType::kInfo, &response, "");
+    default:
+      return complete(current_->uncertain ? EventType::kInfo : EventType::kFail, &response, "");
+  }
+}
+
+void SimClient::complete(EventType type, const pb::Response* response, const std::string& error) {
+  Current c = std::move(*current_);
+  current_.reset();
+  HistoryEvent e;
+  e.time = scheduler_.now();
+  e.process = name_;
+  e.type = type;
+  e.op = c.op;
+  describe_request(c.request, e);
+  e.context.reset();
+  e.value.clear();
+  if (c.request.has_put()) e.value = c.request.put().value();
+  if (c.request.has_set_add()) e.value = c.request.set_add().element();
+  if (c.request.has_set_remove()) e.value = c.request.set_remove().element();
+  e.durability.clear();
+  if (response) describe_response(*response, e);
+  if (!error.empty()) e.error = error;
+  e.attempts = c.attempts;
+  history_.add(std::move(e));
+  c.workload->on_reply(c.request, type == EventType::kOk || type == EventType::kFail ? response : nullptr);
+  scheduler_.after(random_.range(options_.think_min_ms, options_.think_max_ms), [this] { begin(); });
+}
+
+}  // namespace stig::sim

@@ -1,0 +1,85 @@
+// SimClient: one simulated agent issuing operations one at a time.
+//
+// It behaves like the real client library: every request carries the
+// client's id and a sequence number; when a node does not answer within the
+// attempt timeout (or answers UNAVAILABLE) the same request, with the same
+// seq, is sent to another node, and the client then sticks to that node.
+// Each operation is recorded as an invoke and one completion: ok (with the
+// reply), fail (a definite error and no attempt that might have applied it)
+// or info (unknown: every attempt timed out, or an error after a timeout).
+//
+// Guarantees: at most one operation in flight per client; replies to any
+// attempt of the current operation complete it; late replies are ignored.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "replication/replica.h"
+#include "sim/history.h"
+#include "sim/random.h"
+#include "sim/scheduler.h"
+#include "sim/workload.h"
+
+namespace stig::sim {
+
+struct ClientOptions {
+  int64_t attempt_timeout_ms = 1000;
+  int max_attempts = 3;
+  int64_t think_min_ms = 0;
+  int64_t think_max_ms = 40;
+};
+
+class SimClient {
+ public:
+  // Sends `request` to node `node`; the reply comes back through on_reply.
+  using Send = std::function<void(int node, replication::ClientToken token, const stigmergy::v1::Request& request)>;
+
+  SimClient(int index, int nodes, Scheduler& scheduler, SimRandom& random, History& history,
+            std::vector<std::unique_ptr<ClientWorkload>> workloads, ClientOptions options, Send send);
+
+  static int client_of(replication::ClientToken token) { return static_cast<int>(token >> 32); }
+
+  void start();
+  // No new operations after this; the current one still completes.
+  void stop() { stopped_ = true; }
+  bool busy() const { return current_.has_value(); }
+  void on_reply(replication::ClientToken token, const stigmergy::v1::Response& response);
+  const std::string& name() const { return name_; }
+
+ private:
+  struct Current {
+    uint64_t op;
+    stigmergy::v1::Request request;
+    ClientWorkload* workload;
+    int attempts = 0;
+    bool uncertain = false;  // an attempt timed out: it may have been applied
+    std::set<replication::ClientToken> tokens;
+    SimTime invoked = 0;
+  };
+  void begin();
+  void attempt();
+  void timeout(uint64_t op, int attempt);
+  void complete(EventType type, const stigmergy::v1::Response* response, const std::string& error);
+
+  int index_;
+  int nodes_;
+  std::string name_;
+  Scheduler& scheduler_;
+  SimRandom& random_;
+  History& history_;
+  std::vector<std::unique_ptr<ClientWorkload>> workloads_;
+  ClientOptions options_;
+  Send send_;
+  int node_;  // sticky node
+  bool stopped_ = false;
+  uint64_t seq_ = 0;
+  uint32_t next_token_ = 0;
+  std::optional<Current> current_;
+};
+
+}  // namespace stig::sim

@@ -1,0 +1,32 @@
+#include "sim/disk.h"
+
+#include <algorithm>
+
+namespace stig::sim {
+
+void SimDisk::stage(std::vector<replication::Persist> writes) {
+  if (!writes.empty()) staged_.push_back(std::move(writes));
+}
+
+void SimDisk::finish_sync(size_t groups) {
+  groups = std::min(groups, staged_.size());
+  for (size_t g = 0; g < groups; ++g) {
+    for (auto& p : staged_[g]) {
+      if (p.erase)
+        durable_.erase(p.key);
+      else
+        durable_[p.key] = std::move(p.value);
+    }
+  }
+  staged_.erase(staged_.begin(), staged_.begin() + static_cast<std::ptrdiff_t>(groups));
+  ++syncs_;
+}
+
+replication::RecoveredState SimDisk::recover() const {
+  replication::RecoveredState r;
+  r.entries.reserve(durable_.size());
+  for (const auto& [k, v] : durable_) r.entries.emplace_back(k, v);
+  return r;
+}
+
+}  // namespace stig::sim

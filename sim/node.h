@@ -1,0 +1,105 @@
+// SimNode: one replica of the real core inside the simulator, with its disk,
+// its clocks and its commit pipeline.
+//
+// Inputs that arrive in the same simulated millisecond are stepped into the
+// replica and drained with one take_output (group commit). An output's
+// persists are staged on the disk; one sync at a time runs, taking a random
+// fsync latency; when a sync completes, the outputs it covered (and any
+// persist-free output queued behind them) release their messages and replies,
+// in order. So nothing leaves a node before everything it depends on is
+// durable, exactly the contract of replication::Replica. A crash drops the
+// replica, every unsynced write and every unreleased message and reply;
+// restart rebuilds the replica from the durable disk only.
+//
+// Clocks: the monotonic clock is the simulated time plus a per-node base;
+// the wall clock is an epoch plus the simulated time plus a skew the nemesis
+// can change (skew and jumps, forwards or backwards).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "replication/replica.h"
+#include "sim/disk.h"
+#include "sim/random.h"
+#include "sim/scheduler.h"
+
+namespace stig::sim {
+
+struct NodeOptions {
+  int64_t fsync_min_ms = 1;
+  int64_t fsync_max_ms = 4;
+};
+
+class SimNode {
+ public:
+  using SendPeer = std::function<void(int from, const replication::Outbound& message)>;
+  using SendReply = std::function<void(int from, replication::Reply reply)>;
+
+  static constexpr int64_t kWallEpochMs = 1767225600000;  // 2026-01-01T00:00:00Z
+
+  SimNode(int index, replication::Config config, Scheduler& scheduler, SimRandom& random, NodeOptions options,
+          SendPeer send_peer, SendReply send_reply);
+
+  // (Re)builds the replica from the durable disk. Returns false (and keeps the
+  // node down) if the core refused the recovered state; see start_error().
+  bool start();
+  void crash();
+  bool up() const { return replica_ != nullptr; }
+
+  // Steps one input now; the output is drained at the end of this millisecond.
+  void deliver(replication::Input input);
+
+  void set_skew(int64_t ms) { skew_ms_ = ms; }
+  int64_t skew() const { return skew_ms_; }
+  replication::Now now() const;
+
+  int index() const { return index_; }
+  const std::string& id() const { return config_.self; }
+  // Only while up; the state is settled (outputs are drained every millisecond).
+  replication::Replica& replica() { return *replica_; }
+  const std::string& start_error() const { return start_error_; }
+  const SimDisk& disk() const { return disk_; }
+  uint64_t crashes() const { return crashes_; }
+
+ private:
+  struct Pending {
+    uint64_t needs_sync;  // generation of the sync that must complete first
+    std::vector<replication::Outbound> messages;
+    std::vector<replication::Reply> replies;
+  };
+  void flush();
+  void start_sync();
+  void sync_done(uint64_t epoch, size_t groups);
+  void release(Pending& p);
+  void schedule_tick(replication::MonoTime wake);
+  void tick(uint64_t epoch, SimTime at);
+
+  int index_;
+  replication::Config config_;
+  Scheduler& scheduler_;
+  SimRandom& random_;
+  NodeOptions options_;
+  SendPeer send_peer_;
+  SendReply send_reply_;
+
+  std::unique_ptr<replication::Replica> replica_;
+  SimDisk disk_;
+  int64_t mono_base_;
+  int64_t skew_ms_ = 0;
+  uint64_t epoch_ = 0;  // bumped on crash: events of an earlier life are ignored
+  bool flush_scheduled_ = false;
+  SimTime scheduled_tick_ = INT64_MAX;
+
+  bool sync_in_flight_ = false;
+  uint64_t started_gen_ = 0, done_gen_ = 0, last_needed_ = 0;
+  std::deque<Pending> queue_;
+  std::string start_error_;
+  uint64_t crashes_ = 0;
+};
+
+}  // namespace stig::sim

@@ -1,0 +1,505 @@
+#include "sim/simulation.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <memory>
+
+#include "wire/frame.h"
+
+namespace stig::sim {
+
+namespace pb = stigmergy::v1;
+using replication::ClientToken;
+
+std::vector<std::string> injectable_bugs() {
+  return {"lww-merge", "anti-entropy-skips-bucket", "counter-merge-sums", "set-remove-wins", "forget-dot-counter"};
+}
+
+std::string inject_bug(const std::string& name, replication::TestFaults& f) {
+  if (name == "lww-merge") f.lww_merge = true;
+  else if (name == "anti-entropy-skips-bucket") f.anti_entropy_skips_bucket = true;
+  else if (name == "counter-merge-sums") f.counter_merge_sums = true;
+  else if (name == "set-remove-wins") f.set_remove_wins = true;
+  else if (name == "forget-dot-counter") f.forget_dot_counter = true;
+  else return "unknown bug '" + name + "'";
+  return {};
+}
+
+size_t RunResult::violations() const {
+  size_t n = 0;
+  for (const auto& c : checks)
+    if (!c.ok) n += std::max<size_t>(1, c.findings.size());
+  return n;
+}
+
+std::string RunResult::summary_line() const {
+  char conv[64];
+  if (final_state.converged_after_ms)
+    std::snprintf(conv, sizeof conv, "converged %.3fs after heal", static_cast<double>(*final_state.converged_after_ms) / 1000.0);
+  else
+    std::snprintf(conv, sizeof conv, "did not converge");
+  std::string failing;
+  for (const auto& c : checks)
+    if (!c.ok) failing += (failing.empty() ? " (" : ", ") + c.name;
+  if (!failing.empty()) failing += ")";
+  return "seed " + std::to_string(options.seed) + ": " + std::to_string(history.operations()) + " operations, " +
+         std::to_string(history.faults()) + " faults, " + std::to_string(violations()) + " violations" + failing +
+         ", " + conv + ", " + std::to_string(end_ms / 1000) + "s simulated";
+}
+
+namespace {
+
+constexpr int kAgentBase = 1 << 30;  // client index space of scripted agents
+constexpr int64_t kSampleMs = 10;
+constexpr int64_t kStableMs = 3000;  // digests equal this long (and clients idle): stop early
+
+const char* fault_name(FaultKind k) {
+  switch (k) {
+    case FaultKind::kPartition: return "partition";
+    case FaultKind::kHeal: return "heal";
+    case FaultKind::kLoss: return "loss";
+    case FaultKind::kDuplicate: return "dup";
+    case FaultKind::kReorder: return "reorder";
+    case FaultKind::kSpike: return "spike";
+    case FaultKind::kCrash: return "crash";
+    case FaultKind::kRestart: return "restart";
+    case FaultKind::kClock: return "clock";
+    case FaultKind::kOp: return "op";
+  }
+  return "?";
+}
+
+class Simulation {
+ public:
+  explicit Simulation(const SimOptions& o) : o_(o), random_(o.seed) {}
+
+  RunResult run();
+
+ private:
+  void build();
+  void to_node(int node, ClientToken token, const pb::Request& request);
+  void to_client(int node, replication::Reply reply);
+  void apply(const FaultEvent& e);
+  void record_fault(const std::string& f, const std::string& description);
+  void open_span(const std::string& id, Span s);
+  void close_span(const std::string& id);
+  void heal_all();
+  void sample();
+  void script_op(const FaultEvent& e);
+  void script_reply(ClientToken token, const pb::Response& r);
+  FinalState read_final();
+
+  SimOptions o_;
+  Scheduler sched_;
+  SimRandom random_;
+  History history_;
+  std::unique_ptr<Network> net_;
+  std::vector<std::unique_ptr<SimNode>> nodes_;
+  std::vector<std::unique_ptr<SimClient>> clients_;
+  std::vector<std::unique_ptr<Workload>> workloads_;
+  LinkFaults faults_;
+  std::map<std::string, Span> open_;
+  std::vector<Span> spans_;
+  int64_t healed_at_ = -1;
+  int64_t equal_since_ = -1;
+  bool stable_ = false;
+  int64_t last_script_at_ = 0;
+
+  struct AgentOp {
+    uint64_t op;
+    std::string agent;
+    pb::Request request;
+  };
+  std::map<ClientToken, AgentOp> agent_ops_;
+  std::map<std::string, int> agent_index_;
+  std::map<std::pair<std::string, std::string>, std::string> agent_context_;
+  uint32_t next_agent_token_ = 0;
+};
+
+void Simulation::build() {
+  const int n = o_.nodes;
+  net_ = std::make_unique<Network>(sched_, random_, n, o_.network, [this](int from, int to, pb::PeerMessage m) {
+    SimNode& node = *nodes_[static_cast<size_t>(to)];
+    node.deliver(replication::PeerInput{node_name(from), std::move(m)});
+  });
+  for (int i = 0; i < n; ++i) {
+    replication::Config c = o_.replica;
+    c.self = node_name(i);
+    c.self_address = "sim:" + c.self;
+    c.peers.clear();
+    for (int p = 0; p < n; ++p)
+      if (p != i) c.peers.push_back({node_name(p), "sim:" + node_name(p)});
+    nodes_.push_back(std::make_unique<SimNode>(
+        i, c, sched_, random_, o_.disk,
+        [this](int from, const replication::Outbound& m) {
+          const std::string& to = m.to;
+          const int idx = std::stoi(to.substr(1)) - 1;
+          net_->send(from, idx, m.message);
+        },
+        [this](int from, replication::Reply r) { to_client(from, std::move(r)); }));
+  }
+  for (const auto& w : o_.workloads)
+    if (auto made = make_workload(w, o_.workload)) workloads_.push_back(std::move(made));
+  for (int c = 0; c < o_.clients; ++c) {
+    std::vector<std::unique_ptr<ClientWorkload>> per;
+    for (const auto& w : workloads_) per.push_back(w->for_client(c));
+    clients_.push_back(std::make_unique<SimClient>(
+        c, n, sched_, random_, history_, std::move(per), o_.client,
+        [this](int node, ClientToken token, const pb::Request& r) { to_node(node, token, r); }));
+  }
+}
+
+// Client traffic: short latency, never partitioned (partitions cut node links),
+// lost when the node is down on arrival. Through the codec when enabled.
+void Simulation::to_node(int node, ClientToken token, const pb::Request& request) {
+  std::shared_ptr<const std::string> frame;
+  std::shared_ptr<const pb::Request> copy;
+  if (o_.network.codec) {
+    pb::Envelope env;
+    env.set_protocol_version(wire::kProtocolVersion);
+    *env.mutable_request() = request;
+    frame = std::make_shared<const std::string>(wire::encode_frame(env));
+  } else {
+    copy = std::make_shared<const pb::Request>(request);
+  }
+  sched_.after(random_.range(1, 3), [this, node, token, frame, copy] {
+    SimNode& n = *nodes_[static_cast<size_t>(node)];
+    if (!n.up()) return;
+    pb::Request r;
+    if (frame) {
+      wire::FrameDecoder d;
+      d.feed(*frame);
+      pb::Envelope env;
+      if (!d.next(env) || !env.has_request()) return;
+      r = std::move(*env.mutable_request());
+    } else {
+      r = *copy;
+    }
+    n.deliver(replication::ClientInput{token, std::move(r)});
+  });
+}
+
+void Simulation::to_client(int node, replication::Reply reply) {
+  (void)node;
+  auto shared = std::make_shared<replication::Reply>(std::move(reply));
+  std::shared_ptr<const std::string> frame;
+  if (o_.network.codec) {
+    pb::Envelope env;
+    env.set_protocol_version(wire::kProtocolVersion);
+    *env.mutable_response() = shared->response;
+    frame = std::make_shared<const std::string>(wire::encode_frame(env));
+  }
+  sched_.after(random_.range(1, 3), [this, shared, frame] {
+    if (frame) {
+      wire::FrameDecoder d;
+      d.feed(*frame);
+      pb::Envelope env;
+      if (!d.next(env) || !env.has_response()) return;
+      shared->response = std::move(*env.mutable_response());
+    }
+    const int c = SimClient::client_of(shared->token);
+    if (c >= kAgentBase) return script_reply(shared->token, shared->response);
+    if (c < static_cast<int>(clients_.size())) clients_[static_cast<size_t>(c)]->on_reply(shared->token, shared->response);
+  });
+}
+
+void Simulation::record_fault(const std::string& f, const std::string& description) {
+  HistoryEvent e;
+  e.time = sched_.now();
+  e.process = "nemesis";
+  e.type = EventType::kInfo;
+  e.f = f;
+  e.value = description;
+  history_.add(std::move(e));
+}
+
+void Simulation::open_span(const std::string& id, Span s) {
+  close_span(id);
+  s.start = sched_.now();
+  open_[id] = std::move(s);
+}
+
+void Simulation::close_span(const std::string& id) {
+  auto it = open_.find(id);
+  if (it == open_.end()) return;
+  it->second.end = sched_.now();
+  spans_.push_back(std::move(it->second));
+  open_.erase(it);
+}
+
+void Simulation::apply(const FaultEvent& e) {
+  if (e.kind == FaultKind::kOp) return script_op(e);
+  if (healed_at_ >= 0) return;  // faults stop at the final heal
+  char buf[96];
+  switch (e.kind) {
+    case FaultKind::kPartition: {
+      std::string desc;
+      net_->heal_links();
+      for (const auto& [a, b] : partition_links(e, o_.nodes, random_, desc)) net_->block(a, b);
+      record_fault("partition", desc);
+      open_span("partition", Span{"network", 0, 0, "partition", desc});
+      break;
+    }
+    case FaultKind::kHeal:
+      net_->heal_links();
+      record_fault("heal", "all links restored");
+      close_span("partition");
+      break;
+    case FaultKind::kLoss:
+    case FaultKind::kDuplicate:
+    case FaultKind::kSpike: {
+      const std::string name = fault_name(e.kind);
+      if (e.kind == FaultKind::kLoss) faults_.loss = e.rate;
+      if (e.kind == FaultKind::kDuplicate) faults_.duplicate = e.rate;
+      if (e.kind == FaultKind::kSpike) faults_.spike = e.rate, faults_.spike_ms = e.ms;
+      net_->set_faults(faults_);
+      if (e.kind == FaultKind::kSpike)
+        std::snprintf(buf, sizeof buf, "%s %.2f (+%lld ms)", name.c_str(), e.rate, static_cast<long long>(e.ms));
+      else
+        std::snprintf(buf, sizeof buf, "%s %.2f", name.c_str(), e.rate);
+      record_fault(name, e.rate > 0 ? buf : name + " off");
+      if (e.rate > 0)
+        open_span(name, Span{"network", 0, 0, name, buf});
+      else
+        close_span(name);
+      break;
+    }
+    case FaultKind::kReorder:
+      faults_.reorder = e.on;
+      net_->set_faults(faults_);
+      record_fault("reorder", e.on ? "reorder on" : "reorder off");
+      if (e.on)
+        open_span("reorder", Span{"network", 0, 0, "reorder", "reorder"});
+      else
+        close_span("reorder");
+      break;
+    case FaultKind::kCrash: {
+      SimNode& n = *nodes_[static_cast<size_t>(e.node)];
+      if (!n.up()) break;
+      n.crash();
+      record_fault("crash", node_name(e.node) + " crashed (unsynced writes lost)");
+      open_span("down:" + node_name(e.node), Span{node_name(e.node), 0, 0, "down", "crashed"});
+      break;
+    }
+    case FaultKind::kRestart: {
+      SimNode& n = *nodes_[static_cast<size_t>(e.node)];
+      if (n.up()) break;
+      if (n.start()) {
+        record_fault("restart", node_name(e.node) + " restarted from its disk");
+        close_span("down:" + node_name(e.node));
+      } else {
+        record_fault("restart", node_name(e.node) + " refused its disk: " + n.start_error());
+      }
+      break;
+    }
+    case FaultKind::kClock: {
+      SimNode& n = *nodes_[static_cast<size_t>(e.node)];
+      const int64_t before = n.skew();
+      n.set_skew(e.on ? before + e.ms : e.ms);
+      std::snprintf(buf, sizeof buf, "%s clock %s %+.3fs (skew now %+.3fs)", node_name(e.node).c_str(),
+                    e.on ? "jumps" : "skewed to", static_cast<double>(e.on ? e.ms : e.ms) / 1000.0,
+                    static_cast<double>(n.skew()) / 1000.0);
+      record_fault("clock", buf);
+      spans_.push_back(Span{node_name(e.node), sched_.now(), sched_.now(), "clock", buf});
+      break;
+    }
+    case FaultKind::kOp: break;
+  }
+}
+
+void Simulation::heal_all() {
+  healed_at_ = sched_.now();
+  net_->heal_links();
+  faults_ = LinkFaults{};
+  net_->set_faults(faults_);
+  for (auto& n : nodes_)
+    if (!n->up()) {
+      n->start();
+      close_span("down:" + n->id());
+    }
+  std::vector<std::string> ids;
+  for (const auto& [id, s] : open_) ids.push_back(id);
+  for (const auto& id : ids) close_span(id);
+  for (auto& c : clients_) c->stop();
+  record_fault("heal-all", "every fault healed, crashed nodes restarted; quiet period begins");
+  sched_.after(0, [this] { sample(); });
+}
+
+void Simulation::sample() {
+  bool equal = true;
+  uint64_t digest = 0;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (!nodes_[i]->up()) {
+      equal = false;
+      break;
+    }
+    const uint64_t d = nodes_[i]->replica().state_digest();
+    if (i == 0) digest = d;
+    equal &= d == digest;
+  }
+  if (!equal)
+    equal_since_ = -1;
+  else if (equal_since_ < 0)
+    equal_since_ = sched_.now();
+  bool busy = !agent_ops_.empty() || sched_.now() < last_script_at_;
+  for (const auto& c : clients_) busy |= c->busy();
+  if (busy) equal_since_ = equal ? sched_.now() : -1;
+  stable_ = equal_since_ >= 0 && sched_.now() - equal_since_ >= kStableMs;
+  if (!stable_) sched_.after(kSampleMs, [this] { sample(); });
+}
+
+void Simulation::script_op(const FaultEvent& e) {
+  pb::Request r;
+  auto [it, inserted] = agent_index_.try_emplace(e.agent, static_cast<int>(agent_index_.size()));
+  const std::string ctx = e.with_context ? agent_context_[{e.agent, e.key}] : std::string();
+  if (e.op == "get") {
+    r.mutable_get()->set_key(e.key);
+  } else if (e.op == "put") {
+    r.mutable_put()->set_key(e.key);
+    r.mutable_put()->set_value(e.value);
+    r.mutable_put()->set_context(ctx);
+  } else {
+    r.mutable_del()->set_key(e.key);
+    r.mutable_del()->set_context(ctx);
+  }
+  r.set_client_id("agent-" + e.agent);
+  r.set_seq(++next_agent_token_);
+  r.set_agent(e.agent);
+  const ClientToken token = (static_cast<uint64_t>(kAgentBase + it->second) << 32) | next_agent_token_;
+  AgentOp op{history_.new_op(), e.agent, r};
+  HistoryEvent ev;
+  ev.time = sched_.now();
+  ev.process = e.agent;
+  ev.type = EventType::kInvoke;
+  ev.op = op.op;
+  ev.node = node_name(e.node);
+  describe_request(r, ev);
+  history_.add(std::move(ev));
+  agent_ops_.emplace(token, std::move(op));
+  to_node(e.node, token, r);
+  sched_.after(o_.client.attempt_timeout_ms, [this, token] {
+    auto it2 = agent_ops_.find(token);
+    if (it2 == agent_ops_.end()) return;
+    HistoryEvent done;
+    done.time = sched_.now();
+    done.process = it2->second.agent;
+    done.type = EventType::kInfo;
+    done.op = it2->second.op;
+    describe_request(it2->second.request, done);
+    done.context.reset();
+    done.error = "timeout: no reply";
+    done.attempts = 1;
+    history_.add(std::move(done));
+    agent_ops_.erase(it2);
+  });
+}
+
+void Simulation::script_reply(ClientToken token, const pb::Response& r) {
+  auto it = agent_ops_.find(token);
+  if (it == agent_ops_.end()) return;
+  HistoryEvent done;
+  done.time = sched_.now();
+  done.process = it->second.agent;
+  done.type = r.error() == pb::OK ? EventType::kOk : EventType::kFail;
+  done.op = it->second.op;
+  describe_request(it->second.request, done);
+  done.context.reset();
+  done.durability.clear();
+  describe_response(r, done);
+  done.attempts = 1;
+  const auto& req = it->second.request;
+  const std::string key = req.has_get() ? req.get().key() : req.has_put() ? req.put().key() : req.del().key();
+  if (r.has_get()) agent_context_[{it->second.agent, key}] = r.get().context();
+  if (r.has_put()) agent_context_[{it->second.agent, key}] = r.put().context();
+  history_.add(std::move(done));
+  agent_ops_.erase(it);
+}
+
+FinalState Simulation::read_final() {
+  FinalState f;
+  f.healed_at = healed_at_;
+  if (equal_since_ >= 0) f.converged_after_ms = std::max<int64_t>(0, equal_since_ - healed_at_);
+  const TouchedKeys keys = touched_keys(history_);
+  for (auto& np : nodes_) {
+    SimNode& n = *np;
+    NodeFinal nf;
+    nf.node = n.id();
+    nf.up = n.up();
+    if (!n.start_error().empty()) f.invariant_failures.push_back(n.id() + " refused its own disk: " + n.start_error());
+    if (!nf.up) {
+      f.nodes.push_back(std::move(nf));
+      continue;
+    }
+    replication::Replica& r = n.replica();
+    r.take_output();
+    nf.digest = r.state_digest();
+    ClientToken token = 0;
+    auto ask = [&](pb::Request req) -> pb::Response {
+      r.step(n.now(), replication::ClientInput{++token, std::move(req)});
+      replication::Output out = r.take_output();
+      for (auto& reply : out.replies)
+        if (reply.token == token) return reply.response;
+      return pb::Response();
+    };
+    for (const auto& k : keys.registers) {
+      pb::Request q;
+      q.mutable_get()->set_key(k);
+      pb::Response resp = ask(q);
+      HistoryEvent tmp;
+      describe_response(resp, tmp);
+      if (!tmp.versions.empty()) nf.registers[k] = tmp.versions;
+    }
+    for (const auto& k : keys.counters) {
+      pb::Request q;
+      q.mutable_counter_get()->set_key(k);
+      nf.counters[k] = ask(q).counter().value();
+    }
+    for (const auto& k : keys.sets) {
+      pb::Request q;
+      q.mutable_set_get()->set_key(k);
+      pb::Response resp = ask(q);
+      for (const auto& e : resp.set().elements()) nf.sets[k].insert(e);
+    }
+    f.nodes.push_back(std::move(nf));
+  }
+  return f;
+}
+
+RunResult Simulation::run() {
+  build();
+  for (auto& n : nodes_) {
+    if (!n->start()) break;
+  }
+  Scenario scenario = o_.scenario ? *o_.scenario : random_scenario(o_.nemesis, o_.nodes, o_.duration_ms, random_);
+  for (const auto& e : scenario.events) {
+    if (e.kind == FaultKind::kOp) last_script_at_ = std::max(last_script_at_, e.at + o_.client.attempt_timeout_ms);
+    sched_.at(e.at, [this, e] { apply(e); });
+  }
+  for (auto& c : clients_) c->start();
+  sched_.run_until(o_.duration_ms);
+  heal_all();
+  sched_.run_until(o_.duration_ms + std::max<int64_t>(o_.quiet_ms, last_script_at_ - o_.duration_ms),
+                   [this] { return stable_; });
+
+  RunResult result;
+  result.options = o_;
+  result.end_ms = sched_.now();
+  result.final_state = read_final();
+  result.history = std::move(history_);
+  result.checks = run_checkers(result.history, result.final_state);
+  result.spans = std::move(spans_);
+  result.events = sched_.events_run();
+  result.network = net_->stats();
+  for (const auto& n : nodes_) result.crashes += n->crashes();
+  return result;
+}
+
+}  // namespace
+
+RunResult run_simulation(const SimOptions& options) {
+  Simulation s(options);
+  return s.run();
+}
+
+}  // namespace stig::sim

@@ -1,0 +1,53 @@
+// Workloads: what simulated clients ask the cluster to do.
+//
+// A Workload names a family of operations and makes one ClientWorkload per
+// client; the ClientWorkload picks the next request (from the shared random
+// generator) and learns from each reply (e.g. the causal context to write
+// with next). Adding a workload = one class and one line in make_workload();
+// the strong-path and saga workloads plug in the same way.
+//
+// Guarantees: requests depend only on the random draws and the replies seen,
+// so a seed replays exactly. Keys of different workloads never collide.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sim/random.h"
+#include "stigmergy.pb.h"
+
+namespace stig::sim {
+
+struct WorkloadOptions {
+  int keys = 4;           // keys per workload (few keys: more contention, more siblings)
+  int set_elements = 8;   // distinct elements per set
+  double quorum_writes = 0.1;  // fraction of writes asking for quorum durability
+};
+
+class ClientWorkload {
+ public:
+  virtual ~ClientWorkload() = default;
+  // The next request: the op only (client id, seq and agent are the client's).
+  virtual stigmergy::v1::Request next(SimRandom& random) = 0;
+  // The reply to a request this workload made; nullptr when the outcome is
+  // unknown (every attempt timed out).
+  virtual void on_reply(const stigmergy::v1::Request& request, const stigmergy::v1::Response* reply) {
+    (void)request;
+    (void)reply;
+  }
+};
+
+class Workload {
+ public:
+  virtual ~Workload() = default;
+  virtual std::string name() const = 0;
+  virtual std::unique_ptr<ClientWorkload> for_client(int client) const = 0;
+};
+
+// "registers" | "counters" | "sets"; nullptr for an unknown name.
+std::unique_ptr<Workload> make_workload(const std::string& name, const WorkloadOptions& options);
+std::vector<std::string> workload_names();
+
+}  // namespace stig::sim
