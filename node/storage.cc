@@ -1,6 +1,7 @@
 #include "node/storage.h"
 
 #include <rocksdb/db.h>
+#include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
@@ -37,6 +38,11 @@ std::unique_ptr<Storage> Storage::open(const std::string& dir, std::string* erro
   options.keep_log_file_num = 4;            // RocksDB's own info LOG files
   options.max_log_file_size = 8u << 20;
   options.max_manifest_file_size = 64u << 20;
+  // The node reads the database only once, at start-up (load_all); after that
+  // it only writes. A vector memtable appends in O(1) and sorts at flush,
+  // where the default skip list pays a sorted insert on every write.
+  options.memtable_factory.reset(new rocksdb::VectorRepFactory());
+  options.allow_concurrent_memtable_write = false;  // required by the vector memtable
 
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, dir, &raw);
