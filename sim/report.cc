@@ -34,7 +34,7 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
 <span><i class="sw" style="background:#2e9e4f"></i>ok</span>
 <span><i class="sw" style="background:#d93a3a"></i>fail</span>
 <span><i class="sw" style="background:#f0a020"></i>info (unknown outcome)</span>
-<span><i class="sw" style="background:rgba(120,120,255,.25)"></i>partition</span>
+<span><i class="sw" style="background:rgba(90,90,255,.30)"></i><i class="sw" style="background:rgba(200,60,200,.30)"></i>partition (one colour per side)</span>
 <span><i class="sw" style="background:rgba(255,160,0,.25)"></i>loss / dup / reorder / spike</span>
 <span><i class="sw" style="background:rgba(60,60,60,.35)"></i>node down</span>
 <span><i class="sw" style="background:#7b1fa2"></i>clock fault</span>
@@ -82,7 +82,14 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
   var faultsDrawn = 0;
   data.spans.forEach(function(sp){
     var w = Math.max(2, x(sp.end) - x(sp.start));
-    if (sp.lane === "network") {
+    if (sp.lane === "network" && sp.kind === "partition" && sp.sides.length) {
+      // One band per node, coloured by the side of the partition it is on.
+      var sideColours = ["rgba(90,90,255,.30)", "rgba(200,60,200,.30)", "rgba(40,160,160,.30)", "rgba(160,120,40,.30)", "rgba(120,120,120,.30)"];
+      sp.sides.forEach(function(side, n){
+        el("rect", {x:x(sp.start), y:top + n*laneH, width:w, height:laneH, fill:sideColours[side % sideColours.length], "class":"fault"},
+           "partition " + secs(sp.start) + "-" + secs(sp.end) + ": " + sp.label + " (n" + (n+1) + " on side " + (side+1) + ")");
+      });
+    } else if (sp.lane === "network") {
       var fill = sp.kind === "partition" ? "rgba(120,120,255,.25)" : "rgba(255,160,0,.25)";
       el("rect", {x:x(sp.start), y:top, width:w, height:nodeLanes*laneH, fill:fill, "class":"fault"},
          sp.kind + " " + secs(sp.start) + "-" + secs(sp.end) + ": " + sp.label);
@@ -209,7 +216,8 @@ std::string render_report(const RunResult& r, const std::string& command_line) {
   data["ops"] = ops;
   Json spans = Json::array();
   for (const auto& s : r.spans)
-    spans.push_back(Json{{"lane", s.lane}, {"start", s.start}, {"end", s.end}, {"kind", s.kind}, {"label", s.label}});
+    spans.push_back(Json{{"lane", s.lane}, {"start", s.start}, {"end", s.end}, {"kind", s.kind}, {"label", s.label},
+                         {"sides", s.sides}});
   data["spans"] = spans;
   data["faults"] = faults;
   Json checks = Json::array();

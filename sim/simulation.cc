@@ -238,7 +238,16 @@ void Simulation::apply(const FaultEvent& e) {
       net_->heal_links();
       for (const auto& [a, b] : partition_links(e, o_.nodes, random_, desc)) net_->block(a, b);
       record_fault("partition", desc);
-      open_span("partition", Span{"network", 0, 0, "partition", desc});
+      Span span{"network", 0, 0, "partition", desc, {}};
+      // Sides: nodes that reach exactly the same set of nodes are on one side.
+      std::map<std::vector<bool>, int> side_of;
+      for (int a = 0; a < o_.nodes; ++a) {
+        std::vector<bool> reach;
+        for (int b = 0; b < o_.nodes; ++b) reach.push_back(!net_->blocked(a, b) && !net_->blocked(b, a));
+        auto [it, inserted] = side_of.try_emplace(reach, static_cast<int>(side_of.size()));
+        span.sides.push_back(it->second);
+      }
+      open_span("partition", std::move(span));
       break;
     }
     case FaultKind::kHeal:
@@ -260,7 +269,7 @@ void Simulation::apply(const FaultEvent& e) {
         std::snprintf(buf, sizeof buf, "%s %.2f", name.c_str(), e.rate);
       record_fault(name, e.rate > 0 ? buf : name + " off");
       if (e.rate > 0)
-        open_span(name, Span{"network", 0, 0, name, buf});
+        open_span(name, Span{"network", 0, 0, name, buf, {}});
       else
         close_span(name);
       break;
@@ -270,7 +279,7 @@ void Simulation::apply(const FaultEvent& e) {
       net_->set_faults(faults_);
       record_fault("reorder", e.on ? "reorder on" : "reorder off");
       if (e.on)
-        open_span("reorder", Span{"network", 0, 0, "reorder", "reorder"});
+        open_span("reorder", Span{"network", 0, 0, "reorder", "reorder", {}});
       else
         close_span("reorder");
       break;
@@ -279,7 +288,7 @@ void Simulation::apply(const FaultEvent& e) {
       if (!n.up()) break;
       n.crash();
       record_fault("crash", node_name(e.node) + " crashed (unsynced writes lost)");
-      open_span("down:" + node_name(e.node), Span{node_name(e.node), 0, 0, "down", "crashed"});
+      open_span("down:" + node_name(e.node), Span{node_name(e.node), 0, 0, "down", "crashed", {}});
       break;
     }
     case FaultKind::kRestart: {
@@ -301,7 +310,7 @@ void Simulation::apply(const FaultEvent& e) {
                     e.on ? "jumps" : "skewed to", static_cast<double>(e.on ? e.ms : e.ms) / 1000.0,
                     static_cast<double>(n.skew()) / 1000.0);
       record_fault("clock", buf);
-      spans_.push_back(Span{node_name(e.node), sched_.now(), sched_.now(), "clock", buf});
+      spans_.push_back(Span{node_name(e.node), sched_.now(), sched_.now(), "clock", buf, {}});
       break;
     }
     case FaultKind::kOp: break;

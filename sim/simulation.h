@@ -55,6 +55,7 @@ struct Span {
   int64_t start = 0, end = 0;
   std::string kind;  // down, partition, loss, dup, reorder, spike, clock
   std::string label;
+  std::vector<int> sides;  // partition: per node, which side it is on (same number: can talk)
 };
 
 struct RunResult {
