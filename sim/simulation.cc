@@ -353,8 +353,7 @@ void Simulation::sample() {
     equal_since_ = sched_.now();
   bool busy = !agent_ops_.empty() || sched_.now() < last_script_at_;
   for (const auto& c : clients_) busy |= c->busy();
-  if (busy) equal_since_ = equal ? sched_.now() : -1;
-  stable_ = equal_since_ >= 0 && sched_.now() - equal_since_ >= kStableMs;
+  stable_ = !busy && equal_since_ >= 0 && sched_.now() - equal_since_ >= kStableMs;
   if (!stable_) sched_.after(kSampleMs, [this] { sample(); });
 }
 
