@@ -25,11 +25,12 @@ using namespace stig::sim;
 
 char g_abort_message[4096];
 
+// A core invariant (STIG_INVARIANT) aborts: name the seed and how to replay
+// it, then exit 1 like any other violation (debuggers still stop at abort()).
 void on_abort(int) {
   const ssize_t unused = ::write(STDERR_FILENO, g_abort_message, std::strlen(g_abort_message));
   (void)unused;
-  ::signal(SIGABRT, SIG_DFL);
-  ::raise(SIGABRT);
+  ::_exit(1);
 }
 
 std::string shell_quote(const std::string& s) {
@@ -99,8 +100,8 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "seed of the run")->capture_default_str();
   app.add_option("--seeds", seeds, "run every seed in A..B (each in a child process), print failing seeds");
   app.add_option("--nemesis", nemesis,
-                 "faults to inject at random: comma list of partition, loss, dup, reorder, spike, crash, clock, "
-                 "all or none; KIND=RATE sets faults per simulated second (default 0.1)")
+                 "random faults: partition, loss, dup, reorder, spike, crash, clock, all, none;\n"
+                 "KIND=RATE: faults per simulated second (default 0.1)")
       ->capture_default_str();
   app.add_option("--scenario", scenario_path, "JSON file of timed fault events (replaces --nemesis)");
   app.add_option("--workload", workload, "comma list of registers, counters, sets")->capture_default_str();
@@ -153,6 +154,10 @@ int main(int argc, char** argv) {
     ss << f.rdbuf();
     Scenario s;
     if (auto err = parse_scenario(ss.str(), o.nodes, s); !err.empty()) return fail(scenario_path + ": " + err);
+    for (size_t i = 0; i < s.events.size(); ++i)
+      if (s.events[i].kind != FaultKind::kOp && s.events[i].at >= o.duration_ms)
+        std::cerr << "stig-sim: warning: " << scenario_path << ": a fault at " << s.events[i].at
+                  << " ms is not before --duration " << duration << " and will not run\n";
     o.scenario = s;
   }
 

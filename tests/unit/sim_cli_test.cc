@@ -74,6 +74,16 @@ TEST_F(SimCli, ViolationsExitOneWithReplayCommand) {
       << r.out;
 }
 
+TEST_F(SimCli, CoreInvariantAbortNamesTheSeedAndExitsOne) {
+  CliRun r = run("--duration 20s --seed 1 --inject-bug forget-dot-counter");
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("stigmergy invariant violated"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("a core invariant failed with seed 1; replay: stig-sim --duration 20s --inject-bug "
+                       "forget-dot-counter --seed 1"),
+            std::string::npos)
+      << r.err;
+}
+
 TEST_F(SimCli, SeedsReportEachFailingSeedWithItsReplayCommand) {
   CliRun r = run("--seeds 1..3 --duration 20s --inject-bug forget-dot-counter");
   EXPECT_EQ(r.status, 1) << r.out << r.err;
