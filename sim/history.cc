@@ -1,5 +1,6 @@
 #include "sim/history.h"
 
+#include <charconv>
 #include <fstream>
 #include <sstream>
 
@@ -85,11 +86,10 @@ std::optional<Dot> parse_dot(const std::string& s) {
   if (colon == std::string::npos) return std::nullopt;
   Dot d;
   d.node = s.substr(0, colon);
-  try {
-    d.counter = std::stoull(s.substr(colon + 1));
-  } catch (...) {
-    return std::nullopt;
-  }
+  const char* first = s.data() + colon + 1;
+  const char* last = s.data() + s.size();
+  auto [p, ec] = std::from_chars(first, last, d.counter);
+  if (ec != std::errc() || p != last || first == last) return std::nullopt;
   return d;
 }
 
@@ -113,6 +113,10 @@ std::string History::write_jsonl(const std::string& path) const {
   return {};
 }
 
+namespace {
+std::string event_from_json(const Json& j, HistoryEvent& e);
+}  // namespace
+
 std::string History::from_jsonl(const std::string& text, History& out) {
   std::istringstream in(text);
   std::string line;
@@ -123,13 +127,24 @@ std::string History::from_jsonl(const std::string& text, History& out) {
     Json j = Json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return "line " + std::to_string(n) + ": not a JSON object";
     HistoryEvent e;
+    if (auto err = event_from_json(j, e); !err.empty()) return "line " + std::to_string(n) + ": " + err;
+    out.add(std::move(e));
+  }
+  return {};
+}
+
+namespace {
+
+// Reads the fields to_json wrote. nlohmann reports a field of the wrong type
+// by throwing; that stays in here and comes out as an error message.
+std::string event_from_json(const Json& j, HistoryEvent& e) try {
     e.process = j.value("process", "");
     const std::string type = j.value("type", "");
     if (type == "invoke") e.type = EventType::kInvoke;
     else if (type == "ok") e.type = EventType::kOk;
     else if (type == "fail") e.type = EventType::kFail;
     else if (type == "info") e.type = EventType::kInfo;
-    else return "line " + std::to_string(n) + ": unknown type '" + type + "'";
+    else return "unknown type '" + type + "'";
     e.f = j.value("f", "");
     e.key = j.value("key", "");
     e.time = j.value("time", int64_t{0});
@@ -167,10 +182,12 @@ std::string History::from_jsonl(const std::string& text, History& out) {
         e.versions.push_back(sv);
       }
     }
-    out.add(std::move(e));
-  }
-  return {};
+    return {};
+} catch (const Json::exception& ex) {
+  return std::string("bad field: ") + ex.what();
 }
+
+}  // namespace
 
 std::optional<VersionMap> decode_version_map(const std::string& bytes) {
   pb::VersionVector vv;

@@ -1,6 +1,8 @@
 #include "sim/nemesis.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cstdlib>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -22,12 +24,10 @@ std::string parse_duration(const std::string& text, int64_t& ms) {
   while (digits < text.size() && (std::isdigit(static_cast<unsigned char>(text[digits])) || text[digits] == '.'))
     ++digits;
   if (digits == i) return "duration '" + text + "' does not start with a number";
-  double value = 0;
-  try {
-    value = std::stod(text.substr(i, digits - i));
-  } catch (...) {
-    return "duration '" + text + "' is not a number";
-  }
+  const std::string number = text.substr(i, digits - i);
+  char* end = nullptr;
+  const double value = std::strtod(number.c_str(), &end);
+  if (end != number.c_str() + number.size()) return "duration '" + text + "' is not a number";
   const std::string unit = text.substr(digits);
   double scale = 0;
   if (unit.empty() || unit == "s") scale = 1000;
@@ -51,13 +51,11 @@ std::string parse_nemesis(const std::string& spec, NemesisOptions& out) {
     double rate = 0.1;
     if (auto eq = item.find('='); eq != std::string::npos) {
       name = item.substr(0, eq);
-      try {
-        size_t used = 0;
-        rate = std::stod(item.substr(eq + 1), &used);
-        if (used != item.size() - eq - 1) throw 1;
-      } catch (...) {
+      const std::string number = item.substr(eq + 1);
+      char* end = nullptr;
+      rate = std::strtod(number.c_str(), &end);
+      if (number.empty() || end != number.c_str() + number.size())
         return "bad rate in --nemesis item '" + item + "' (faults per simulated second, e.g. crash=0.05)";
-      }
       if (rate <= 0 || rate > 10) return "rate in --nemesis item '" + item + "' must be in (0, 10] per second";
     }
     if (name == "all") {
@@ -160,11 +158,10 @@ std::string parse_node(const Json& j, int nodes, int& out) {
   if (!j.is_string()) return "node must be a string like \"n2\"";
   const std::string s = j.get<std::string>();
   if (s.size() < 2 || s[0] != 'n') return "node '" + s + "' is not of the form nK";
-  try {
-    out = std::stoi(s.substr(1)) - 1;
-  } catch (...) {
-    return "node '" + s + "' is not of the form nK";
-  }
+  int k = 0;
+  auto [p, ec] = std::from_chars(s.data() + 1, s.data() + s.size(), k);
+  if (ec != std::errc() || p != s.data() + s.size()) return "node '" + s + "' is not of the form nK";
+  out = k - 1;
   if (out < 0 || out >= nodes) return "node '" + s + "' is not in a cluster of " + std::to_string(nodes);
   return {};
 }
@@ -280,12 +277,18 @@ std::string parse_scenario(const std::string& text, int nodes, Scenario& out) {
   if (!j.is_object() || !j.contains("events") || !j["events"].is_array())
     return "scenario must be an object with an \"events\" list";
   out = Scenario{};
-  out.description = j.value("description", "");
+  out.description = j.contains("description") && j["description"].is_string() ? j["description"].get<std::string>() : "";
   int i = 0;
   for (const auto& ej : j["events"]) {
     ++i;
     FaultEvent e;
-    if (auto err = parse_event(ej, nodes, e); !err.empty()) return "event " + std::to_string(i) + ": " + err;
+    std::string err;
+    try {  // nlohmann throws on a field of the wrong type: keep it an error value
+      err = parse_event(ej, nodes, e);
+    } catch (const Json::exception& ex) {
+      err = std::string("a field has the wrong type (") + ex.what() + ")";
+    }
+    if (!err.empty()) return "event " + std::to_string(i) + ": " + err;
     out.events.push_back(std::move(e));
   }
   std::stable_sort(out.events.begin(), out.events.end(),

@@ -1,6 +1,7 @@
 #include "sim/simulation.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -133,9 +134,10 @@ void Simulation::build() {
     nodes_.push_back(std::make_unique<SimNode>(
         i, c, sched_, random_, o_.disk,
         [this](int from, const replication::Outbound& m) {
-          const std::string& to = m.to;
-          const int idx = std::stoi(to.substr(1)) - 1;
-          net_->send(from, idx, m.message);
+          // Node ids are ours ("n1".."nN"): the index follows the 'n'.
+          int idx = 0;
+          std::from_chars(m.to.data() + 1, m.to.data() + m.to.size(), idx);
+          if (idx >= 1 && idx <= o_.nodes) net_->send(from, idx - 1, m.message);
         },
         [this](int from, replication::Reply r) { to_client(from, std::move(r)); }));
   }
