@@ -29,6 +29,7 @@
 
 namespace stig::sim {
 
+// One replica's state at the end, as its clients would read it.
 struct NodeFinal {
   std::string node;
   bool up = true;
@@ -38,6 +39,7 @@ struct NodeFinal {
   std::map<std::string, std::set<std::string>> sets;
 };
 
+// Every replica's final state plus what the runtime measured about convergence.
 struct FinalState {
   std::vector<NodeFinal> nodes;
   int64_t healed_at = -1;                     // time of the final heal
@@ -45,6 +47,7 @@ struct FinalState {
   std::vector<std::string> invariant_failures;
 };
 
+// One checker's verdict: ok, a one-line summary, and each violation found.
 struct CheckResult {
   std::string name;
   bool ok = true;
@@ -52,6 +55,7 @@ struct CheckResult {
   std::vector<std::string> findings;  // one line each (capped)
 };
 
+// A property of a history and the final states. Stateless; check() is pure.
 class Checker {
  public:
   virtual ~Checker() = default;

@@ -28,6 +28,8 @@
 
 namespace stig::sim {
 
+// Everything a run depends on: together with the seed it determines the
+// history byte for byte.
 struct SimOptions {
   int nodes = 5;
   int clients = 10;
@@ -58,6 +60,8 @@ struct Span {
   std::vector<int> sides;  // partition: per node, which side it is on (same number: can talk)
 };
 
+// What a run produced: the history, the final replica states, each checker's
+// verdict, and the fault spans for the report.
 struct RunResult {
   SimOptions options;
   History history;
@@ -75,6 +79,7 @@ struct RunResult {
   std::string summary_line() const;
 };
 
+// Runs one simulation to the end (never throws; a core invariant aborts).
 RunResult run_simulation(const SimOptions& options);
 
 }  // namespace stig::sim
