@@ -78,28 +78,14 @@ void add_to_batch(rocksdb::WriteBatch& batch, const std::vector<replication::Per
 }  // namespace
 
 StorageStatus Storage::write(const std::vector<replication::Persist>& writes) {
-  if (writes.empty()) return StorageStatus::success();
-  rocksdb::WriteBatch batch;
-  rocksdb::Status s;
-  add_to_batch(batch, writes, s);
-  if (s.ok()) {
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    s = db_->Write(wo, &batch);
-  }
-  if (!s.ok()) return StorageStatus::failure("write to '" + dir_ + "' failed: " + s.ToString());
-  return StorageStatus::success();
+  return write_groups({&writes, 1});
 }
 
-StorageStatus Storage::write_groups(const std::vector<std::vector<replication::Persist>>& groups) {
+StorageStatus Storage::write_groups(std::span<const std::vector<replication::Persist>> groups) {
   rocksdb::WriteBatch batch;
   rocksdb::Status s;
-  size_t count = 0;
-  for (const auto& g : groups) {
-    add_to_batch(batch, g, s);
-    count += g.size();
-  }
-  if (count == 0) return StorageStatus::success();
+  for (const auto& g : groups) add_to_batch(batch, g, s);
+  if (s.ok() && batch.Count() == 0) return StorageStatus::success();
   if (s.ok()) {
     rocksdb::WriteOptions wo;
     wo.sync = true;

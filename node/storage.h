@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -51,7 +52,7 @@ class Storage {
 
   // Group commit: applies every batch of `groups`, in order, as ONE atomic
   // batch with ONE sync. An empty input is a no-op.
-  StorageStatus write_groups(const std::vector<std::vector<replication::Persist>>& groups);
+  StorageStatus write_groups(std::span<const std::vector<replication::Persist>> groups);
 
   const std::string& dir() const { return dir_; }
 
