@@ -147,7 +147,7 @@ class LostWritesChecker : public Checker {
         if (!n.up) continue;
         bool found = false;
         if (auto it = n.registers.find(op.invoke->key); it != n.registers.end())
-          for (const auto& v : it->second) found |= v.dot == dot;
+          for (const auto& v : it->second) found |= v.dot == dot && v.value == op.invoke->value;  // a reissued dot is no alibi
         if (!found) missing.push_back(n.node);
       }
       if (!missing.empty()) {
