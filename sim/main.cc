@@ -142,7 +142,7 @@ int main(int argc, char** argv) {
     }
   }
   if (!bug.empty())
-    if (auto err = inject_bug(bug, o.replica.test_faults); !err.empty()) {
+    if (auto err = inject_bug(bug, o); !err.empty()) {
       std::string known;
       for (const auto& b : injectable_bugs()) known += (known.empty() ? "" : ", ") + b;
       return fail("--inject-bug: " + err + " (known: " + known + ")");

@@ -73,6 +73,9 @@ void SimNode::flush() {
     needed = started_gen_ + 1;  // the next sync to start covers these writes
   }
   last_needed_ = std::max(last_needed_, needed);
+  if (options_.reply_before_sync)
+    for (auto& r : out.replies) send_reply_(index_, std::move(r));
+  if (options_.reply_before_sync) out.replies.clear();
   Pending p{needed, std::move(out.messages), std::move(out.replies)};
   if (needed <= done_gen_ && queue_.empty())
     release(p);

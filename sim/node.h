@@ -33,6 +33,9 @@ namespace stig::sim {
 struct NodeOptions {
   int64_t fsync_min_ms = 1;
   int64_t fsync_max_ms = 4;
+  // Test-only runtime bug: replies leave before their writes are durable (what
+  // an fsync-less or misordered runtime does). Peer messages still wait.
+  bool reply_before_sync = false;
 };
 
 class SimNode {

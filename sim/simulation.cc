@@ -14,11 +14,14 @@ namespace pb = stigmergy::v1;
 using replication::ClientToken;
 
 std::vector<std::string> injectable_bugs() {
-  return {"lww-merge", "anti-entropy-skips-bucket", "counter-merge-sums", "set-remove-wins", "forget-dot-counter"};
+  return {"lww-merge",          "anti-entropy-skips-bucket", "counter-merge-sums",
+          "set-remove-wins",    "forget-dot-counter",        "reply-before-fsync"};
 }
 
-std::string inject_bug(const std::string& name, replication::TestFaults& f) {
-  if (name == "lww-merge") f.lww_merge = true;
+std::string inject_bug(const std::string& name, SimOptions& o) {
+  replication::TestFaults& f = o.replica.test_faults;
+  if (name == "reply-before-fsync") o.disk.reply_before_sync = true;
+  else if (name == "lww-merge") f.lww_merge = true;
   else if (name == "anti-entropy-skips-bucket") f.anti_entropy_skips_bucket = true;
   else if (name == "counter-merge-sums") f.counter_merge_sums = true;
   else if (name == "set-remove-wins") f.set_remove_wins = true;

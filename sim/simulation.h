@@ -46,10 +46,12 @@ struct SimOptions {
   replication::Config replica;  // protocol knobs (self/peers are filled in)
 };
 
-// Test-only bugs by name: "lww-merge", "anti-entropy-skips-bucket",
-// "counter-merge-sums", "set-remove-wins", "forget-dot-counter".
+struct SimOptions;
+// Test-only bugs by name: in the core "lww-merge", "anti-entropy-skips-bucket",
+// "counter-merge-sums", "set-remove-wins", "forget-dot-counter"; in the
+// simulated runtime "reply-before-fsync". Returns an error for unknown names.
 std::vector<std::string> injectable_bugs();
-std::string inject_bug(const std::string& name, replication::TestFaults& faults);
+std::string inject_bug(const std::string& name, SimOptions& options);
 
 // A shaded interval or a mark on the report's timeline.
 struct Span {
