@@ -481,9 +481,7 @@ FinalState Simulation::read_final() {
 
 RunResult Simulation::run() {
   build();
-  for (auto& n : nodes_) {
-    if (!n->start()) break;
-  }
+  for (auto& n : nodes_) n->start();  // a node that refuses its disk stays down and is reported
   Scenario scenario = o_.scenario ? *o_.scenario : random_scenario(o_.nemesis, o_.nodes, o_.duration_ms, random_);
   for (const auto& e : scenario.events) {
     if (e.kind == FaultKind::kOp) last_script_at_ = std::max(last_script_at_, e.at + o_.client.attempt_timeout_ms);
