@@ -158,6 +158,16 @@ class LostWritesChecker : public Checker {
                            " and no later write's context covered it");
       }
     }
+    // And nothing invented: every version a replica holds was written by some put.
+    std::set<std::pair<std::string, std::string>> written;
+    for (const auto& [id, op] : ops)
+      if (op.invoke->f == "put") written.insert({op.invoke->key, op.invoke->value});
+    for (const auto& n : f.nodes)
+      for (const auto& [key, versions] : n.registers)
+        for (const auto& v : versions)
+          if (!written.count({key, v.value}))
+            add_finding(r, "register " + key + " on " + n.node + " holds '" + v.value + "' (dot " + v.dot.to_string() +
+                               "), which no client wrote");
     r.summary = std::to_string(acked) + " acknowledged puts: " + std::to_string(superseded) +
                 " superseded by a covering context, " + std::to_string(checked) + " must survive" +
                 (r.ok ? ", all present" : ", " + std::to_string(r.findings.size()) + "+ lost");
