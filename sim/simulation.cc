@@ -74,6 +74,10 @@ const char* fault_name(FaultKind k) {
   return "?";
 }
 
+// One run: owns the scheduler, the random generator, the network, the nodes,
+// the clients and the history, wires them together, applies the scenario's
+// faults, runs scripted agents' operations, measures convergence after the
+// final heal and reads the final states. Single-threaded; used once.
 class Simulation {
  public:
   explicit Simulation(const SimOptions& o) : o_(o), random_(o.seed) {}

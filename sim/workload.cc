@@ -53,6 +53,7 @@ class RegisterClient : public ClientWorkload {
   std::map<std::string, std::string> contexts_;
 };
 
+// Makes one RegisterClient per client; keys "reg-0".."reg-(keys-1)".
 class RegisterWorkload : public Workload {
  public:
   explicit RegisterWorkload(WorkloadOptions o) : options_(o) {}
@@ -89,6 +90,7 @@ class CounterClient : public ClientWorkload {
   WorkloadOptions options_;
 };
 
+// Makes one CounterClient per client; keys "ctr-0".."ctr-(keys-1)".
 class CounterWorkload : public Workload {
  public:
   explicit CounterWorkload(WorkloadOptions o) : options_(o) {}
@@ -128,6 +130,7 @@ class SetClient : public ClientWorkload {
   WorkloadOptions options_;
 };
 
+// Makes one SetClient per client; keys "set-0".."set-(keys-1)".
 class SetWorkload : public Workload {
  public:
   explicit SetWorkload(WorkloadOptions o) : options_(o) {}
