@@ -367,9 +367,32 @@ Run 'stig VERB --help' for details of one verb.)");
 
   std::function<int()> action;
   auto durability_check = CLI::IsMember({"local", "quorum", "all"});
+  std::string durability_text = "local";
+  // Makes `cmd` connect, run `call` (which may also refuse its arguments with
+  // an error before talking to the cluster) and print the result.
+  auto on_run = [&](CLI::App* cmd, auto call, auto print) {
+    cmd->callback([&, call, print] {
+      action = [&, call, print]() -> int {
+        auto c = connect(g);
+        if (!c) return fail(c.error());
+        auto r = call(*c);
+        if (!r) return fail(r.error());
+        print(*r, *c);
+        return kExitOk;
+      };
+    });
+  };
+  // Runs a write with the --durability the user chose.
+  auto with_durability = [&](auto write) {
+    return [&, write](stigmergy::Client& c) -> decltype(write(c, stigmergy::Durability::kLocal)) {
+      auto d = stigmergy::parse_durability(durability_text);
+      if (!d) return d.error();
+      return write(c, *d);
+    };
+  };
 
   // put
-  std::string key, value, context_text, durability_text = "local";
+  std::string key, value, context_text;
   bool value_base64 = false;
   auto* put = app.add_subcommand("put", "Write a value; concurrent writes become siblings");
   put->add_option("KEY", key, "Key")->required();
@@ -431,16 +454,9 @@ context to pass to put/del. A missing key prints 'not found' (JSON: empty values
 Examples:
   stig get order-17
   stig --json get order-17)");
-  get->callback([&] {
-    action = [&]() -> int {
-      auto c = connect(g);
-      if (!c) return fail(c.error());
-      auto r = c->get(key);
-      if (!r) return fail(r.error());
-      print_get(*r, g.json);
-      return kExitOk;
-    };
-  });
+  on_run(
+      get, [&](stigmergy::Client& c) { return c.get(key); },
+      [&](const stigmergy::GetReply& r, stigmergy::Client&) { print_get(r, g.json); });
 
   // del
   auto* del = app.add_subcommand("del", "Delete a key (a tombstone superseding what the context has seen)");
@@ -490,31 +506,16 @@ Examples:
   counter_add->add_option("--durability", durability_text, "When to acknowledge: local (default), quorum or all")
       ->check(durability_check);
   counter_add->footer("Example:\n  stig counter add visits 1");
-  counter_add->callback([&] {
-    action = [&]() -> int {
-      auto d = stigmergy::parse_durability(durability_text);
-      if (!d) return fail(d.error());
-      auto c = connect(g);
-      if (!c) return fail(c.error());
-      auto r = c->counter_add(key, delta, *d);
-      if (!r) return fail(r.error());
-      print_counter(*r, g.json);
-      return kExitOk;
-    };
-  });
+  const auto show_counter = [&](const stigmergy::CounterReply& r, stigmergy::Client&) { print_counter(r, g.json); };
+  on_run(counter_add, with_durability([&](stigmergy::Client& c, stigmergy::Durability d) {
+           return c.counter_add(key, delta, d);
+         }),
+         show_counter);
   auto* counter_get = counter->add_subcommand("get", "Read a counter (0 when missing)");
   counter_get->add_option("KEY", key, "Key")->required();
   counter_get->footer("Example:\n  stig --json counter get visits");
-  counter_get->callback([&] {
-    action = [&]() -> int {
-      auto c = connect(g);
-      if (!c) return fail(c.error());
-      auto r = c->counter_get(key);
-      if (!r) return fail(r.error());
-      print_counter(*r, g.json);
-      return kExitOk;
-    };
-  });
+  on_run(
+      counter_get, [&](stigmergy::Client& c) { return c.counter_get(key); }, show_counter);
 
   // set
   std::string element;
@@ -531,39 +532,26 @@ Examples:
     sub->add_option("--durability", durability_text, "When to acknowledge: local (default), quorum or all")
         ->check(durability_check);
     sub->footer(std::string("Example:\n  stig set ") + name + " order-17:tags gift-wrap");
-    sub->callback([&, adding] {
-      action = [&, adding]() -> int {
-        auto d = stigmergy::parse_durability(durability_text);
-        if (!d) return fail(d.error());
-        auto c = connect(g);
-        if (!c) return fail(c.error());
-        auto r = adding ? c->set_add(key, element, *d) : c->set_remove(key, element, *d);
-        if (!r) return fail(r.error());
-        if (g.json) {
-          print_json(json{{"key", bytes_json(key)}, {"ok", true}, {"node", bytes_json(r->node)}});
-        } else {
-          std::cout << "ok: " << (adding ? "added " : "removed ") << shell_quote(bytes_human(element))
-                    << (adding ? " to " : " from ") << key << "\n";
-        }
-        return kExitOk;
-      };
-    });
+    on_run(sub, with_durability([&, adding](stigmergy::Client& c, stigmergy::Durability d) {
+             return adding ? c.set_add(key, element, d) : c.set_remove(key, element, d);
+           }),
+           [&, adding](const stigmergy::SetReply& r, stigmergy::Client&) {
+             if (g.json) {
+               print_json(json{{"key", bytes_json(key)}, {"ok", true}, {"node", bytes_json(r.node)}});
+             } else {
+               std::cout << "ok: " << (adding ? "added " : "removed ") << shell_quote(bytes_human(element))
+                         << (adding ? " to " : " from ") << key << "\n";
+             }
+           });
   };
   add_set_write("add", "Add an element to a set", true);
   add_set_write("rm", "Remove an element from a set (the adds this node has seen)", false);
   auto* set_get = set->add_subcommand("get", "List a set's elements, sorted (empty when missing)");
   set_get->add_option("KEY", key, "Key")->required();
   set_get->footer("Example:\n  stig --json set get order-17:tags");
-  set_get->callback([&] {
-    action = [&]() -> int {
-      auto c = connect(g);
-      if (!c) return fail(c.error());
-      auto r = c->set_get(key);
-      if (!r) return fail(r.error());
-      print_set(*r, g.json);
-      return kExitOk;
-    };
-  });
+  on_run(
+      set_get, [&](stigmergy::Client& c) { return c.set_get(key); },
+      [&](const stigmergy::SetReply& r, stigmergy::Client&) { print_set(r, g.json); });
 
   // cluster
   auto* cluster = app.add_subcommand("cluster", "Cluster membership and convergence");
@@ -574,16 +562,9 @@ digests on every node mean the replicas hold the same state.
 
 Example:
   stig --endpoints 127.0.0.1:7102 cluster status)");
-  status->callback([&] {
-    action = [&]() -> int {
-      auto c = connect(g);
-      if (!c) return fail(c.error());
-      auto r = c->cluster_status();
-      if (!r) return fail(r.error());
-      print_status(*r, g.json);
-      return kExitOk;
-    };
-  });
+  on_run(
+      status, [&](stigmergy::Client& c) { return c.cluster_status(); },
+      [&](const stigmergy::ClusterStatus& r, stigmergy::Client&) { print_status(r, g.json); });
 
   // admin
   std::vector<std::string> drop;
@@ -613,16 +594,9 @@ Examples:
   });
   auto* heal = admin->add_subcommand("heal", "Stop dropping traffic from every peer");
   heal->footer("Example:\n  stig --endpoints 127.0.0.1:7101 admin heal");
-  heal->callback([&] {
-    action = [&]() -> int {
-      auto c = connect(g);
-      if (!c) return fail(c.error());
-      auto r = c->admin_heal();
-      if (!r) return fail(r.error());
-      print_admin(*r, g.json);
-      return kExitOk;
-    };
-  });
+  on_run(
+      heal, [&](stigmergy::Client& c) { return c.admin_heal(); },
+      [&](const stigmergy::AdminReply& r, stigmergy::Client&) { print_admin(r, g.json); });
 
   std::string verb_path;
   if (const std::string problem = check_verbs(argc, argv, verb_path); !problem.empty()) {
