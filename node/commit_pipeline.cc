@@ -37,8 +37,10 @@ void CommitPipeline::maybe_start_write() {
   // covers them all.
   auto groups = std::make_shared<std::vector<std::vector<replication::Persist>>>();
   size_t persists = 0;
+  bool sync = false;  // one output that needs an fsync makes the whole group wait for it
   for (Entry& e : queue_) {
     if (e.written) continue;
+    sync |= e.out.sync;
     persists += e.out.persist.size();
     groups->push_back(std::move(e.out.persist));
     e.out.persist.clear();
@@ -47,25 +49,27 @@ void CommitPipeline::maybe_start_write() {
   if (groups->empty()) return;
   in_flight_ = true;
   const size_t covered = queue_.size();
-  asio::post(storage_io_, [this, groups, covered, persists] {
+  asio::post(storage_io_, [this, groups, covered, persists, sync] {
     const auto start = std::chrono::steady_clock::now();
-    StorageStatus status = storage_.write_groups(*groups);
+    StorageStatus status = storage_.write_groups(*groups, sync);
     const auto us =
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
     SPDLOG_TRACE("group commit: {} outputs, {} writes, {} us", groups->size(), persists, us);
     (void)us;
-    asio::post(io_, [this, covered, persists, status = std::move(status)] { on_write_done(covered, persists, status); });
+    asio::post(io_, [this, covered, persists, sync, status = std::move(status)] {
+      on_write_done(covered, persists, sync, status);
+    });
   });
 }
 
-void CommitPipeline::on_write_done(size_t covered, size_t persists, const StorageStatus& status) {
+void CommitPipeline::on_write_done(size_t covered, size_t persists, bool synced, const StorageStatus& status) {
   in_flight_ = false;
   if (!status.ok) {
     failed_ = true;
     if (on_failure_) on_failure_(status);
     return;
   }
-  ++syncs_;
+  if (synced) ++syncs_;
   persists_written_ += persists;
   for (size_t i = 0; i < covered && i < queue_.size(); ++i) queue_[i].durable = true;
   release_ready();

@@ -10,7 +10,9 @@
 //
 // Guarantees:
 //  - an output is released only after its own persists and those of every
-//    earlier output are durable, and outputs are released in submit order;
+//    earlier output are written, and synced when any of them has
+//    Output::sync set (RocksDB's WAL is sequential, so a sync also covers
+//    every unsynced write before it); outputs are released in submit order;
 //  - an output without persists behind nothing unwritten is released at once,
 //    inside submit();
 //  - if a storage write fails, nothing it covers (nor anything after it) is
@@ -63,7 +65,7 @@ class CommitPipeline {
   };
 
   void maybe_start_write();
-  void on_write_done(size_t covered, size_t persists, const StorageStatus& status);
+  void on_write_done(size_t covered, size_t persists, bool synced, const StorageStatus& status);
   void release_ready();
 
   asio::io_context& io_;

@@ -81,14 +81,14 @@ StorageStatus Storage::write(const std::vector<replication::Persist>& writes) {
   return write_groups({&writes, 1});
 }
 
-StorageStatus Storage::write_groups(std::span<const std::vector<replication::Persist>> groups) {
+StorageStatus Storage::write_groups(std::span<const std::vector<replication::Persist>> groups, bool sync) {
   rocksdb::WriteBatch batch;
   rocksdb::Status s;
   for (const auto& g : groups) add_to_batch(batch, g, s);
   if (s.ok() && batch.Count() == 0) return StorageStatus::success();
   if (s.ok()) {
     rocksdb::WriteOptions wo;
-    wo.sync = true;
+    wo.sync = sync;
     s = db_->Write(wo, &batch);
   }
   if (!s.ok()) return StorageStatus::failure("write to '" + dir_ + "' failed: " + s.ToString());

@@ -51,8 +51,10 @@ class Storage {
   StorageStatus write(const std::vector<replication::Persist>& writes);
 
   // Group commit: applies every batch of `groups`, in order, as ONE atomic
-  // batch with ONE sync. An empty input is a no-op.
-  StorageStatus write_groups(std::span<const std::vector<replication::Persist>> groups);
+  // batch with at most ONE sync. An empty input is a no-op.
+  // `sync`: wait for fsync (false: written to the WAL, durable once a later
+  // synced write or the OS flushes it).
+  StorageStatus write_groups(std::span<const std::vector<replication::Persist>> groups, bool sync = true);
 
   const std::string& dir() const { return dir_; }
 

@@ -312,6 +312,7 @@ void ReplicaImpl::handle_cluster_status(ClientToken token, const pb::Request& re
 
 void ReplicaImpl::finish_write(ClientToken token, const pb::Request& request, const std::string& typed_key,
                                pb::Response response, pb::Durability durability) {
+  needs_sync_ = true;  // the reply promises the write survives a crash of this node
   const size_t n = config_.cluster_size();
   const size_t required = durability == pb::DURABILITY_ALL ? n : durability == pb::DURABILITY_QUORUM ? n / 2 + 1 : 1;
   if (required <= 1 || store_.find(typed_key) == nullptr)

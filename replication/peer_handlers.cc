@@ -1,6 +1,7 @@
 // Peer protocol of the lazy path: eager push with acknowledgements,
 // Merkle-tree anti-entropy, and collection of tombstones every replica has.
 #include <algorithm>
+#include <set>
 
 #include "replication/invariant.h"
 #include "replication/replica_impl.h"
@@ -68,6 +69,11 @@ void ReplicaImpl::flush_push() {
     pending_push_.clear();
     return;
   }
+  // Keys whose writes wait for acknowledgements: their batches ask for acks
+  // (and so make receivers sync before answering).
+  std::set<std::string> awaited;
+  for (uint64_t id : unbatched_writes_)
+    if (auto w = pending_writes_.find(id); w != pending_writes_.end()) awaited.insert(w->second.typed_key);
   std::map<std::string, uint64_t> batch_of_key;
   pb::PeerMessage message;
   size_t bytes = 0;
@@ -75,7 +81,7 @@ void ReplicaImpl::flush_push() {
   auto emit = [&] {
     if (message.push().states_size() == 0) return;
     message.mutable_push()->set_batch_id(batch_id);
-    batch_expiry_[batch_id] = now_.mono + config_.durability_timeout_ms;
+    if (message.push().ack_wanted()) batch_expiry_[batch_id] = now_.mono + config_.durability_timeout_ms;
     broadcast(std::move(message));
     message = pb::PeerMessage();
     bytes = 0;
@@ -86,7 +92,9 @@ void ReplicaImpl::flush_push() {
     if (!e) continue;  // collected meanwhile
     const size_t size = e->state.ByteSizeLong();
     if (bytes > 0 && bytes + size > config_.max_batch_bytes) emit();
-    *message.mutable_push()->add_states() = e->state;
+    auto* push = message.mutable_push();
+    *push->add_states() = e->state;
+    if (awaited.count(tk) || is_tombstone_only(e->state)) push->set_ack_wanted(true);
     bytes += size;
     batch_of_key[tk] = batch_id;
   }
@@ -109,8 +117,12 @@ void ReplicaImpl::handle_push(const NodeId& from, const pb::PushBatch& push) {
       tombstones.emplace_back(KeyStore::typed_key(state.type(), state.key()),
                               KeyStore::hash_serialized(state.SerializeAsString()));
   }
+  // Merged states of a batch nobody waits for need no sync here: they are
+  // durable on the node that took the writes (its push left after its sync).
+  if (!push.ack_wanted() && tombstones.empty()) return;
   settle();
-  // The ack is released only once the merged states are durable here.
+  // The ack is released only once the merged states are synced here.
+  needs_sync_ = true;
   pb::PeerMessage reply;
   auto* ack = reply.mutable_push_ack();
   ack->set_batch_id(push.batch_id());
@@ -219,6 +231,9 @@ void ReplicaImpl::handle_ae_level(const NodeId& from, const pb::AeTreeLevel& lev
     auto* keys = m.mutable_ae_keys();
     keys->set_session(level.session());
     keys->set_reply_wanted(true);
+    // The receiver takes these states as ours (tombstone collection counts
+    // on it), so they must survive our crash: sync before sending.
+    needs_sync_ = true;
     size_t bytes = 0;
     for (uint32_t b : differing) {
       if (bytes > config_.max_batch_bytes) break;  // the rest next round
@@ -282,7 +297,9 @@ void ReplicaImpl::handle_ae_keys(const NodeId& from, const pb::AeKeys& keys) {
       bytes += e.state.ByteSizeLong();
     }
   }
-  if (back->states_size() > 0 || back->tombstones_size() > 0) send(from, std::move(m));
+  if (back->states_size() == 0 && back->tombstones_size() == 0) return;
+  needs_sync_ = true;  // states and acknowledgements the requester will count on
+  send(from, std::move(m));
 }
 
 }  // namespace stig::replication

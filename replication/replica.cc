@@ -86,6 +86,8 @@ Output ReplicaImpl::take_output() {
   if (!peers_.empty()) wake = std::min(next_heartbeat_at_, next_anti_entropy_at_);
   if (!write_deadlines_.empty()) wake = std::min(wake, write_deadlines_.begin()->first);
   out_.wake_at = wake;
+  out_.sync = needs_sync_;
+  needs_sync_ = false;
   Output result = std::move(out_);
   out_ = Output{};
   return result;

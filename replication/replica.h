@@ -12,7 +12,8 @@
 // Guarantees: the same seed, config, recovered state and sequence of
 // (time, input) pairs produce the same outputs, byte for byte. Nothing in
 // Output::messages or Output::replies may be released before every Persist
-// of the same and all earlier outputs is durable.
+// of the same and all earlier outputs is written, and synced to disk when
+// Output::sync is set.
 #pragma once
 
 #include <cstdint>
@@ -72,6 +73,12 @@ struct Output {
   std::vector<Outbound> messages;
   std::vector<Reply> replies;
   MonoTime wake_at = kNever;
+  // False when nothing released with this output relies on its persists
+  // surviving a power loss: they only merge states that are already durable
+  // on the node that took the write (a replica receiving a push for a
+  // `local` write). The runtime must still write them before releasing the
+  // output, but need not wait for an fsync; a later synced write covers them.
+  bool sync = true;
 
   bool empty() const { return persist.empty() && messages.empty() && replies.empty(); }
 };

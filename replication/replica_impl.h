@@ -101,6 +101,9 @@ class ReplicaImpl {
 
   uint64_t dot_counter_ = 0;  // last dot issued by this node, any key
   bool dot_counter_dirty_ = false;
+  // Something released with the current output relies on its persists being
+  // synced: a client write's reply, or an acknowledgement to a peer.
+  bool needs_sync_ = false;
 
   std::set<std::string> pending_push_;    // typed keys changed by clients since the last push
   std::vector<uint64_t> unbatched_writes_;  // pending writes whose key is not yet in a push

@@ -66,12 +66,12 @@ void SimNode::deliver(Input input) {
 void SimNode::flush() {
   if (!replica_) return;
   replication::Output out = replica_->take_output();
-  const bool persists = !out.persist.empty();
+  // Persists of an output without `sync` are staged (lost if the node
+  // crashes before some later sync covers them) but released at once.
+  const bool must_sync = !out.persist.empty() && out.sync;
   uint64_t needed = last_needed_;
-  if (persists) {
-    disk_.stage(std::move(out.persist));
-    needed = started_gen_ + 1;  // the next sync to start covers these writes
-  }
+  if (!out.persist.empty()) disk_.stage(std::move(out.persist));
+  if (must_sync) needed = started_gen_ + 1;  // the next sync to start covers these writes
   last_needed_ = std::max(last_needed_, needed);
   if (options_.reply_before_sync)
     for (auto& r : out.replies) send_reply_(index_, std::move(r));
@@ -81,7 +81,7 @@ void SimNode::flush() {
     release(p);
   else if (!p.messages.empty() || !p.replies.empty())
     queue_.push_back(std::move(p));
-  if (persists && !sync_in_flight_) start_sync();
+  if (must_sync && !sync_in_flight_) start_sync();
   schedule_tick(out.wake_at);
 }
 
@@ -104,7 +104,7 @@ void SimNode::sync_done(uint64_t epoch, size_t groups) {
     queue_.pop_front();
     release(p);
   }
-  if (disk_.begin_sync() > 0) start_sync();
+  if (last_needed_ > done_gen_) start_sync();  // an output waits for a sync not yet started
 }
 
 void SimNode::release(Pending& p) {

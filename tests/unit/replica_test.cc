@@ -249,6 +249,42 @@ TEST(Replica, QuorumWriteWaitsForPeersAndFailsWhenTheyAreGone) {
   EXPECT_EQ(values_of(c.get("n2", "k3")), std::vector<std::string>{"v"});
 }
 
+// A replica merging a push for a `local` write need not fsync (the write is
+// durable where it was taken) and does not answer; a quorum write's push asks
+// for an answer, which is sent only after a sync.
+TEST(Replica, ReplicasSyncOnlyWhatSomeoneWaitsFor) {
+  Config cfg;
+  TestCluster c(2, cfg);
+  c.advance(100);
+  auto step_and_take = [](Replica& r, MonoTime t, Input in) {
+    r.step(Now{t, t}, std::move(in));
+    return r.take_output();
+  };
+  Replica& n1 = c.node("n1");
+  Replica& n2 = c.node("n2");
+  for (pb::Durability d : {pb::DURABILITY_LOCAL, pb::DURABILITY_QUORUM}) {
+    pb::Request req;
+    req.set_client_id("c");
+    req.set_seq(d == pb::DURABILITY_LOCAL ? 1 : 2);
+    req.mutable_put()->set_key("k");
+    req.mutable_put()->set_value("v");
+    req.mutable_put()->set_durability(d);
+    Output coordinator = step_and_take(n1, 2000, ClientInput{1, req});
+    EXPECT_TRUE(coordinator.sync);
+    std::shared_ptr<const pb::PeerMessage> push;
+    for (const auto& m : coordinator.messages)
+      if (m.message->has_push()) push = m.message;
+    ASSERT_TRUE(push);
+    EXPECT_EQ(push->push().ack_wanted(), d == pb::DURABILITY_QUORUM);
+    Output replica = step_and_take(n2, 2001, PeerInput{"n1", *push});
+    EXPECT_FALSE(replica.persist.empty());
+    bool acked = false;
+    for (const auto& m : replica.messages) acked |= m.message->has_push_ack();
+    EXPECT_EQ(replica.sync, d == pb::DURABILITY_QUORUM);
+    EXPECT_EQ(acked, d == pb::DURABILITY_QUORUM);
+  }
+}
+
 TEST(Replica, TombstonesAreCollectedOnceEveryReplicaHasThem) {
   TestCluster c(3);
   auto put = c.put("n1", "tmp", "v");

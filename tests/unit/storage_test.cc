@@ -236,3 +236,27 @@ TEST(CommitPipeline, WritesQueuedBehindAnInFlightWriteShareOneSync) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(CommitPipeline, OutputsThatNeedNoSyncAreWrittenWithoutOne) {
+  PipelineFixture f;
+  Output unsynced = make_output(1, {"merged"});
+  unsynced.sync = false;  // e.g. a replica merging a push nobody waits for
+  f.pipeline->submit(std::move(unsynced));
+  run_until_idle(f.io, *f.pipeline);
+  EXPECT_EQ(f.released, (std::vector<uint64_t>{1}));
+  EXPECT_EQ(f.pipeline->syncs(), 0u);
+  EXPECT_EQ(load(*f.storage).entries.size(), 1u);  // written all the same
+  // One output that needs a sync makes its whole group wait for one.
+  Output a = make_output(2, {"x"});
+  a.sync = false;
+  f.pipeline->submit(make_output(3, {"y"}));  // starts a synced write at once
+  f.pipeline->submit(std::move(a));
+  f.pipeline->submit(make_output(4, {"z"}));
+  run_until_idle(f.io, *f.pipeline);
+  EXPECT_EQ(f.released, (std::vector<uint64_t>{1, 3, 2, 4}));
+  EXPECT_EQ(f.pipeline->syncs(), 2u);
+}
+
+}  // namespace
