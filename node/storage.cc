@@ -43,6 +43,9 @@ std::unique_ptr<Storage> Storage::open(const std::string& dir, std::string* erro
   // where the default skip list pays a sorted insert on every write.
   options.memtable_factory.reset(new rocksdb::VectorRepFactory());
   options.allow_concurrent_memtable_write = false;  // required by the vector memtable
+  // Reuse old log files: overwriting written blocks lets fdatasync skip the
+  // file-system metadata a growing file needs, which halves the cost of a sync.
+  options.recycle_log_file_num = 4;
 
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, dir, &raw);
