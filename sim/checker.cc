@@ -315,4 +315,27 @@ TouchedKeys touched_keys(const History& history) {
   return t;
 }
 
+void read_final_values(const TouchedKeys& keys,
+                       const std::function<stigmergy::v1::Response(stigmergy::v1::Request)>& ask, NodeFinal& out) {
+  namespace pb = stigmergy::v1;
+  for (const auto& k : keys.registers) {
+    pb::Request q;
+    q.mutable_get()->set_key(k);
+    HistoryEvent seen;
+    describe_response(ask(std::move(q)), seen);
+    if (!seen.versions.empty()) out.registers[k] = seen.versions;
+  }
+  for (const auto& k : keys.counters) {
+    pb::Request q;
+    q.mutable_counter_get()->set_key(k);
+    out.counters[k] = ask(std::move(q)).counter().value();
+  }
+  for (const auto& k : keys.sets) {
+    pb::Request q;
+    q.mutable_set_get()->set_key(k);
+    const pb::Response got = ask(std::move(q));
+    for (const auto& e : got.set().elements()) out.sets[k].insert(e);
+  }
+}
+
 }  // namespace stig::sim

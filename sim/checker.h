@@ -18,6 +18,7 @@
 // The simulator and the real-cluster nemesis test fill the same FinalState.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -72,5 +73,11 @@ struct TouchedKeys {
   std::set<std::string> registers, counters, sets;
 };
 TouchedKeys touched_keys(const History& history);
+
+// Reads every touched key from one replica through `ask` (a request in, its
+// response out) into `out`: how the simulator and the real-cluster nemesis
+// test both take a replica's final state.
+void read_final_values(const TouchedKeys& keys,
+                       const std::function<stigmergy::v1::Response(stigmergy::v1::Request)>& ask, NodeFinal& out);
 
 }  // namespace stig::sim

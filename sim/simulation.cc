@@ -459,25 +459,7 @@ FinalState Simulation::read_final() {
         if (reply.token == token) return reply.response;
       return pb::Response();
     };
-    for (const auto& k : keys.registers) {
-      pb::Request q;
-      q.mutable_get()->set_key(k);
-      pb::Response resp = ask(q);
-      HistoryEvent tmp;
-      describe_response(resp, tmp);
-      if (!tmp.versions.empty()) nf.registers[k] = tmp.versions;
-    }
-    for (const auto& k : keys.counters) {
-      pb::Request q;
-      q.mutable_counter_get()->set_key(k);
-      nf.counters[k] = ask(q).counter().value();
-    }
-    for (const auto& k : keys.sets) {
-      pb::Request q;
-      q.mutable_set_get()->set_key(k);
-      pb::Response resp = ask(q);
-      for (const auto& e : resp.set().elements()) nf.sets[k].insert(e);
-    }
+    read_final_values(keys, ask, nf);
     f.nodes.push_back(std::move(nf));
   }
   return f;

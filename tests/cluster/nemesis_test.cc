@@ -240,24 +240,7 @@ sim::NodeFinal read_node(int i, uint16_t port, const sim::TouchedKeys& keys) {
   const pb::Response status = ask(st);
   for (const auto& n : status.cluster_status().nodes())
     if (n.state() == "self") nf.digest = n.digest();
-  for (const auto& k : keys.registers) {
-    pb::Request q;
-    q.mutable_get()->set_key(k);
-    sim::HistoryEvent tmp;
-    sim::describe_response(ask(q), tmp);
-    if (!tmp.versions.empty()) nf.registers[k] = tmp.versions;
-  }
-  for (const auto& k : keys.counters) {
-    pb::Request q;
-    q.mutable_counter_get()->set_key(k);
-    nf.counters[k] = ask(q).counter().value();
-  }
-  for (const auto& k : keys.sets) {
-    pb::Request q;
-    q.mutable_set_get()->set_key(k);
-    const pb::Response got = ask(q);
-    for (const auto& e : got.set().elements()) nf.sets[k].insert(e);
-  }
+  sim::read_final_values(keys, ask, nf);
   return nf;
 }
 
