@@ -67,6 +67,7 @@ void ReplicaImpl::flush_push() {
   if (pending_push_.empty()) return;
   if (peers_.empty()) {
     pending_push_.clear();
+    push_bytes_.clear();
     return;
   }
   // Keys whose writes wait for acknowledgements: their batches ask for acks
@@ -90,12 +91,16 @@ void ReplicaImpl::flush_push() {
   for (const auto& tk : pending_push_) {
     const KeyEntry* e = store_.find(tk);
     if (!e) continue;  // collected meanwhile
-    const size_t size = e->state.ByteSizeLong();
-    if (bytes > 0 && bytes + size > config_.max_batch_bytes) emit();
+    std::string state;
+    if (auto it = push_bytes_.find(tk); it != push_bytes_.end())
+      state = std::move(it->second);
+    else  // unchanged by its write (e.g. removing an absent element with quorum)
+      e->state.SerializeToString(&state);
+    if (bytes > 0 && bytes + state.size() > config_.max_batch_bytes) emit();
+    bytes += state.size();
     auto* push = message.mutable_push();
-    *push->add_states() = e->state;
+    push->add_states(std::move(state));
     if (awaited.count(tk) || is_tombstone_only(e->state)) push->set_ack_wanted(true);
-    bytes += size;
     batch_of_key[tk] = batch_id;
   }
   emit();
@@ -107,15 +112,21 @@ void ReplicaImpl::flush_push() {
   }
   unbatched_writes_.clear();
   pending_push_.clear();
+  push_bytes_.clear();
 }
 
 void ReplicaImpl::handle_push(const NodeId& from, const pb::PushBatch& push) {
   std::vector<std::pair<std::string, uint64_t>> tombstones;
-  for (const auto& state : push.states()) {
-    if (!merge_remote(from, state)) continue;
+  std::vector<pb::KeyState> states(static_cast<size_t>(push.states_size()));
+  for (int i = 0; i < push.states_size(); ++i) {
+    const std::string& bytes = push.states(i);
+    pb::KeyState& state = states[static_cast<size_t>(i)];
+    if (!state.ParseFromString(bytes) || !merge_remote(from, state)) {
+      state.Clear();  // malformed: ignored, and not acknowledged below
+      continue;
+    }
     if (is_tombstone_only(state))
-      tombstones.emplace_back(KeyStore::typed_key(state.type(), state.key()),
-                              KeyStore::hash_serialized(state.SerializeAsString()));
+      tombstones.emplace_back(KeyStore::typed_key(state.type(), state.key()), KeyStore::hash_serialized(bytes));
   }
   // Merged states of a batch nobody waits for need no sync here: they are
   // durable on the node that took the writes (its push left after its sync).
@@ -126,7 +137,8 @@ void ReplicaImpl::handle_push(const NodeId& from, const pb::PushBatch& push) {
   pb::PeerMessage reply;
   auto* ack = reply.mutable_push_ack();
   ack->set_batch_id(push.batch_id());
-  for (const auto& state : push.states()) {
+  for (const auto& state : states) {
+    if (state.key().empty()) continue;
     const KeyEntry* e = store_.find(KeyStore::typed_key(state.type(), state.key()));
     if (!e || !e->tombstone_only) continue;
     auto* kh = ack->add_tombstones();

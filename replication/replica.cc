@@ -75,8 +75,8 @@ void ReplicaImpl::step(const Now& now, Input input) {
 }
 
 Output ReplicaImpl::take_output() {
-  flush_push();
   settle();
+  flush_push();
   collect_tombstones();
   if (dot_counter_dirty_) {
     out_.persist.push_back(Persist{std::string(kDotCounterKey), std::to_string(dot_counter_), false});
@@ -93,7 +93,18 @@ Output ReplicaImpl::take_output() {
   return result;
 }
 
-void ReplicaImpl::settle() { store_.settle(&out_.persist); }
+void ReplicaImpl::settle() {
+  const size_t first = out_.persist.size();
+  store_.settle(&out_.persist);
+  // Keep what was just serialized for the next push of client-changed keys,
+  // so a state is serialized once for the disk and every peer.
+  for (size_t i = first; i < out_.persist.size(); ++i) {
+    const Persist& p = out_.persist[i];
+    if (p.erase || !KeyStore::is_storage_key(p.key)) continue;
+    std::string tk = p.key.substr(1);
+    if (pending_push_.count(tk)) push_bytes_[std::move(tk)] = p.value;
+  }
+}
 
 // --- timers -------------------------------------------------------------------------
 

@@ -106,6 +106,7 @@ class ReplicaImpl {
   bool needs_sync_ = false;
 
   std::set<std::string> pending_push_;    // typed keys changed by clients since the last push
+  std::map<std::string, std::string> push_bytes_;  // serialized state of pending keys, from settle
   std::vector<uint64_t> unbatched_writes_;  // pending writes whose key is not yet in a push
   std::map<uint64_t, PendingWrite> pending_writes_;
   std::set<std::pair<MonoTime, uint64_t>> write_deadlines_;

@@ -181,12 +181,13 @@ TEST(NodeEnvelope, PeerFrameMatchesProtobufEncoding) {
   msg.set_from("n1");
   auto* push = msg.mutable_push();
   push->set_batch_id(42);
-  auto* ks = push->add_states();
-  ks->set_key("order/1");
-  auto* sib = ks->add_siblings();
+  pb::KeyState ks;
+  ks.set_key("order/1");
+  auto* sib = ks.add_siblings();
   sib->set_dot_node("n1");
   sib->set_dot_counter(3);
   sib->set_value(std::string(300, 'x'));  // multi-byte length varint
+  push->add_states(ks.SerializeAsString());
 
   pb::Envelope env;
   env.set_protocol_version(stig::wire::kProtocolVersion);
@@ -202,7 +203,9 @@ TEST(NodeEnvelope, PeerFrameMatchesProtobufEncoding) {
   ASSERT_TRUE(d.next(out));
   ASSERT_TRUE(out.has_peer());
   EXPECT_EQ(out.peer().push().batch_id(), 42u);
-  EXPECT_EQ(out.peer().push().states(0).siblings(0).value().size(), 300u);
+  pb::KeyState decoded;
+  ASSERT_TRUE(decoded.ParseFromString(out.peer().push().states(0)));
+  EXPECT_EQ(decoded.siblings(0).value().size(), 300u);
 }
 
 TEST(NodeEnvelope, ResponseFrameMatchesProtobufEncoding) {

@@ -402,11 +402,14 @@ TEST(Replica, RestartRecoversStateAndNeverReusesDots) {
 TEST(Replica, MalformedPeerStateIsIgnored) {
   TestCluster c(2);
   pb::PeerMessage m;
-  auto* s = m.mutable_push()->add_states();
-  s->set_key("bad");
-  auto* sib = s->add_siblings();  // dot outside its context: invalid
+  pb::KeyState bad;
+  bad.set_key("bad");
+  auto* sib = bad.add_siblings();  // dot outside its context: invalid
   sib->set_dot_node("n2");
   sib->set_dot_counter(9);
+  m.mutable_push()->add_states(bad.SerializeAsString());
+  m.mutable_push()->add_states("\xff\xff garbage, not a KeyState");
+  m.mutable_push()->set_ack_wanted(true);
   c.step("n1", PeerInput{"n2", m});
   c.step("n1", PeerInput{"stranger", m});
   EXPECT_EQ(c.node("n1").live_keys(), 0u);
