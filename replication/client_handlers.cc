@@ -186,12 +186,13 @@ void ReplicaImpl::handle_register_write(ClientToken token, const pb::Request& re
     return finish_write(token, request, tk, std::move(r), pb::DURABILITY_LOCAL);
   }
 
-  KeyEntry& entry = store_.get_or_create(pb::REGISTER, key);
+  KeyEntry& entry = create_or_find(pb::REGISTER, key);
   const uint64_t dot = next_dot();
   register_write(entry.state, ctx, config_.self, dot, value, is_delete, WriteMeta{agent_of(request), now_.wall});
   store_.mark_dirty(tk, entry);
   pending_push_.insert(tk);
-  if (is_delete && peers_.empty()) gc_candidates_.insert(tk);  // the only replica has seen it
+  // The only replica has seen it (or a test injects collection without acks).
+  if (is_delete && (peers_.empty() || config_.test_faults.collect_tombstones_early)) gc_candidates_.insert(tk);
 
   pb::Response r = make_response(request);
   auto* p = r.mutable_put();
@@ -209,7 +210,7 @@ void ReplicaImpl::handle_counter_add(ClientToken token, const pb::Request& reque
   if (!pb::Durability_IsValid(op.durability()))
     return reply_error(token, request, pb::BAD_REQUEST, "unknown durability level");
   const std::string tk = KeyStore::typed_key(pb::COUNTER, op.key());
-  KeyEntry& entry = store_.get_or_create(pb::COUNTER, op.key());
+  KeyEntry& entry = create_or_find(pb::COUNTER, op.key());
   counter_add(entry.state, config_.self, op.delta(), WriteMeta{agent_of(request), now_.wall});
   store_.mark_dirty(tk, entry);
   pending_push_.insert(tk);
@@ -258,7 +259,7 @@ void ReplicaImpl::handle_set_write(ClientToken token, const pb::Request& request
     KeyEntry* existing = store_.find(tk);
     if (existing && existing->state.siblings_size() >= static_cast<int>(config_.max_siblings) * 100)
       return reply_error(token, request, pb::TOO_MANY_SIBLINGS, "set '" + key + "' is at its element limit");
-    KeyEntry& entry = store_.get_or_create(pb::SET, key);
+    KeyEntry& entry = create_or_find(pb::SET, key);
     set_add(entry.state, element, config_.self, next_dot(), WriteMeta{agent_of(request), now_.wall});
     store_.mark_dirty(tk, entry);
     pending_push_.insert(tk);

@@ -27,6 +27,7 @@ Status Config::validate() const {
   if (down_after_ms < suspect_after_ms) return Status::invalid_argument("down timeout must be at least the suspect timeout");
   if (anti_entropy_interval_ms <= 0) return Status::invalid_argument("anti-entropy interval must be positive");
   if (durability_timeout_ms <= 0) return Status::invalid_argument("durability timeout must be positive");
+  if (tombstone_grace_ms <= 0) return Status::invalid_argument("tombstone grace period must be positive");
   if (max_siblings == 0) return Status::invalid_argument("max siblings must be at least 1");
   if (merkle_fanout < 2 || merkle_fanout > 256) return Status::invalid_argument("merkle fanout must be in 2..256");
   if (merkle_depth < 1 || merkle_depth > 4) return Status::invalid_argument("merkle depth must be in 1..4");

@@ -25,9 +25,11 @@ struct TestFaults {
   bool counter_merge_sums = false;         // counter merge adds totals instead of taking the maximum
   bool set_remove_wins = false;            // a set merge lets a newer-looking absence beat an add
   bool forget_dot_counter = false;         // restart forgets issued dots (trips a core invariant)
+  bool collect_tombstones_early = false;   // tombstones collected before every replica has them, leaving no grave
 
   bool any() const {
-    return lww_merge || anti_entropy_skips_bucket || counter_merge_sums || set_remove_wins || forget_dot_counter;
+    return lww_merge || anti_entropy_skips_bucket || counter_merge_sums || set_remove_wins || forget_dot_counter ||
+           collect_tombstones_early;
   }
 };
 
@@ -41,6 +43,11 @@ struct Config {
   int64_t down_after_ms = 3000;       // no message for this long: down
   int64_t anti_entropy_interval_ms = 1000;
   int64_t durability_timeout_ms = 5000;  // quorum/all writes wait this long for acks
+  // How long a collected tombstone's context is remembered, so a stale copy
+  // of the key still in flight (delayed, reordered, queued during a
+  // partition) cannot bring deleted values back. Must exceed the longest a
+  // message can take between two nodes.
+  int64_t tombstone_grace_ms = 60000;
   uint32_t max_siblings = 100;           // a put that would exceed this fails
   uint32_t max_key_bytes = 4096;
   uint32_t max_value_bytes = 1u << 20;

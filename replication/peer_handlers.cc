@@ -40,14 +40,30 @@ bool ReplicaImpl::merge_keys(pb::KeyState& local, const pb::KeyState& remote) co
 }
 
 bool ReplicaImpl::merge_remote(const NodeId& from, const pb::KeyState& remote) {
-  (void)from;
   if (!validate_state(remote).is_ok()) return false;
   if (remote.key().size() > config_.max_key_bytes) return false;
   const std::string tk = KeyStore::typed_key(remote.type(), remote.key());
   KeyEntry* entry = store_.find(tk);
   if (!entry) {
-    entry = &store_.get_or_create(remote.type(), remote.key());
-    entry->state = remote;
+    if (auto g = graveyard_.find(tk); g != graveyard_.end()) {
+      // A copy of a collected key: keep only what the deletion had not seen.
+      pb::KeyState grave;
+      grave.set_key(remote.key());
+      grave.set_type(remote.type());
+      *grave.mutable_context() = g->second.context;
+      pb::KeyState rest = grave;
+      merge_state(rest, remote);
+      if (rest.siblings_size() == 0) {
+        // Stale: tell the sender the key is gone, so it collects its copy too.
+        pb::PeerMessage m;
+        *m.mutable_collect()->add_graves() = std::move(grave);
+        needs_sync_ = true;  // the grave it names must outlive our crash
+        send(from, std::move(m));
+        return true;
+      }
+    }
+    entry = &create_or_find(remote.type(), remote.key());
+    merge_keys(entry->state, remote);
     store_.mark_dirty(tk, *entry);
   } else if (merge_keys(entry->state, remote)) {
     store_.mark_dirty(tk, *entry);
@@ -182,28 +198,36 @@ void ReplicaImpl::collect_tombstones() {
   pb::PeerMessage m;
   for (const auto& tk : gc_candidates_) {
     const KeyEntry* e = store_.find(tk);
-    if (!e || e->dirty || !e->tombstone_only || e->tombstone_seen_by.size() < peers_.size()) continue;
+    if (!e || e->dirty || !e->tombstone_only) continue;
+    const bool everyone_has_it = e->tombstone_seen_by.size() >= peers_.size();
+    if (!everyone_has_it && !config_.test_faults.collect_tombstones_early) continue;
     STIG_INVARIANT(pending_push_.count(tk) == 0, "collecting a key that still has to be pushed");
-    auto* kh = m.mutable_collect()->add_keys();
-    kh->set_key(e->state.key());
-    kh->set_type(e->state.type());
-    kh->set_hash(e->hash);
-    store_.erase(tk, out_.persist);
+    auto* grave = m.mutable_collect()->add_graves();
+    grave->set_key(e->state.key());
+    grave->set_type(e->state.type());
+    *grave->mutable_context() = e->state.context();
+    bury(tk);
   }
   gc_candidates_.clear();
   if (m.has_collect() && !peers_.empty()) broadcast(std::move(m));
 }
 
 void ReplicaImpl::handle_collect(const pb::Collect& collect) {
-  settle();
-  for (const auto& kh : collect.keys()) {
-    if (!pb::ValueType_IsValid(kh.type())) continue;
-    const std::string tk = KeyStore::typed_key(kh.type(), kh.key());
-    const KeyEntry* e = store_.find(tk);
-    // Changed since (a newer write or a merge): keep it, the sender will see it.
-    if (!e || e->dirty || !e->tombstone_only || e->hash != kh.hash() || pending_push_.count(tk)) continue;
-    store_.erase(tk, out_.persist);
+  std::vector<std::string> emptied;
+  for (const auto& grave : collect.graves()) {
+    if (!validate_state(grave).is_ok() || grave.siblings_size() != 0 || grave.type() == pb::COUNTER) continue;
+    const std::string tk = KeyStore::typed_key(grave.type(), grave.key());
+    KeyEntry* e = store_.find(tk);
+    if (!e) {  // already gone here: remember the deletion against late copies
+      remember_grave(tk, grave.context());
+      continue;
+    }
+    // What the deletion saw goes; anything newer (a write, another delete) stays.
+    if (merge_state(e->state, grave)) store_.mark_dirty(tk, *e);
+    if (e->state.siblings_size() == 0 && !pending_push_.count(tk)) emptied.push_back(tk);
   }
+  settle();
+  for (const auto& tk : emptied) bury(tk);
 }
 
 // --- anti-entropy ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ namespace stig::replication {
 
 namespace {
 constexpr std::string_view kDotCounterKey = "m/dot_counter";
+constexpr std::string_view kGravePrefix = "g";
 }
 
 // --- Replica (public face) --------------------------------------------------
@@ -46,6 +47,11 @@ ReplicaImpl::ReplicaImpl(const Config& config, uint64_t seed, const RecoveredSta
       dot_counter_ = std::max(dot_counter_, c);
     } else if (KeyStore::is_storage_key(key)) {
       if (auto s = store_.load(key, value); !s.is_ok()) throw std::invalid_argument(s.message());
+    } else if (key.starts_with(kGravePrefix)) {
+      Grave g;
+      if (!g.context.ParseFromString(value) || !vv_validate(g.context).is_ok())
+        throw std::invalid_argument("stored tombstone grave is corrupt: '" + key + "'");
+      graveyard_[key.substr(kGravePrefix.size())] = std::move(g);
     } else {
       throw std::invalid_argument("unknown key in storage: '" + key + "'");
     }
@@ -63,6 +69,8 @@ void ReplicaImpl::step(const Now& now, Input input) {
   // Monotonic time never goes back, even if a runtime hands in an older value.
   now_.mono = std::max(now_.mono, now.mono);
   now_.wall = now.wall;
+  for (auto& [tk, g] : graveyard_)  // recovered graves: their grace starts now
+    if (g.expires < 0) g.expires = now_.mono + config_.tombstone_grace_ms;
   if (auto* c = std::get_if<ClientInput>(&input)) {
     on_client(c->token, c->request);
   } else if (auto* p = std::get_if<PeerInput>(&input)) {
@@ -91,6 +99,48 @@ Output ReplicaImpl::take_output() {
   Output result = std::move(out_);
   out_ = Output{};
   return result;
+}
+
+void ReplicaImpl::remember_grave(const std::string& tk, const pb::VersionVector& context) {
+  if (config_.test_faults.collect_tombstones_early) return;  // injected bug: deletions are forgotten
+  Grave& g = graveyard_[tk];
+  vv_join(g.context, context);
+  g.expires = now_.mono + config_.tombstone_grace_ms;
+  out_.persist.push_back(Persist{std::string(kGravePrefix) + tk, encode_context(g.context), false});
+  needs_sync_ = true;  // a grave lost in a crash would let a late copy bring the key back
+}
+
+void ReplicaImpl::bury(const std::string& tk) {
+  const KeyEntry* e = store_.find(tk);
+  STIG_INVARIANT(e && e->tombstone_only, "burying a live key");
+  remember_grave(tk, e->state.context());
+  store_.erase(tk, out_.persist);
+}
+
+KeyEntry& ReplicaImpl::create_or_find(pb::ValueType type, const std::string& key) {
+  const std::string tk = KeyStore::typed_key(type, key);
+  if (KeyEntry* e = store_.find(tk)) return *e;
+  KeyEntry& e = store_.get_or_create(type, key);
+  if (auto g = graveyard_.find(tk); g != graveyard_.end()) {
+    // Alive again: the state carries the deletion's context from now on, so
+    // the grave is no longer needed.
+    *e.state.mutable_context() = g->second.context;
+    out_.persist.push_back(Persist{std::string(kGravePrefix) + tk, {}, true});
+    graveyard_.erase(g);
+  }
+  return e;
+}
+
+void ReplicaImpl::expire_graves() {
+  // Graves are few and short-lived; a scan per timer run is cheap enough.
+  for (auto it = graveyard_.begin(); it != graveyard_.end();) {
+    if (it->second.expires >= 0 && it->second.expires <= now_.mono) {
+      out_.persist.push_back(Persist{std::string(kGravePrefix) + it->first, {}, true});
+      it = graveyard_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 void ReplicaImpl::settle() {
@@ -144,6 +194,7 @@ void ReplicaImpl::run_timers() {
     std::erase(unbatched_writes_, id);
     pending_writes_.erase(it);
   }
+  expire_graves();
   while (!batch_expiry_.empty() && batch_expiry_.begin()->second <= now) {
     batch_writes_.erase(batch_expiry_.begin()->first);
     batch_expiry_.erase(batch_expiry_.begin());

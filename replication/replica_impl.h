@@ -71,7 +71,7 @@ class ReplicaImpl {
   void handle_push_ack(const NodeId& from, const pb::PushAck& ack);
   void handle_ae_level(const NodeId& from, const pb::AeTreeLevel& level);
   void handle_ae_keys(const NodeId& from, const pb::AeKeys& keys);
-  void handle_collect(const pb::Collect& collect);
+  void handle_collect(const pb::Collect& collect);  // graves: see Collect in the proto
   // Joins a peer's state of one key. Returns false (and logs nothing: the
   // core has no log) if the state is malformed; it is then ignored.
   bool merge_remote(const NodeId& from, const pb::KeyState& remote);
@@ -116,6 +116,22 @@ class ReplicaImpl {
   uint64_t next_batch_id_ = 1;
   uint64_t next_ae_session_ = 1;
   std::set<std::string> gc_candidates_;  // tombstone-only keys with a new acknowledgement
+
+  // Contexts of collected tombstones, kept (and persisted) for
+  // tombstone_grace_ms: a copy of the key arriving late is cut down to what
+  // the deletion had not seen. -1 expiry: recovered, timed from the next step.
+  struct Grave {
+    pb::VersionVector context;
+    MonoTime expires = -1;
+  };
+  std::map<std::string, Grave> graveyard_;  // typed key -> grave
+  // Erases a settled tombstone-only key, leaving its grave.
+  void bury(const std::string& typed_key);
+  void remember_grave(const std::string& typed_key, const pb::VersionVector& context);
+  // The entry for a key about to be written or merged: new keys start from
+  // their grave's context, if any, so stale copies stay covered.
+  KeyEntry& create_or_find(pb::ValueType type, const std::string& key);
+  void expire_graves();
 
   MonoTime next_heartbeat_at_ = 0;
   MonoTime next_anti_entropy_at_ = 0;

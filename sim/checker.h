@@ -6,6 +6,8 @@
 //   lost-writes   every acknowledged put is still a sibling on every replica,
 //                 unless a later put/del was invoked with a context covering
 //                 its dot (ok or unknown outcome)
+//   resurrection  no replica shows a version that an acknowledged put or del
+//                 had superseded (a deleted value coming back)
 //   counters      each replica's counter lies within the range allowed by ok
 //                 increments (applied at least once, at most once per attempt)
 //                 and unknown ones (zero to once per attempt)

@@ -14,8 +14,8 @@ namespace pb = stigmergy::v1;
 using replication::ClientToken;
 
 std::vector<std::string> injectable_bugs() {
-  return {"lww-merge",          "anti-entropy-skips-bucket", "counter-merge-sums",
-          "set-remove-wins",    "forget-dot-counter",        "reply-before-fsync"};
+  return {"lww-merge",          "anti-entropy-skips-bucket", "counter-merge-sums",      "set-remove-wins",
+          "forget-dot-counter", "collect-tombstones-early",  "reply-before-fsync"};
 }
 
 std::string inject_bug(const std::string& name, SimOptions& o) {
@@ -26,6 +26,7 @@ std::string inject_bug(const std::string& name, SimOptions& o) {
   else if (name == "counter-merge-sums") f.counter_merge_sums = true;
   else if (name == "set-remove-wins") f.set_remove_wins = true;
   else if (name == "forget-dot-counter") f.forget_dot_counter = true;
+  else if (name == "collect-tombstones-early") f.collect_tombstones_early = true;
   else return "unknown bug '" + name + "'";
   return {};
 }

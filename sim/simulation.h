@@ -48,7 +48,8 @@ struct SimOptions {
 
 struct SimOptions;
 // Test-only bugs by name: in the core "lww-merge", "anti-entropy-skips-bucket",
-// "counter-merge-sums", "set-remove-wins", "forget-dot-counter"; in the
+// "counter-merge-sums", "set-remove-wins", "forget-dot-counter",
+// "collect-tombstones-early"; in the
 // simulated runtime "reply-before-fsync". Returns an error for unknown names.
 std::vector<std::string> injectable_bugs();
 std::string inject_bug(const std::string& name, SimOptions& options);

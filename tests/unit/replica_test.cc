@@ -2,6 +2,7 @@
 // anti-entropy, durability levels, tombstone collection, recovery, retries.
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -302,6 +303,48 @@ TEST(Replica, TombstonesAreCollectedOnceEveryReplicaHasThem) {
   c.put("n1", "tmp", "again");
   c.deliver_all();
   EXPECT_EQ(values_of(c.get("n3", "tmp")), std::vector<std::string>{"again"});
+}
+
+// A copy of a key still in flight when its tombstone is collected (delayed,
+// reordered, queued during a partition) must not bring the deleted value
+// back, even after the receiver restarts: the deletion's context stays
+// behind as a grave for tombstone_grace_ms.
+TEST(Replica, LateCopiesOfACollectedKeyDoNotResurrectIt) {
+  for (bool restart : {false, true}) {
+    TestCluster c(3);
+    auto put = c.put("n1", "order-9", "shipped");
+    // Hold back the push that carries "shipped" to n2.
+    std::optional<TestCluster::InFlight> late;
+    for (auto it = c.queue_.begin(); it != c.queue_.end(); ++it) {
+      if (it->to == "n2" && it->msg->has_push()) {
+        late = *it;
+        c.queue_.erase(it);
+        break;
+      }
+    }
+    ASSERT_TRUE(late);
+    c.deliver_all();
+    c.advance(2000);  // anti-entropy brings "shipped" to n2 anyway
+    auto del = c.del("n1", "order-9", put.put().context());
+    ASSERT_EQ(del.error(), pb::OK);
+    c.advance(3000);
+    for (const auto& id : c.ids_) ASSERT_EQ(c.node(id).tombstone_keys(), 0u) << id << " kept the tombstone";
+    if (restart) {
+      c.crash("n2");
+      c.start("n2");
+    }
+    c.step("n2", PeerInput{late->from, *late->msg});  // the stale copy arrives at last
+    c.advance(3000);
+    for (const auto& id : c.ids_) {
+      EXPECT_TRUE(c.get(id, "order-9").get().versions().empty()) << id << (restart ? " after restart" : "");
+      EXPECT_EQ(c.node(id).live_keys(), 0u) << id;
+    }
+    EXPECT_TRUE(c.converged());
+    // A new write after the deletion is a new value, not shadowed by the grave.
+    c.put("n3", "order-9", "reordered");
+    c.deliver_all();
+    EXPECT_EQ(values_of(c.get("n2", "order-9")), std::vector<std::string>{"reordered"});
+  }
 }
 
 TEST(Replica, TombstoneSurvivesWhileAReplicaIsPartitioned) {

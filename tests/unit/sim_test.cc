@@ -218,6 +218,27 @@ TEST(SimRun, LostWritesCatchesRepliesBeforeFsync) {
   EXPECT_EQ(caught, 1) << "no seed in 1..24 exposed replies released before fsync";
 }
 
+// Tombstones collected before every replica has them let a partitioned
+// replica bring deleted values back. Many keys, so a deleted key often stays
+// deleted until the end and the resurrection is visible in the final state.
+TEST(SimRun, ResurrectionCatchesTombstonesCollectedEarly) {
+  int caught = 0;
+  for (uint64_t seed = 1; seed <= 24 && caught == 0; ++seed) {
+    SimOptions o = short_run(seed, 20000);
+    o.workloads = {"registers"};
+    o.workload.keys = 64;
+    ASSERT_EQ(parse_nemesis("partition=0.5,crash=0.2", o.nemesis), "");
+    const RunResult clean = run_simulation(o);
+    EXPECT_TRUE(clean.ok()) << clean.summary_line();
+    ASSERT_EQ(inject_bug("collect-tombstones-early", o), "");
+    if (!check_named(run_simulation(o), "resurrection").ok) {
+      caught = 1;
+      std::cout << "[ collect-tombstones-early ] caught by resurrection at seed " << seed << "\n";
+    }
+  }
+  EXPECT_EQ(caught, 1) << "no seed in 1..24 exposed early tombstone collection";
+}
+
 TEST(SimRunner, CoreInvariantAbortIsReportedWithTheSeed) {
   SimOptions o = short_run(1, 20000);
   ASSERT_EQ(inject_bug("forget-dot-counter", o), "");
