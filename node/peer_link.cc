@@ -73,6 +73,11 @@ void PeerLink::disconnect(const std::string& why) {
   connected_ = false;
   writing_ = false;  // the in-flight batch is lost; its handler is ignored (gen)
   ++gen_;
+  // Unsent messages are dropped, not kept for the next connection: anti-entropy
+  // repairs what they carried, and a message never waits long enough to
+  // outlive a tombstone's grace period and revive a deleted key.
+  queue_.clear();
+  queued_bytes_ = 0;
   boost::system::error_code ec;
   socket_.close(ec);
   if (stopped_) return;
@@ -111,6 +116,10 @@ void PeerLink::schedule_reconnect() {
 
 void PeerLink::send(SharedFrame frame) {
   if (stopped_) return;
+  if (!connected_) {  // see disconnect(): nothing waits for a connection
+    ++dropped_total_;
+    return;
+  }
   if (queued_bytes_ + frame->size() > max_queue_bytes_) {
     ++dropped_total_;
     ++dropped_since_warning_;

@@ -13,8 +13,10 @@
 //  - one writer: each write gathers every queued frame into one async_write,
 //    so frames never interleave; frames are shared, never copied;
 //  - the queue is bounded by bytes: send() beyond the bound drops the frame
-//    and logs a rate-limited warning. Frames queue while disconnected too
-//    (up to the bound) and go out after reconnecting.
+//    and logs a rate-limited warning. Nothing queues while disconnected:
+//    frames sent then, and frames still queued when a connection breaks, are
+//    dropped (anti-entropy repairs them), so no message outlives a
+//    disconnection and arrives long after it was sent.
 #pragma once
 
 #include <array>
