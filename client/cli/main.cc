@@ -393,6 +393,14 @@ Run 'stig VERB --help' for details of one verb.)");
 
   // put
   std::string key, value, context_text;
+  // --context and --durability of put and del, decoded.
+  auto write_args = [&]() -> stigmergy::Result<std::pair<std::string, stigmergy::Durability>> {
+    auto ctx = stigmergy::decode_context(context_text);
+    if (!ctx) return ctx.error();
+    auto d = stigmergy::parse_durability(durability_text);
+    if (!d) return d.error();
+    return std::pair{std::move(*ctx), *d};
+  };
   bool value_base64 = false;
   auto* put = app.add_subcommand("put", "Write a value; concurrent writes become siblings");
   put->add_option("KEY", key, "Key")->required();
@@ -432,13 +440,12 @@ Examples:
         if (!decoded) return fail("VALUE: " + decoded.error().message, kExitUsage);
         bytes = *decoded;
       }
-      auto ctx = stigmergy::decode_context(context_text);
-      if (!ctx) return fail(ctx.error());
-      auto d = stigmergy::parse_durability(durability_text);
-      if (!d) return fail(d.error());
+      auto args = write_args();
+      if (!args) return fail(args.error());
+      auto& [ctx, d] = *args;
       auto c = connect(g);
       if (!c) return fail(c.error());
-      auto r = c->put(key, bytes, *ctx, *d);
+      auto r = c->put(key, bytes, ctx, d);
       if (!r) return fail(r.error());
       print_write(*r, false, c->agent(), g.json);
       return kExitOk;
@@ -473,19 +480,18 @@ Examples:
   stig del order-17 --context CgYKAm4xEAI --durability all)");
   del->callback([&] {
     action = [&]() -> int {
-      auto ctx = stigmergy::decode_context(context_text);
-      if (!ctx) return fail(ctx.error());
-      auto d = stigmergy::parse_durability(durability_text);
-      if (!d) return fail(d.error());
+      auto args = write_args();
+      if (!args) return fail(args.error());
+      auto& [ctx, d] = *args;
       auto c = connect(g);
       if (!c) return fail(c.error());
-      std::string context = *ctx;
+      std::string context = ctx;
       if (context_text.empty()) {
         auto seen = c->get(key);
         if (!seen) return fail(seen.error());
         context = seen->context;
       }
-      auto r = c->del(key, context, *d);
+      auto r = c->del(key, context, d);
       if (!r) return fail(r.error());
       print_write(*r, true, c->agent(), g.json);
       return kExitOk;
