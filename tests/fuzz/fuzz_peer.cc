@@ -1,0 +1,21 @@
+// fuzz_peer: attacks the peer message path of the replication core.
+//
+// The input is a sequence of records (records.h) interleaving client
+// requests (to build state worth attacking), stigmergy.v1.PeerMessage from
+// n2 and from n3 (as PeerInput, the sender already authenticated by its
+// hello, as in stigd), clock advances and restarts, all stepped into a real
+// replica (n1 of n1, n2, n3). Finds: core invariants reachable from a peer
+// (pushed states with impossible dots, collect graves named twice or from
+// the future, malformed anti-entropy), sanitizer errors, replies and peer
+// messages that do not fit in or decode from a frame (amplification), a
+// replica refusing its own disk, and (with -timeout) merges that stall.
+#include <cstddef>
+#include <cstdint>
+
+#include "tests/fuzz/replica_driver.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  stig::fuzz::ReplicaDriver driver(stig::fuzz::ReplicaDriver::Mode::kClientAndPeers);
+  driver.run(data, size);
+  return 0;
+}
