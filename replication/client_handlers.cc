@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "replication/invariant.h"
+#include "replication/printable.h"
 #include "replication/replica_impl.h"
 
 namespace stig::replication {
@@ -33,9 +34,12 @@ bool is_mutation(const pb::Request& r) {
   }
 }
 
-void fill_versions(const pb::KeyState& state, google::protobuf::RepeatedPtrField<pb::Version>* out) {
+// The live siblings of `state`; with `within`, only those it covers.
+void fill_versions(const pb::KeyState& state, google::protobuf::RepeatedPtrField<pb::Version>* out,
+                   const pb::VersionVector* within = nullptr) {
   for (const auto& s : state.siblings()) {
     if (s.tombstone()) continue;
+    if (within && !vv_covers(*within, s.dot_node(), s.dot_counter())) continue;
     auto* v = out->Add();
     v->set_value(s.value());
     v->set_modified_by(s.modified_by());
@@ -66,23 +70,61 @@ void ReplicaImpl::reply_error(ClientToken token, const pb::Request& request, pb:
 }
 
 uint64_t ReplicaImpl::next_dot() {
+  STIG_INVARIANT(dot_counter_ < kMaxDotCounter, "dot counter at its limit (check_dots_left first)");
   dot_counter_dirty_ = true;
   return ++dot_counter_;
 }
 
+bool ReplicaImpl::check_dots_left(ClientToken token, const pb::Request& request) {
+  if (dot_counter_ < kMaxDotCounter) return true;
+  reply_error(token, request, pb::UNAVAILABLE,
+              "node " + printable(config_.self) + " has issued every dot it may; write through another node");
+  return false;
+}
+
+Status ReplicaImpl::clamp_client_context(pb::VersionVector& ctx, bool& clamped) const {
+  clamped = false;
+  for (auto& e : *ctx.mutable_entries()) {
+    uint64_t known = 0;
+    if (e.node() == config_.self) {
+      known = dot_counter_;
+    } else if (is_peer(e.node())) {
+      if (auto it = known_dots_.find(e.node()); it != known_dots_.end()) known = it->second;
+    } else {
+      return Status::invalid_argument("context names node '" + printable(e.node()) + "', which is not in this cluster");
+    }
+    if (e.counter() > known) {
+      e.set_counter(known);
+      clamped = true;
+    }
+  }
+  if (clamped) {  // drop the entries cut to zero, keeping the vector canonical
+    auto* entries = ctx.mutable_entries();
+    int out = 0;
+    for (int i = 0; i < entries->size(); ++i) {
+      if (entries->Get(i).counter() == 0) continue;
+      if (out != i) entries->SwapElements(out, i);
+      ++out;
+    }
+    while (entries->size() > out) entries->RemoveLast();
+  }
+  return Status::ok();
+}
+
 void ReplicaImpl::on_client(ClientToken token, const pb::Request& request) {
   if (is_mutation(request) && !request.client_id().empty()) {
-    auto d = sessions_.admit(request.client_id(), request.seq(), token);
+    auto d = sessions_.admit(request.client_id(), request.seq(), token, now_.mono);
     switch (d.admission) {
       case ClientSessions::Admission::kNew: break;
-      case ClientSessions::Admission::kDuplicateDone: reply(token, *d.cached); return;
+      case ClientSessions::Admission::kDuplicateDone: return answer_retry(token, *d.cached);
       case ClientSessions::Admission::kDuplicateInFlight: return;
       case ClientSessions::Admission::kStale:
         reply(token, [&] {
           pb::Response r = make_response(request);
           r.set_error(pb::STALE_REQUEST);
           r.set_error_message("request seq " + std::to_string(request.seq()) +
-                              " is older than this node remembers for client '" + request.client_id() + "'");
+                              " is older than this node remembers for client '" + printable(request.client_id()) +
+                              "'");
           return r;
         }());
         return;
@@ -123,7 +165,7 @@ bool ReplicaImpl::check_key(ClientToken token, const pb::Request& request, const
     const KeyEntry* e = store_.find(KeyStore::typed_key(other, key));
     if (e && !is_tombstone_only(e->state)) {
       reply_error(token, request, pb::WRONG_TYPE,
-                  "key '" + key + "' holds a " + type_name(other) + ", not a " + type_name(type));
+                  "key '" + printable(key) + "' holds a " + type_name(other) + ", not a " + type_name(type));
       return false;
     }
   }
@@ -158,13 +200,9 @@ void ReplicaImpl::handle_register_write(ClientToken token, const pb::Request& re
   pb::VersionVector ctx;
   if (auto s = decode_context(ctx_bytes, ctx); !s.is_ok())
     return reply_error(token, request, pb::MALFORMED_CONTEXT, s.message());
-  for (const auto& e : ctx.entries()) {
-    if (e.node() != config_.self && !is_peer(e.node()))
-      return reply_error(token, request, pb::MALFORMED_CONTEXT,
-                         "context names node '" + e.node() + "', which is not in this cluster");
-    if (e.node() == config_.self && e.counter() > dot_counter_)
-      return reply_error(token, request, pb::MALFORMED_CONTEXT, "context is from the future of node " + e.node());
-  }
+  bool context_cut = false;
+  if (auto s = clamp_client_context(ctx, context_cut); !s.is_ok())
+    return reply_error(token, request, pb::MALFORMED_CONTEXT, s.message());
 
   const std::string tk = KeyStore::typed_key(pb::REGISTER, key);
   const KeyEntry* existing = store_.find(tk);
@@ -172,12 +210,12 @@ void ReplicaImpl::handle_register_write(ClientToken token, const pb::Request& re
     const size_t kept = surviving_siblings(existing->state, ctx);
     if (kept + 1 > config_.max_siblings)
       return reply_error(token, request, pb::TOO_MANY_SIBLINGS,
-                         "key '" + key + "' has " + std::to_string(kept) + " concurrent versions (limit " +
+                         "key '" + printable(key) + "' has " + std::to_string(kept) + " concurrent versions (limit " +
                              std::to_string(config_.max_siblings) +
                              "); get it and write with its context to resolve them");
     if (surviving_bytes(existing->state, ctx) + value.size() > config_.max_state_bytes)
       return reply_error(token, request, pb::TOO_MANY_SIBLINGS,
-                         "key '" + key + "' would hold more than " + std::to_string(config_.max_state_bytes) +
+                         "key '" + printable(key) + "' would hold more than " + std::to_string(config_.max_state_bytes) +
                              " bytes of concurrent versions; resolve them with a context");
   } else if (is_delete && ctx.entries().empty()) {
     // Nothing to delete and nothing seen: a no-op, answered like a delete.
@@ -186,6 +224,7 @@ void ReplicaImpl::handle_register_write(ClientToken token, const pb::Request& re
     return finish_write(token, request, tk, std::move(r), pb::DURABILITY_LOCAL);
   }
 
+  if (!check_dots_left(token, request)) return;
   KeyEntry& entry = create_or_find(pb::REGISTER, key);
   const uint64_t dot = next_dot();
   register_write(entry.state, ctx, config_.self, dot, value, is_delete, WriteMeta{agent_of(request), now_.wall});
@@ -200,6 +239,10 @@ void ReplicaImpl::handle_register_write(ClientToken token, const pb::Request& re
   p->set_context(encode_context(entry.state.context()));
   p->set_dot_node(config_.self);
   p->set_dot_counter(dot);
+  if (context_cut) {
+    p->set_context_cut(true);
+    p->set_applied_context(encode_context(ctx));
+  }
   fill_versions(entry.state, p->mutable_versions());
   finish_write(token, request, tk, std::move(r), durability);
 }
@@ -257,8 +300,16 @@ void ReplicaImpl::handle_set_write(ClientToken token, const pb::Request& request
   r.mutable_set()->set_key(key);
   if (is_add) {
     KeyEntry* existing = store_.find(tk);
-    if (existing && existing->state.siblings_size() >= static_cast<int>(config_.max_siblings) * 100)
-      return reply_error(token, request, pb::TOO_MANY_SIBLINGS, "set '" + key + "' is at its element limit");
+    if (existing && static_cast<size_t>(existing->state.siblings_size()) >= config_.max_set_elements())
+      return reply_error(token, request, pb::TOO_MANY_SIBLINGS,
+                         "set '" + printable(key) + "' is at its limit of " +
+                             std::to_string(config_.max_set_elements()) + " elements");
+    // Every element of a set travels in one state, which must fit in a frame.
+    if (existing && surviving_bytes(existing->state, pb::VersionVector()) + element.size() > config_.max_state_bytes)
+      return reply_error(token, request, pb::TOO_MANY_SIBLINGS,
+                         "set '" + printable(key) + "' would hold more than " +
+                             std::to_string(config_.max_state_bytes) + " bytes of elements");
+    if (!check_dots_left(token, request)) return;
     KeyEntry& entry = create_or_find(pb::SET, key);
     set_add(entry.state, element, config_.self, next_dot(), WriteMeta{agent_of(request), now_.wall});
     store_.mark_dirty(tk, entry);
@@ -317,7 +368,7 @@ void ReplicaImpl::finish_write(ClientToken token, const pb::Request& request, co
   const size_t n = config_.cluster_size();
   const size_t required = durability == pb::DURABILITY_ALL ? n : durability == pb::DURABILITY_QUORUM ? n / 2 + 1 : 1;
   if (required <= 1 || store_.find(typed_key) == nullptr)
-    return complete_write(token, request.client_id(), request.seq(), response);
+    return complete_write(token, request.client_id(), request.seq(), std::move(response));
   const uint64_t id = next_write_id_++;
   const MonoTime deadline = now_.mono + config_.durability_timeout_ms;
   pending_writes_.emplace(id, PendingWrite{token, request.client_id(), request.seq(), typed_key, std::move(response),
@@ -330,10 +381,28 @@ void ReplicaImpl::finish_write(ClientToken token, const pb::Request& request, co
 }
 
 void ReplicaImpl::complete_write(ClientToken token, const std::string& client_id, uint64_t seq,
-                                 const pb::Response& response) {
-  if (!client_id.empty())
-    for (ClientToken t : sessions_.complete(client_id, seq, response)) reply(t, response);
-  reply(token, response);
+                                 pb::Response response) {
+  if (!client_id.empty()) {
+    // Remember the answer without the versions' values (up to a whole key's
+    // worth of bytes each): take them out, copy, put them back.
+    google::protobuf::RepeatedPtrField<pb::Version> versions;
+    if (response.has_put()) versions.Swap(response.mutable_put()->mutable_versions());
+    pb::Response compact = response;
+    if (response.has_put()) versions.Swap(response.mutable_put()->mutable_versions());
+    for (ClientToken t : sessions_.complete(client_id, seq, std::move(compact))) reply(t, response);
+  }
+  reply(token, std::move(response));
+}
+
+void ReplicaImpl::answer_retry(ClientToken token, pb::Response remembered) {
+  if (remembered.has_put() && remembered.error() == pb::OK) {
+    pb::VersionVector ctx;
+    const auto& put = remembered.put();
+    if (decode_context(put.context(), ctx).is_ok())
+      if (const KeyEntry* e = store_.find(KeyStore::typed_key(pb::REGISTER, put.key())))
+        fill_versions(e->state, remembered.mutable_put()->mutable_versions(), &ctx);
+  }
+  reply(token, std::move(remembered));
 }
 
 }  // namespace stig::replication

@@ -55,12 +55,18 @@ struct Config {
   uint32_t merkle_fanout = 16;
   uint32_t merkle_depth = 3;             // leaves = fanout^depth buckets
   uint32_t max_batch_bytes = 1u << 20;   // split push/anti-entropy messages above this
-  size_t dedup_clients = 10000;          // clients remembered for at-most-once retries
+  // At-most-once retries: clients remembered, bytes of answers kept for them,
+  // and how long an idle client is remembered (see ClientSessions).
+  size_t dedup_clients = 10000;
+  size_t dedup_max_bytes = 64u << 20;
+  int64_t dedup_idle_ms = 10 * 60 * 1000;
   TestFaults test_faults;                // off unless a test injects a bug
 
   // Sorted ids of every node, self included.
   std::vector<NodeId> all_nodes() const;
   size_t cluster_size() const { return peers.size() + 1; }
+  // Elements one node lets a set hold before refusing adds.
+  size_t max_set_elements() const { return size_t{max_siblings} * 100; }
   Status validate() const;
 };
 

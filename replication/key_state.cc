@@ -83,19 +83,49 @@ void vv_raise(pb::VersionVector& vv, std::string_view node, uint64_t counter) {
 }
 
 bool vv_join(pb::VersionVector& into, const pb::VersionVector& from) {
+  const auto& a = into.entries();
+  const auto& b = from.entries();
+  // First pass: does `from` add anything? Most joins (a push of a state we
+  // have seen) change nothing and must not allocate.
   bool changed = false;
-  for (const auto& e : from.entries()) {
-    if (vv_get(into, e.node()) < e.counter()) {
-      vv_raise(into, e.node(), e.counter());
+  for (int i = 0, j = 0; j < b.size() && !changed;) {
+    if (i == a.size() || b[j].node() < a[i].node()) {
       changed = true;
+    } else if (a[i].node() < b[j].node()) {
+      ++i;
+    } else {
+      changed = a[i].counter() < b[j].counter();
+      ++i, ++j;
     }
   }
-  return changed;
+  if (!changed) return false;
+  google::protobuf::RepeatedPtrField<pb::VersionVectorEntry> merged;
+  merged.Reserve(a.size() + b.size());
+  int i = 0, j = 0;
+  while (i < a.size() || j < b.size()) {
+    if (j == b.size() || (i < a.size() && a[i].node() < b[j].node())) {
+      *merged.Add() = a[i++];
+    } else if (i == a.size() || b[j].node() < a[i].node()) {
+      *merged.Add() = b[j++];
+    } else {
+      pb::VersionVectorEntry* e = merged.Add();
+      *e = a[i];
+      if (b[j].counter() > e->counter()) e->set_counter(b[j].counter());
+      ++i, ++j;
+    }
+  }
+  into.mutable_entries()->Swap(&merged);
+  return true;
 }
 
 bool vv_descends(const pb::VersionVector& a, const pb::VersionVector& b) {
-  for (const auto& e : b.entries())
-    if (vv_get(a, e.node()) < e.counter()) return false;
+  const auto& x = a.entries();
+  const auto& y = b.entries();
+  int i = 0;
+  for (const auto& e : y) {
+    while (i < x.size() && x[i].node() < e.node()) ++i;
+    if (i == x.size() || x[i].node() != e.node() || x[i].counter() < e.counter()) return false;
+  }
   return true;
 }
 
@@ -104,6 +134,7 @@ Status vv_validate(const pb::VersionVector& vv) {
   for (const auto& e : vv.entries()) {
     if (e.node().empty()) return Status::invalid_argument("version vector entry without a node");
     if (e.counter() == 0) return Status::invalid_argument("version vector entry with a zero counter");
+    if (e.counter() > kMaxDotCounter) return Status::invalid_argument("version vector entry above the dot limit");
     if (prev && !(*prev < e.node())) return Status::invalid_argument("version vector entries not sorted");
     prev = &e.node();
   }
@@ -241,34 +272,49 @@ bool merge_kernel(pb::KeyState& local, const pb::KeyState& remote) {
   return changed;
 }
 
-bool merge_counter(pb::KeyState& local, const pb::KeyState& remote) {
+// Joins one node's counter entry into another. Totals only grow; the larger
+// total is the later write at that node and carries its metadata. Adding
+// zero changes only the metadata, so ties are broken by (time, agent) to keep
+// the merge commutative. Returns true if `mine` changed, metadata included:
+// a metadata-only change must still reach the disk and the Merkle tree, or
+// replicas that differ only there never converge.
+bool join_counter_entry(pb::CounterEntry& mine, const pb::CounterEntry& r) {
+  const auto rank = [](const pb::CounterEntry& e) {
+    return std::make_tuple(e.increments() + e.decrements(), e.modified_at_ms(), std::string_view(e.modified_by()));
+  };
+  const bool newer = rank(r) > rank(mine);
   bool changed = false;
-  for (const auto& r : remote.counter()) {
-    pb::CounterEntry* mine = nullptr;
-    for (auto& c : *local.mutable_counter())
-      if (c.node() == r.node()) mine = &c;
-    if (!mine) {
-      *local.add_counter() = r;
-      auto* entries = local.mutable_counter();
-      for (int j = entries->size() - 1; j > 0 && entries->Get(j).node() < entries->Get(j - 1).node(); --j)
-        entries->SwapElements(j, j - 1);
+  if (r.increments() > mine.increments()) mine.set_increments(r.increments()), changed = true;
+  if (r.decrements() > mine.decrements()) mine.set_decrements(r.decrements()), changed = true;
+  if (newer && (mine.modified_at_ms() != r.modified_at_ms() || mine.modified_by() != r.modified_by())) {
+    mine.set_modified_by(r.modified_by());
+    mine.set_modified_at_ms(r.modified_at_ms());
+    changed = true;
+  }
+  return changed;
+}
+
+// One pass over both entry lists (sorted by node).
+bool merge_counter(pb::KeyState& local, const pb::KeyState& remote) {
+  const auto& ls = local.counter();
+  const auto& rs = remote.counter();
+  google::protobuf::RepeatedPtrField<pb::CounterEntry> merged;
+  merged.Reserve(ls.size() + rs.size());
+  bool changed = false;
+  int i = 0, j = 0;
+  while (i < ls.size() || j < rs.size()) {
+    if (j == rs.size() || (i < ls.size() && ls[i].node() < rs[j].node())) {
+      *merged.Add() = ls[i++];
+    } else if (i == ls.size() || rs[j].node() < ls[i].node()) {
+      *merged.Add() = rs[j++];
       changed = true;
-      continue;
-    }
-    // Totals only grow; the larger total is the later write at that node and
-    // carries its metadata. Adding zero changes only the metadata, so ties
-    // are broken by (time, agent) to keep the merge commutative.
-    const auto rank = [](const pb::CounterEntry& e) {
-      return std::make_tuple(e.increments() + e.decrements(), e.modified_at_ms(), std::string_view(e.modified_by()));
-    };
-    const bool newer = rank(r) > rank(*mine);
-    if (r.increments() > mine->increments()) mine->set_increments(r.increments()), changed = true;
-    if (r.decrements() > mine->decrements()) mine->set_decrements(r.decrements()), changed = true;
-    if (newer) {
-      mine->set_modified_by(r.modified_by());
-      mine->set_modified_at_ms(r.modified_at_ms());
+    } else {
+      pb::CounterEntry* m = merged.Add();
+      *m = ls[i++];
+      changed |= join_counter_entry(*m, rs[j++]);
     }
   }
+  if (changed) local.mutable_counter()->Swap(&merged);
   return changed;
 }
 
@@ -302,17 +348,15 @@ Status validate_state(const pb::KeyState& state) {
   if (state.type() == pb::COUNTER) {
     if (!sibs.empty() || !state.context().entries().empty())
       return Status::invalid_argument("counter with register fields");
-    for (int i = 1; i < state.counter_size(); ++i)
-      if (!(state.counter(i - 1).node() < state.counter(i).node()))
+    for (int i = 0; i < state.counter_size(); ++i) {
+      if (state.counter(i).node().empty()) return Status::invalid_argument("counter entry without a node");
+      if (i > 0 && !(state.counter(i - 1).node() < state.counter(i).node()))
         return Status::invalid_argument("counter entries not sorted");
+    }
   } else if (state.counter_size() != 0) {
     return Status::invalid_argument("register or set with counter entries");
   }
   return Status::ok();
-}
-
-uint64_t max_counter_of(const pb::KeyState& state, std::string_view node) {
-  return vv_get(state.context(), node);
 }
 
 }  // namespace stig::replication

@@ -28,19 +28,27 @@ namespace stig::replication {
 
 namespace pb = stigmergy::v1;
 
+// The highest dot counter any state may carry. Far above anything a node can
+// issue (2^62 writes), and far enough below 2^64 that no counter arithmetic
+// wraps. A node whose counter reaches it refuses writes instead of wrapping;
+// a state or context claiming more is malformed.
+constexpr uint64_t kMaxDotCounter = uint64_t{1} << 62;
+
 // --- version vectors --------------------------------------------------------
 
 uint64_t vv_get(const pb::VersionVector& vv, std::string_view node);
 // Raises the entry for `node` to at least `counter`.
 void vv_raise(pb::VersionVector& vv, std::string_view node, uint64_t counter);
-// Pointwise maximum; returns true if `into` changed.
+// Pointwise maximum in one pass over both (sorted) vectors; returns true if
+// `into` changed.
 bool vv_join(pb::VersionVector& into, const pb::VersionVector& from);
 // a >= b pointwise: a has seen everything b has.
 bool vv_descends(const pb::VersionVector& a, const pb::VersionVector& b);
 inline bool vv_covers(const pb::VersionVector& vv, std::string_view node, uint64_t counter) {
   return counter <= vv_get(vv, node);
 }
-// Sorted by node, unique, non-empty names, no zero counters.
+// Sorted by node, unique, non-empty names, no zero counters, none above
+// kMaxDotCounter.
 Status vv_validate(const pb::VersionVector& vv);
 
 // --- contexts handed to clients (opaque bytes: a serialized VersionVector) ---
@@ -87,8 +95,5 @@ bool is_tombstone_only(const pb::KeyState& state);
 
 // Checks the structural invariants of a state (from a peer or from disk).
 Status validate_state(const pb::KeyState& state);
-
-// Highest dot counter issued by `node` that this state mentions.
-uint64_t max_counter_of(const pb::KeyState& state, std::string_view node);
 
 }  // namespace stig::replication

@@ -9,6 +9,22 @@
 
 namespace stig::replication {
 
+namespace {
+
+// Appends `state` unless that would take `bytes` past `budget`; the first
+// state always fits (a single state is bounded by max_state_bytes, which
+// stays below the frame limit).
+bool add_within_budget(google::protobuf::RepeatedPtrField<pb::KeyState>& states, const pb::KeyState& state,
+                       size_t& bytes, size_t budget) {
+  const size_t n = state.ByteSizeLong();
+  if (bytes > 0 && bytes + n > budget) return false;
+  *states.Add() = state;
+  bytes += n;
+  return true;
+}
+
+}  // namespace
+
 void ReplicaImpl::on_peer(const NodeId& from, const pb::PeerMessage& message) {
   switch (message.body_case()) {
     case pb::PeerMessage::kHeartbeat: {
@@ -39,9 +55,26 @@ bool ReplicaImpl::merge_keys(pb::KeyState& local, const pb::KeyState& remote) co
   return merge_state(local, remote);
 }
 
+Status ReplicaImpl::check_peer_state(const pb::KeyState& state) const {
+  if (auto s = validate_state(state); !s.is_ok()) return s;
+  if (state.key().size() > config_.max_key_bytes) return Status::invalid_argument("key above the key limit");
+  const auto member = [&](const std::string& node) { return node == config_.self || is_peer(node); };
+  // Sibling dots lie within the context (validate_state), so this covers them.
+  for (const auto& e : state.context().entries())
+    if (!member(e.node())) return Status::invalid_argument("context names a node outside the cluster");
+  for (const auto& c : state.counter())
+    if (!member(c.node())) return Status::invalid_argument("counter names a node outside the cluster");
+  // Each node refuses writes beyond its limit, so together they make at most
+  // the limit times the cluster size.
+  const size_t per_node = state.type() == pb::SET ? config_.max_set_elements() : config_.max_siblings;
+  if (static_cast<size_t>(state.siblings_size()) > per_node * config_.cluster_size())
+    return Status::invalid_argument("more siblings than the cluster could have made");
+  return Status::ok();
+}
+
 bool ReplicaImpl::merge_remote(const NodeId& from, const pb::KeyState& remote) {
-  if (!validate_state(remote).is_ok()) return false;
-  if (remote.key().size() > config_.max_key_bytes) return false;
+  if (!check_peer_state(remote).is_ok()) return false;
+  learn_context(remote.context());
   const std::string tk = KeyStore::typed_key(remote.type(), remote.key());
   KeyEntry* entry = store_.find(tk);
   if (!entry) {
@@ -67,12 +100,6 @@ bool ReplicaImpl::merge_remote(const NodeId& from, const pb::KeyState& remote) {
     store_.mark_dirty(tk, *entry);
   } else if (merge_keys(entry->state, remote)) {
     store_.mark_dirty(tk, *entry);
-  }
-  // A peer knows of dots of ours we do not (our disk was lost): never reissue them.
-  if (const uint64_t mine = max_counter_of(remote, config_.self);
-      mine > dot_counter_ && !config_.test_faults.forget_dot_counter) {
-    dot_counter_ = mine;
-    dot_counter_dirty_ = true;
   }
   return true;
 }
@@ -178,7 +205,7 @@ void ReplicaImpl::handle_push_ack(const NodeId& from, const pb::PushAck& ack) {
     if (it == pending_writes_.end()) continue;
     PendingWrite& w = it->second;
     if (!w.acked.insert(from).second || w.acked.size() < w.needed) continue;
-    complete_write(w.token, w.client_id, w.seq, w.response);
+    complete_write(w.token, w.client_id, w.seq, std::move(w.response));
     write_deadlines_.erase({w.deadline, id});
     pending_writes_.erase(it);
   }
@@ -213,9 +240,11 @@ void ReplicaImpl::collect_tombstones() {
 }
 
 void ReplicaImpl::handle_collect(const pb::Collect& collect) {
-  std::vector<std::string> emptied;
+  std::set<std::string> emptied;  // a key named twice is buried once
   for (const auto& grave : collect.graves()) {
-    if (!validate_state(grave).is_ok() || grave.siblings_size() != 0 || grave.type() == pb::COUNTER) continue;
+    if (!check_peer_state(grave).is_ok() || grave.siblings_size() != 0 || grave.type() == pb::COUNTER) continue;
+    // The grave may name dots of ours we lost with our disk: never reissue them.
+    learn_context(grave.context());
     const std::string tk = KeyStore::typed_key(grave.type(), grave.key());
     KeyEntry* e = store_.find(tk);
     if (!e) {  // already gone here: remember the deletion against late copies
@@ -224,7 +253,7 @@ void ReplicaImpl::handle_collect(const pb::Collect& collect) {
     }
     // What the deletion saw goes; anything newer (a write, another delete) stays.
     if (merge_state(e->state, grave)) store_.mark_dirty(tk, *e);
-    if (e->state.siblings_size() == 0 && !pending_push_.count(tk)) emptied.push_back(tk);
+    if (e->state.siblings_size() == 0 && !pending_push_.count(tk)) emptied.insert(tk);
   }
   settle();
   for (const auto& tk : emptied) bury(tk);
@@ -250,12 +279,18 @@ void ReplicaImpl::start_anti_entropy() {
 
 void ReplicaImpl::handle_ae_level(const NodeId& from, const pb::AeTreeLevel& level) {
   const MerkleTree& tree = store_.tree();
-  if (level.level() > tree.depth() || level.indices_size() != level.hashes_size()) return;
+  // Malformed requests are ignored whole. Indices strictly increase and lie
+  // within the level, so a request names each tree node at most once and the
+  // answer is bounded by the tree's shape, not by the request.
+  if (level.level() > tree.depth() || level.indices_size() != level.hashes_size() ||
+      static_cast<uint64_t>(level.indices_size()) > tree.width(level.level()))
+    return;
+  for (int i = 0; i < level.indices_size(); ++i)
+    if (level.indices(i) >= tree.width(level.level()) || (i > 0 && level.indices(i) <= level.indices(i - 1))) return;
   settle();
   std::vector<uint32_t> differing;
   for (int i = 0; i < level.indices_size(); ++i) {
     const uint32_t idx = level.indices(i);
-    if (idx >= tree.width(level.level())) return;  // malformed: ignore the whole message
     if (tree.hash(level.level(), idx) != level.hashes(i)) differing.push_back(idx);
   }
   if (config_.test_faults.anti_entropy_skips_bucket && level.level() == tree.depth() && !differing.empty())
@@ -271,13 +306,16 @@ void ReplicaImpl::handle_ae_level(const NodeId& from, const pb::AeTreeLevel& lev
     // on it), so they must survive our crash: sync before sending.
     needs_sync_ = true;
     size_t bytes = 0;
+    bool full = false;
     for (uint32_t b : differing) {
-      if (bytes > config_.max_batch_bytes) break;  // the rest next round
       keys->add_buckets(b);
       for (const auto& [tk, e] : store_.bucket(b)) {
-        *keys->add_states() = e.state;
-        bytes += e.state.ByteSizeLong();
+        if (!add_within_budget(*keys->mutable_states(), e.state, bytes, config_.max_batch_bytes)) {
+          full = true;  // the rest next round; a bucket sent in part costs only a redundant reply
+          break;
+        }
       }
+      if (full) break;
     }
   } else {
     auto* next = m.mutable_ae_level();
@@ -294,8 +332,8 @@ void ReplicaImpl::handle_ae_level(const NodeId& from, const pb::AeTreeLevel& lev
 }
 
 void ReplicaImpl::handle_ae_keys(const NodeId& from, const pb::AeKeys& keys) {
-  for (uint32_t b : keys.buckets())
-    if (b >= store_.tree().leaf_count()) return;  // malformed
+  for (int i = 0; i < keys.buckets_size(); ++i)  // strictly increasing, within the tree: else malformed
+    if (keys.buckets(i) >= store_.tree().leaf_count() || (i > 0 && keys.buckets(i) <= keys.buckets(i - 1))) return;
   std::map<std::string, uint64_t> remote_hash;
   for (const auto& state : keys.states()) {
     if (!merge_remote(from, state)) continue;
@@ -315,7 +353,9 @@ void ReplicaImpl::handle_ae_keys(const NodeId& from, const pb::AeKeys& keys) {
   back->set_session(keys.session());
   back->set_reply_wanted(false);
   size_t bytes = 0;
+  bool full = false;
   for (uint32_t b : keys.buckets()) {
+    if (full) break;
     back->add_buckets(b);
     for (const auto& [tk, e] : store_.bucket(b)) {
       auto it = remote_hash.find(tk);
@@ -328,9 +368,10 @@ void ReplicaImpl::handle_ae_keys(const NodeId& from, const pb::AeKeys& keys) {
         }
         continue;
       }
-      if (bytes > config_.max_batch_bytes) break;
-      *back->add_states() = e.state;
-      bytes += e.state.ByteSizeLong();
+      if (!add_within_budget(*back->mutable_states(), e.state, bytes, config_.max_batch_bytes)) {
+        full = true;
+        break;
+      }
     }
   }
   if (back->states_size() == 0 && back->tombstones_size() == 0) return;

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "replication/invariant.h"
+#include "replication/printable.h"
 #include "replication/replica_impl.h"
 
 namespace stig::replication {
@@ -25,6 +26,9 @@ const NodeId& Replica::id() const { return impl_->config().self; }
 uint64_t Replica::state_digest() const { return impl_->store().digest(); }
 uint64_t Replica::live_keys() const { return impl_->store().live_keys(); }
 uint64_t Replica::tombstone_keys() const { return impl_->store().tombstone_keys(); }
+size_t Replica::retry_cache_clients() const { return impl_->sessions_.clients(); }
+size_t Replica::retry_cache_bytes() const { return impl_->sessions_.bytes(); }
+uint64_t Replica::dot_counter() const { return impl_->dot_counter_; }
 
 // --- lifecycle ------------------------------------------------------------------
 
@@ -33,7 +37,7 @@ ReplicaImpl::ReplicaImpl(const Config& config, uint64_t seed, const RecoveredSta
       rng_(seed),
       store_(config.merkle_fanout, config.merkle_depth),
       detector_(config),
-      sessions_(config.dedup_clients) {
+      sessions_(ClientSessions::Limits{config.dedup_clients, config.dedup_max_bytes, config.dedup_idle_ms}) {
   if (auto s = config_.validate(); !s.is_ok()) throw std::invalid_argument("invalid configuration: " + s.message());
   for (const auto& p : config_.peers) peers_.push_back(p.id);
   std::sort(peers_.begin(), peers_.end());
@@ -56,11 +60,12 @@ ReplicaImpl::ReplicaImpl(const Config& config, uint64_t seed, const RecoveredSta
       throw std::invalid_argument("unknown key in storage: '" + key + "'");
     }
   }
-  // Never reuse a dot, even if the counter write was lost: states on disk
-  // name every dot this node issued for them.
+  // Never reuse a dot, even if the counter write was lost: states and graves
+  // on disk name every dot this node issued for them.
   for (uint32_t b = 0; b < store_.tree().leaf_count(); ++b)
-    for (const auto& [tk, e] : store_.bucket(b))
-      dot_counter_ = std::max(dot_counter_, max_counter_of(e.state, config_.self));
+    for (const auto& [tk, e] : store_.bucket(b)) learn_context(e.state.context());
+  for (const auto& [tk, g] : graveyard_) learn_context(g.context);
+  dot_counter_dirty_ = false;  // recovered, not changed
   store_.settle(nullptr);
   if (config_.test_faults.forget_dot_counter) dot_counter_ = 0;  // injected bug: dots get reissued
 }
@@ -93,12 +98,27 @@ Output ReplicaImpl::take_output() {
   MonoTime wake = kNever;
   if (!peers_.empty()) wake = std::min(next_heartbeat_at_, next_anti_entropy_at_);
   if (!write_deadlines_.empty()) wake = std::min(wake, write_deadlines_.begin()->first);
+  wake = std::min(wake, sessions_.next_expiry());
   out_.wake_at = wake;
   out_.sync = needs_sync_;
   needs_sync_ = false;
   Output result = std::move(out_);
   out_ = Output{};
   return result;
+}
+
+void ReplicaImpl::learn_context(const pb::VersionVector& context) {
+  for (const auto& e : context.entries()) {
+    if (e.node() == config_.self) {
+      if (e.counter() > dot_counter_ && !config_.test_faults.forget_dot_counter) {
+        dot_counter_ = e.counter();
+        dot_counter_dirty_ = true;
+      }
+    } else {
+      uint64_t& known = known_dots_[e.node()];
+      known = std::max(known, e.counter());
+    }
+  }
 }
 
 void ReplicaImpl::remember_grave(const std::string& tk, const pb::VersionVector& context) {
@@ -190,11 +210,12 @@ void ReplicaImpl::run_timers() {
                         " replicas (needed " + std::to_string(1 + w.needed) + ") within " +
                         std::to_string(config_.durability_timeout_ms) +
                         " ms; the write is kept and will still propagate");
-    complete_write(w.token, w.client_id, w.seq, r);
+    complete_write(w.token, w.client_id, w.seq, std::move(r));
     std::erase(unbatched_writes_, id);
     pending_writes_.erase(it);
   }
   expire_graves();
+  sessions_.expire(now);
   while (!batch_expiry_.empty() && batch_expiry_.begin()->second <= now) {
     batch_writes_.erase(batch_expiry_.begin()->first);
     batch_expiry_.erase(batch_expiry_.begin());
@@ -218,6 +239,8 @@ void ReplicaImpl::broadcast(pb::PeerMessage message) {
 }
 
 void ReplicaImpl::reply(ClientToken token, pb::Response response) {
+  // Whatever went into the message, the reply must stay parseable.
+  if (!response.error_message().empty()) response.set_error_message(one_line_utf8(response.error_message()));
   out_.replies.push_back(Reply{token, std::move(response)});
 }
 

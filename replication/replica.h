@@ -103,6 +103,11 @@ class Replica {
   uint64_t state_digest() const;
   uint64_t live_keys() const;
   uint64_t tombstone_keys() const;
+  // The at-most-once retry cache: clients remembered and bytes kept for them.
+  size_t retry_cache_clients() const;
+  size_t retry_cache_bytes() const;
+  // The last dot this node issued.
+  uint64_t dot_counter() const;
 
   // Test-only fault switches used to prove the simulator's checkers can fail.
   ReplicaImpl& impl() { return *impl_; }

@@ -60,10 +60,19 @@ class ReplicaImpl {
   // Answers a mutation now (local) or once enough peers stored it.
   void finish_write(ClientToken token, const pb::Request& request, const std::string& typed_key,
                     pb::Response response, pb::Durability durability);
-  void complete_write(ClientToken token, const std::string& client_id, uint64_t seq, const pb::Response& response);
+  // Answers a mutation (and retries of it waiting meanwhile) and remembers
+  // the answer for later retries, without the sibling values it carries.
+  void complete_write(ClientToken token, const std::string& client_id, uint64_t seq, pb::Response response);
+  // Answers a retry of a completed mutation from its remembered answer,
+  // refilling a put's versions from the key's current siblings that the
+  // remembered context covers.
+  void answer_retry(ClientToken token, pb::Response remembered);
   void reply_error(ClientToken token, const pb::Request& request, pb::ErrorCode code, std::string message);
   pb::Response make_response(const pb::Request& request) const;
   uint64_t next_dot();
+  // Replies with an error and returns false once this node's dot counter is
+  // at kMaxDotCounter (it would otherwise wrap).
+  bool check_dots_left(ClientToken token, const pb::Request& request);
 
   // --- peer side (peer_handlers.cc)
   void on_peer(const NodeId& from, const pb::PeerMessage& message);
@@ -75,6 +84,22 @@ class ReplicaImpl {
   // Joins a peer's state of one key. Returns false (and logs nothing: the
   // core has no log) if the state is malformed; it is then ignored.
   bool merge_remote(const NodeId& from, const pb::KeyState& remote);
+  // Everything a peer's state must satisfy before the core acts on it: the
+  // structural invariants, a key within the limit, only nodes of this
+  // cluster (which bounds contexts and counters by the cluster size) and no
+  // more siblings than the nodes together could have made.
+  Status check_peer_state(const pb::KeyState& state) const;
+  // Records the dots a state or grave from a peer (or the disk) has seen:
+  // raises what this node knows each node has issued, and adopts dots of its
+  // own it had forgotten (its disk was lost), so they are never reissued.
+  void learn_context(const pb::VersionVector& context);
+  // A client's context cut down to what this node has seen each node issue:
+  // a context can never claim a dot that does not exist here, so it cannot
+  // hide later writes or push a counter to its limit. What it claimed beyond
+  // that is treated as unseen, so a write with it makes a sibling rather
+  // than losing a version. Fails only for nodes outside the cluster. Sets
+  // `cut` when it changed anything.
+  Status clamp_client_context(pb::VersionVector& ctx, bool& cut) const;
   // merge_state, or a deliberately wrong merge when a test fault is on.
   bool merge_keys(pb::KeyState& local, const pb::KeyState& remote) const;
   void note_tombstone_seen(const NodeId& peer, const std::string& typed_key, uint64_t peer_hash);
@@ -100,6 +125,8 @@ class ReplicaImpl {
   std::vector<NodeId> peers_;  // sorted
 
   uint64_t dot_counter_ = 0;  // last dot issued by this node, any key
+  // Highest dot of each peer seen in any state or grave here (self: dot_counter_).
+  std::map<NodeId, uint64_t> known_dots_;
   bool dot_counter_dirty_ = false;
   // Something released with the current output relies on its persists being
   // synced: a client write's reply, or an acknowledgement to a peer.

@@ -108,6 +108,14 @@ class ConvergenceChecker : public Checker {
   }
 };
 
+// The context an acknowledged put or del (with a context) certainly
+// superseded with: what it sent, unless the node that answered said it cut
+// it to what it had seen.
+const VersionMap& superseding_context(const Operation& op) {
+  if (op.outcome() == EventType::kOk && op.done->applied_context) return *op.done->applied_context;
+  return *op.invoke->context;
+}
+
 // --- lost writes -------------------------------------------------------------------
 
 class LostWritesChecker : public Checker {
@@ -121,6 +129,9 @@ class LostWritesChecker : public Checker {
     std::map<std::string, std::vector<const VersionMap*>> contexts;
     for (const auto& [id, op] : ops) {
       const auto& in = *op.invoke;
+      // Any attempt may have applied what was sent in full (an attempt that
+      // timed out on one node before another answered), so the whole sent
+      // context may have superseded versions.
       if ((in.f == "put" || in.f == "del") && in.context && op.outcome() != EventType::kFail)
         contexts[in.key].push_back(&*in.context);
     }
@@ -201,8 +212,9 @@ class ResurrectionChecker : public Checker {
         for (const auto& v : held) {
           ++versions;
           for (const Operation* w : superseding[key]) {
-            const auto it = w->invoke->context->find(v.dot.node);
-            if (it == w->invoke->context->end() || it->second < v.dot.counter) continue;
+            const VersionMap& ctx = superseding_context(*w);
+            const auto it = ctx.find(v.dot.node);
+            if (it == ctx.end() || it->second < v.dot.counter) continue;
             add_finding(r, "register " + key + " on " + n.node + " shows '" + v.value + "' (dot " + v.dot.to_string() +
                                "), which " + w->invoke->f + " by " + w->invoke->process + " at " +
                                seconds(w->invoke->time) + " had already superseded");

@@ -67,6 +67,7 @@ Json to_json(const HistoryEvent& e) {
   if (!e.node.empty()) j["node"] = e.node;
   if (e.f == "counter_add") j["delta"] = e.delta;
   if (e.context) j["context"] = *e.context;
+  if (e.applied_context) j["applied_context"] = *e.applied_context;
   if (e.dot) j["dot"] = e.dot->to_string();
   if (!e.versions.empty()) {
     Json vs = Json::array();
@@ -165,12 +166,15 @@ std::string event_from_json(const Json& j, HistoryEvent& e) try {
     } else if (v.is_string()) {
       e.value = v.get<std::string>();
     }
-    if (j.contains("context") && j["context"].is_object()) {
+    const auto version_map = [&](const char* field) -> std::optional<VersionMap> {
+      if (!j.contains(field) || !j[field].is_object()) return std::nullopt;
       VersionMap m;
-      for (auto it = j["context"].begin(); it != j["context"].end(); ++it)
+      for (auto it = j[field].begin(); it != j[field].end(); ++it)
         if (it.value().is_number_unsigned()) m[it.key()] = it.value().get<uint64_t>();
-      e.context = m;
-    }
+      return m;
+    };
+    e.context = version_map("context");
+    e.applied_context = version_map("applied_context");
     if (j.contains("dot") && j["dot"].is_string()) e.dot = parse_dot(j["dot"].get<std::string>());
     if (j.contains("versions") && j["versions"].is_array()) {
       for (const auto& x : j["versions"]) {
@@ -280,6 +284,7 @@ void describe_response(const pb::Response& r, HistoryEvent& e) {
       add_versions(r.put().versions(), e);
       e.context = decode_version_map(r.put().context());
       if (r.put().dot_counter() != 0) e.dot = Dot{r.put().dot_node(), r.put().dot_counter()};
+      if (r.put().context_cut()) e.applied_context = decode_version_map(r.put().applied_context());
       break;
     case pb::Response::kCounter:
       e.counter = r.counter().value();

@@ -52,6 +52,9 @@ struct HistoryEvent {
   std::optional<VersionMap> context;   // sent (invoke) or returned (ok)
   std::vector<SeenVersion> versions;   // get and put replies
   std::optional<Dot> dot;              // put/del ok: the write just made
+  // put/del ok, when the node cut the sent context to what it had seen: the
+  // context it applied (what the write superseded).
+  std::optional<VersionMap> applied_context;
   std::optional<int64_t> counter;      // counter replies
   std::vector<std::string> elements;   // set_get replies
   std::string durability;              // writes: local | quorum | all
