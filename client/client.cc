@@ -39,6 +39,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kInternal: return "INTERNAL";
     case ErrorCode::kUnavailable: return "UNAVAILABLE";
     case ErrorCode::kStaleRequest: return "STALE_REQUEST";
+    case ErrorCode::kPermissionDenied: return "PERMISSION_DENIED";
     case ErrorCode::kServerOther: return "SERVER_ERROR";
     case ErrorCode::kInvalidArgument: return "INVALID_ARGUMENT";
     case ErrorCode::kUnreachable: return "UNREACHABLE";
@@ -202,6 +203,7 @@ ErrorCode from_pb(pb::ErrorCode e) {
     case pb::INTERNAL: return ErrorCode::kInternal;
     case pb::UNAVAILABLE: return ErrorCode::kUnavailable;
     case pb::STALE_REQUEST: return ErrorCode::kStaleRequest;
+    case pb::PERMISSION_DENIED: return ErrorCode::kPermissionDenied;
     default: return ErrorCode::kServerOther;
   }
 }
@@ -422,7 +424,8 @@ PutReply parse_put(const pb::Response& r, std::string_view key) {
                   to_versions(r.put().versions()),
                   r.node(),
                   r.put().dot_node(),
-                  r.put().dot_counter()};
+                  r.put().dot_counter(),
+                  r.put().context_cut()};
 }
 
 }  // namespace

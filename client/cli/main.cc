@@ -161,12 +161,17 @@ void print_write(const stigmergy::PutReply& r, bool deleted, const std::string& 
     j["context"] = stigmergy::encode_context(r.context);
     if (!r.versions.empty() || !deleted) j["siblings"] = r.versions.size();
     j["node"] = bytes_json(r.node);
+    if (r.context_cut) j["context_cut"] = true;
     print_json(j);
     return;
   }
   std::cout << "ok: " << r.key << (deleted ? " deleted" : " written") << " by " << agent
             << (r.node.empty() ? "" : " on " + r.node) << "\n";
   std::cout << "context: " << stigmergy::encode_context(r.context) << "\n";
+  if (r.context_cut)
+    std::cout << "note: " << (r.node.empty() ? std::string("the node") : r.node)
+              << " had not yet seen every version the context named; those were not superseded and stay as "
+                 "siblings\n";
   if (r.versions.size() > 1) {
     std::cout << "note: " << r.key << " now has " << r.versions.size()
               << " concurrent versions; 'stig get " << shell_quote(r.key) << "' shows them\n";

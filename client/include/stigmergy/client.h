@@ -107,6 +107,10 @@ struct PutReply {
   std::string node;
   std::string dot_node;           // the dot of the write just made
   uint64_t dot_counter = 0;
+  // The node had not yet seen every version the sent context named (a
+  // context read from a node ahead of it): it applied only what it had seen,
+  // so the unseen versions were not superseded and stay as siblings.
+  bool context_cut = false;
 };
 
 // Reply to counter add/get: the counter's value as the answering node sees it.

@@ -29,6 +29,7 @@ enum class ErrorCode {
   kInternal,
   kUnavailable,       // the node is shutting down or cannot serve
   kStaleRequest,      // the node already answered a newer request of this client
+  kPermissionDenied,  // the node does not allow this request (admin verbs need stigd --enable-admin)
   kServerOther,       // an error code this client version does not know
   // Detected by the client.
   kInvalidArgument,   // the caller passed something unusable (endpoint, context, key)
