@@ -1,5 +1,7 @@
 #include "wire/frame.h"
 
+#include <algorithm>
+
 namespace stig::wire {
 
 const char* frame_error_message(FrameError e) {
@@ -58,13 +60,25 @@ bool FrameDecoder::next(stigmergy::v1::Envelope& env) {
   error_ = decode_body(std::string_view(buffer_.data() + consumed_ + kHeaderBytes, length), env);
   consumed_ += kHeaderBytes + length;
   if (consumed_ == buffer_.size()) {
-    buffer_.clear();
+    if (buffer_.capacity() > kKeepCapacity) {
+      std::string().swap(buffer_);  // release a big frame's memory
+    } else {
+      buffer_.clear();
+    }
     consumed_ = 0;
   } else if (consumed_ > (1u << 16) && consumed_ * 2 > buffer_.size()) {
     buffer_.erase(0, consumed_);
     consumed_ = 0;
+    if (buffer_.capacity() > kKeepCapacity && buffer_.capacity() > 4 * buffer_.size()) buffer_.shrink_to_fit();
   }
   return error_ == FrameError::kNone;
+}
+
+size_t FrameDecoder::pending_frame_bytes() const {
+  const size_t have = buffered();
+  if (have < kHeaderBytes) return have;
+  const uint32_t length = decode_length(reinterpret_cast<const unsigned char*>(buffer_.data() + consumed_));
+  return std::max(have, kHeaderBytes + length);
 }
 
 }  // namespace stig::wire

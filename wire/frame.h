@@ -59,8 +59,16 @@ class FrameDecoder {
 
   FrameError error() const { return error_; }
   size_t buffered() const { return buffer_.size() - consumed_; }
+  // Bytes the frame in progress will occupy once complete (header plus the
+  // declared body), or buffered() while its header is incomplete; 0 when
+  // nothing is buffered. Lets a host budget memory before the body arrives.
+  size_t pending_frame_bytes() const;
 
  private:
+  // Capacity kept after the buffer empties; a larger one (a big frame) is
+  // released so an idle connection does not hold a frame's worth of memory.
+  static constexpr size_t kKeepCapacity = 64 * 1024;
+
   uint32_t max_frame_bytes_;
   std::string buffer_;
   size_t consumed_ = 0;
