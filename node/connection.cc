@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "node/envelope.h"
+#include "replication/printable.h"
 
 namespace stig::node {
 
@@ -25,56 +26,91 @@ pb::ErrorCode error_code_for(wire::FrameError e) {
 
 }  // namespace
 
-Connection::Connection(ConnectionHost& host, tcp::socket socket, uint64_t id, ConnectionLimits limits)
+Connection::Connection(ConnectionHost& host, tcp::socket socket, uint64_t id, const ConnectionLimits& limits)
     : host_(host),
       socket_(std::move(socket)),
       linger_timer_(socket_.get_executor()),
       id_(id),
       limits_(limits),
-      decoder_(limits.max_frame_bytes) {
+      decoder_(limits.max_frame_bytes),
+      accepted_at_(Clock::now()),
+      last_frame_at_(accepted_at_),
+      last_write_at_(accepted_at_) {
   boost::system::error_code ec;
   auto ep = socket_.remote_endpoint(ec);
   remote_ = ec ? std::string("?") : ep.address().to_string() + ":" + std::to_string(ep.port());
   socket_.set_option(tcp::no_delay(true), ec);
+  // Reads happen only once the socket is readable, into the host's shared
+  // buffer; a non-blocking read never stalls the io thread on a spurious wakeup.
+  socket_.non_blocking(true, ec);
 }
 
-void Connection::start() { do_read(); }
+void Connection::start() { wait_readable(); }
 
-void Connection::do_read() {
-  if (reading_ || closed_ || read_stopped_ || failing_) return;
-  if (backlog() > limits_.max_backlog_bytes) {
-    read_paused_ = true;  // resumed by on_write once the client catches up
-    return;
-  }
-  reading_ = true;
-  socket_.async_read_some(asio::buffer(read_buf_), [self = shared_from_this()](const boost::system::error_code& ec,
-                                                                                size_t n) { self->on_read(ec, n); });
-}
+void Connection::refuse(pb::ErrorCode code, const std::string& message) { fail(code, 0, message, false); }
 
-void Connection::on_read(const boost::system::error_code& ec, size_t n) {
-  reading_ = false;
-  if (closed_) return;
-  if (lingering_) {  // discard until the client closes or the linger ends
-    if (ec) {
-      close();
+// --- reading --------------------------------------------------------------------
+
+void Connection::wait_readable() {
+  if (reading_ || closed_) return;
+  if (!lingering_) {
+    if (read_stopped_ || failing_) return;
+    if (backlog() > limits_.max_backlog_bytes) {
+      read_paused_ = true;  // resumed by on_write once the client catches up
       return;
     }
-    reading_ = true;
-    socket_.async_read_some(asio::buffer(read_buf_), [self = shared_from_this()](const boost::system::error_code& e,
-                                                                                  size_t m) { self->on_read(e, m); });
+  }
+  reading_ = true;
+  socket_.async_wait(tcp::socket::wait_read,
+                     [self = shared_from_this()](const boost::system::error_code& ec) { self->on_readable(ec); });
+}
+
+void Connection::on_readable(const boost::system::error_code& ec) {
+  reading_ = false;
+  if (closed_) return;
+  if (ec) {
+    on_read_error(ec);
     return;
   }
-  if (ec) {
-    if (ec != asio::error::eof && ec != asio::error::operation_aborted)
-      spdlog::debug("connection #{} from {}: read failed: {}", id_, remote_, ec.message());
-    else if (role_ == Role::kPeer)
-      spdlog::info("inbound link from peer {} ({}) closed", peer_id_, remote_);
-    close();
+  asio::mutable_buffer buf = host_.read_buffer();
+  boost::system::error_code rec;
+  const size_t n = socket_.read_some(buf, rec);
+  if (rec == asio::error::would_block || rec == asio::error::try_again || rec == asio::error::interrupted) {
+    wait_readable();
+    return;
+  }
+  if (rec) {
+    on_read_error(rec);
+    return;
+  }
+  if (lingering_) {  // discard until the client closes or the linger ends
+    wait_readable();
     return;
   }
   if (read_stopped_) return;
-  decoder_.feed(std::string_view(read_buf_.data(), n));
+  on_bytes(static_cast<const char*>(buf.data()), n);
+}
+
+void Connection::on_read_error(const boost::system::error_code& ec) {
+  if (lingering_) {
+    close();
+    return;
+  }
+  if (ec != asio::error::eof && ec != asio::error::operation_aborted)
+    spdlog::debug("connection #{} from {}: read failed: {}", id_, remote_, ec.message());
+  else if (role_ == Role::kPeer)
+    spdlog::info("inbound link from peer {} ({}) closed", peer_id_, remote_);
+  close();
+}
+
+void Connection::on_bytes(const char* data, size_t n) {
+  const Clock::time_point now = Clock::now();
+  if (!frame_in_progress()) frame_started_at_ = now;
+  decoder_.feed(std::string_view(data, n));
   while (decoder_.next(env_)) {
+    last_frame_at_ = now;
+    // The next frame (if any bytes of it are here) starts now.
+    frame_started_at_ = decoder_.buffered() ? now : Clock::time_point{};
     handle(env_);
     env_.Clear();
     if (closed_ || failing_ || read_stopped_) return;
@@ -83,18 +119,39 @@ void Connection::on_read(const boost::system::error_code& ec, size_t n) {
     on_frame_error(decoder_.error());
     return;
   }
-  do_read();
+  if (!settle_charge()) return;
+  wait_readable();
+}
+
+// Charges the host's budget for what the decoder holds (the whole declared
+// frame once its header is in), or returns what it no longer holds.
+bool Connection::settle_charge() {
+  const uint64_t want = decoder_.pending_frame_bytes();
+  if (want > charged_) {
+    if (!host_.charge_inbound(*this, want - charged_)) return false;
+  } else if (want < charged_) {
+    host_.release_inbound(charged_ - want);
+  }
+  charged_ = want;
+  return true;
+}
+
+// Forgets buffered input (the connection is failing) and its charge.
+void Connection::drop_input() {
+  decoder_ = wire::FrameDecoder(limits_.max_frame_bytes);
+  frame_started_at_ = {};
+  if (charged_) host_.release_inbound(charged_);
+  charged_ = 0;
 }
 
 void Connection::handle(pb::Envelope& env) {
   if (role_ == Role::kUndecided) {
     if (env.has_request()) {
+      if (!host_.admit_client(*this, env.request().seq())) return;  // refused: the host failed us
       role_ = Role::kClient;
     } else if (env.has_peer() && env.peer().has_hello()) {
       const std::string& id = env.peer().hello().node_id();
-      if (!host_.is_peer(id)) {
-        spdlog::warn("connection #{} from {}: hello from '{}', which is not a configured peer; closing", id_, remote_,
-                     id);
+      if (!host_.admit_peer(*this, id)) {  // the host logged why
         close();
         return;
       }
@@ -133,7 +190,7 @@ void Connection::handle(pb::Envelope& env) {
     return;
   }
   if (host_.is_dropped(peer_id_)) return;  // fault injection: partitioned away
-  if (env.peer().has_hello()) return;      // a repeated hello changes nothing
+  if (env.peer().has_hello()) return;      // a repeated hello (keepalive) changes nothing
   host_.on_peer_message(peer_id_, std::move(*env.mutable_peer()));
 }
 
@@ -152,21 +209,81 @@ void Connection::on_frame_error(wire::FrameError error) {
   fail(error_code_for(error), 0, message);
 }
 
-void Connection::fail(pb::ErrorCode code, uint64_t seq, const std::string& message) {
+// --- timeouts ---------------------------------------------------------------------
+
+void Connection::check_timeouts(Clock::time_point now) {
+  if (closed_ || failing_ || lingering_ || read_stopped_) return;
+  using std::chrono::duration_cast;
+  using Ms = std::chrono::milliseconds;
+  const auto zero = Ms::zero();
+  if (frame_in_progress() && limits_.slow_frame_timeout > zero && now - frame_started_at_ >= limits_.slow_frame_timeout) {
+    const std::string what = "frame not complete " + std::to_string(limits_.slow_frame_timeout.count()) +
+                             " ms after its first byte (" + std::to_string(decoder_.buffered()) + " of " +
+                             std::to_string(decoder_.pending_frame_bytes()) + " bytes arrived; slow-frame timeout)";
+    if (role_ == Role::kPeer) {
+      spdlog::warn("inbound link from peer {} ({}): {}; closing", peer_id_, remote_, what);
+      close();
+    } else {
+      fail(pb::MALFORMED_FRAME, 0, what);
+    }
+    return;
+  }
+  switch (role_) {
+    case Role::kUndecided:
+      // The first frame must begin within the hello timeout (then the
+      // slow-frame timeout applies); a connection admitted beyond the client
+      // limit must complete it (a hello is small).
+      if (limits_.hello_timeout > zero && now - accepted_at_ >= limits_.hello_timeout &&
+          (!frame_in_progress() || slot_ == Slot::kProbation)) {
+        spdlog::debug("connection #{} from {}: no {} within {} ms; closing", id_, remote_,
+                      frame_in_progress() ? "complete first frame" : "first frame", limits_.hello_timeout.count());
+        close();
+      }
+      return;
+    case Role::kClient:
+      if (limits_.idle_timeout > zero && !frame_in_progress() && !writing_ &&
+          now - std::max(last_frame_at_, last_write_at_) >= limits_.idle_timeout) {
+        spdlog::debug("client connection #{} from {}: idle for {} ms; closing", id_, remote_,
+                      limits_.idle_timeout.count());
+        close();
+      } else if (limits_.idle_timeout > zero && writing_ &&
+                 now - std::max(last_frame_at_, last_write_at_) >= limits_.idle_timeout) {
+        spdlog::warn("client connection #{} from {}: has not read its responses for {} ms ({} bytes unsent); "
+                     "closing",
+                     id_, remote_, limits_.idle_timeout.count(), backlog());
+        close();
+      }
+      return;
+    case Role::kPeer:
+      if (limits_.peer_idle_timeout > zero && now - last_frame_at_ >= limits_.peer_idle_timeout) {
+        spdlog::warn("inbound link from peer {} ({}): no frame for {} ms; closing (the peer reconnects)", peer_id_,
+                     remote_, duration_cast<Ms>(now - last_frame_at_).count());
+        close();
+      }
+      return;
+  }
+}
+
+// --- writing ------------------------------------------------------------------------
+
+void Connection::fail(pb::ErrorCode code, uint64_t seq, const std::string& message, bool log) {
   if (failing_ || closed_) return;
   if (role_ == Role::kPeer) {
     spdlog::warn("inbound link from peer {} ({}): {}; closing", peer_id_, remote_, message);
     close();
     return;
   }
-  spdlog::warn("client connection #{} from {}: {} ({}); closing", id_, remote_, message, pb::ErrorCode_Name(code));
+  const std::string line = replication::one_line_utf8(message);
+  if (log)
+    spdlog::warn("client connection #{} from {}: {} ({}); closing", id_, remote_, line, pb::ErrorCode_Name(code));
   pb::Response r;
   r.set_seq(seq);
   r.set_error(code);
-  r.set_error_message(message);
+  r.set_error_message(line);
   r.set_node(host_.self_id());
   append_response_frame(r, out_pending_);
   failing_ = true;
+  drop_input();
   do_write();
 }
 
@@ -186,6 +303,7 @@ void Connection::do_write() {
 
 void Connection::on_write(const boost::system::error_code& ec) {
   writing_ = false;
+  last_write_at_ = Clock::now();
   if (out_writing_.capacity() > (1u << 20)) {
     std::string().swap(out_writing_);  // don't keep a large buffer around
   } else {
@@ -201,6 +319,7 @@ void Connection::on_write(const boost::system::error_code& ec) {
     do_write();
     return;
   }
+  if (out_pending_.capacity() > (1u << 20)) std::string().swap(out_pending_);
   if (failing_) {
     begin_linger();
     return;
@@ -211,7 +330,7 @@ void Connection::on_write(const boost::system::error_code& ec) {
   }
   if (read_paused_ && backlog() <= limits_.max_backlog_bytes) {
     read_paused_ = false;
-    do_read();
+    wait_readable();
   }
 }
 
@@ -228,11 +347,7 @@ void Connection::begin_linger() {
   linger_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
     if (!e) self->close();
   });
-  if (!reading_) {
-    reading_ = true;
-    socket_.async_read_some(asio::buffer(read_buf_), [self = shared_from_this()](const boost::system::error_code& e,
-                                                                                  size_t m) { self->on_read(e, m); });
-  }
+  wait_readable();
 }
 
 void Connection::stop_reading() { read_stopped_ = true; }
@@ -248,7 +363,9 @@ void Connection::close() {
   boost::system::error_code ec;
   linger_timer_.cancel();
   socket_.close(ec);
-  host_.on_connection_closed(id_);
+  if (charged_) host_.release_inbound(charged_);
+  charged_ = 0;
+  host_.on_connection_closed(*this);
 }
 
 }  // namespace stig::node

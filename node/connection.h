@@ -2,25 +2,38 @@
 //
 // The first frame decides the role: an Envelope carrying a Request makes it a
 // client connection; an Envelope carrying PeerMessage{hello} from a configured
-// peer makes it an inbound peer link (which only ever receives). Frames are
-// read with read_some into a 64 KiB buffer and cut by wire::FrameDecoder,
-// which refuses a declared length above the maximum before buffering a body.
+// peer makes it an inbound peer link (which only ever receives). The host
+// (the Server) admits or refuses either (connection limit, duplicate peer).
+//
+// Reading: the connection waits for readability, then reads into the host's
+// one shared read buffer and hands the bytes to wire::FrameDecoder, which
+// refuses a declared length above the maximum before buffering a body. An
+// idle connection so holds no read buffer of its own.
 //
 // Guarantees:
 //  - frames are handed to the host in arrival order, on the io thread;
-//  - a bad frame (too large, malformed, bad version, unknown op, wrong kind)
-//    on a client connection gets ONE Response naming the problem, then the
-//    connection is shut down for sending and closed once the client stops
-//    sending or after a short linger (so the reply is not lost to a reset);
-//    on a peer link it is logged and the link closed. Other connections are
-//    unaffected;
+//  - a bad frame (too large, malformed, bad version, unknown op, wrong kind),
+//    a frame not completed within the slow-frame timeout, or a frame the
+//    host's inbound buffer budget cannot hold, on a client connection gets
+//    ONE Response naming the problem, then the connection is shut down for
+//    sending and closed once the client stops sending or after a short
+//    linger (so the reply is not lost to a reset); on a peer link it is
+//    logged and the link closed. Other connections are unaffected;
+//  - the bytes of a partly received frame are charged to the host's budget
+//    (the whole declared frame as soon as its header is in) and released as
+//    frames complete or the connection closes;
+//  - timeouts (checked by the host's periodic sweep, check_timeouts()):
+//    a connection whose first frame has not begun within the hello timeout,
+//    a client connection that neither completed a frame nor finished a write
+//    within the idle timeout, and an inbound peer link without a frame within
+//    the peer-idle timeout are closed silently;
 //  - responses are written by one writer: each write takes everything queued
 //    so far as one buffer, so frames never interleave;
 //  - a client that does not read its responses stops being read once its
 //    backlog exceeds the configured bound (backpressure, bounded memory).
 #pragma once
 
-#include <array>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -40,32 +53,57 @@ class ConnectionHost {
   virtual void on_client_request(Connection& conn, stigmergy::v1::Request&& request) = 0;
   // A message on an inbound link authenticated by its hello as `from`.
   virtual void on_peer_message(const std::string& from, stigmergy::v1::PeerMessage&& message) = 0;
-  // Whether `id` named in a hello is a configured peer.
-  virtual bool is_peer(const std::string& id) const = 0;
+  // The first frame of `conn` is a request (with sequence number `seq`):
+  // true to serve it as a client; false if refused (the host failed `conn`).
+  virtual bool admit_client(Connection& conn, uint64_t seq) = 0;
+  // The first frame of `conn` is a hello claiming to be node `id`: true makes
+  // it the inbound link from that peer; false if refused (the host logged why;
+  // the connection closes).
+  virtual bool admit_peer(Connection& conn, const std::string& id) = 0;
   // Whether frames from peer `id` are being dropped (fault injection).
   virtual bool is_dropped(const std::string& id) const = 0;
   virtual const std::string& self_id() const = 0;
+  // Inbound buffer budget: `conn` wants to buffer `bytes` more. false if
+  // refused (the host failed `conn`); release_inbound returns bytes.
+  virtual bool charge_inbound(Connection& conn, uint64_t bytes) = 0;
+  virtual void release_inbound(uint64_t bytes) = 0;
+  // The one buffer every connection reads into (the io thread is the only
+  // reader; the bytes are copied out before the next read).
+  virtual asio::mutable_buffer read_buffer() = 0;
   // The connection closed; the host forgets it.
-  virtual void on_connection_closed(uint64_t id) = 0;
+  virtual void on_connection_closed(Connection& conn) = 0;
 };
 
 struct ConnectionLimits {
+  using Ms = std::chrono::milliseconds;
   uint32_t max_frame_bytes = wire::kDefaultMaxFrameBytes;
   uint64_t max_backlog_bytes = 16ull << 20;  // unsent response bytes before reads pause
+  Ms hello_timeout{10'000};                  // 0: off
+  Ms idle_timeout{300'000};                  // 0: off
+  Ms slow_frame_timeout{30'000};             // 0: off
+  Ms peer_idle_timeout{5'000};               // 0: off
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
+  using Clock = std::chrono::steady_clock;
   enum class Role { kUndecided, kClient, kPeer };
+  // How the host counts the connection against its limits (host-owned).
+  enum class Slot : uint8_t { kNone, kClient, kProbation, kRefused, kPeer };
 
-  Connection(ConnectionHost& host, tcp::socket socket, uint64_t id, ConnectionLimits limits);
+  Connection(ConnectionHost& host, tcp::socket socket, uint64_t id, const ConnectionLimits& limits);
 
   void start();
+  // Answers one error frame and closes, without serving the connection.
+  void refuse(stigmergy::v1::ErrorCode code, const std::string& message);
 
   uint64_t id() const { return id_; }
   Role role() const { return role_; }
   const std::string& remote() const { return remote_; }
   const std::string& peer_id() const { return peer_id_; }
+  Slot slot() const { return slot_; }
+  void set_slot(Slot s) { slot_ = s; }
+  Clock::time_point last_frame_at() const { return last_frame_at_; }
 
   // A fresh token for a client request on this connection: the connection id
   // in the high bits, a per-connection counter in the low kTokenSlotBits.
@@ -78,7 +116,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Replies with `code`/`message` (as the reply to `seq`), then closes
   // gracefully. Client or undecided connections only; peers are just closed.
-  void fail(stigmergy::v1::ErrorCode code, uint64_t seq, const std::string& message);
+  // `message` is made one line of valid UTF-8. `log` false: the host logs.
+  void fail(stigmergy::v1::ErrorCode code, uint64_t seq, const std::string& message, bool log = true);
+
+  // Closes the connection if one of its timeouts has passed (host's sweep).
+  void check_timeouts(Clock::time_point now);
 
   // Stops handing frames to the host (shutdown); writes continue.
   void stop_reading();
@@ -90,14 +132,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void close();
 
  private:
-  void do_read();
-  void on_read(const boost::system::error_code& ec, size_t n);
+  void wait_readable();
+  void on_readable(const boost::system::error_code& ec);
+  void on_bytes(const char* data, size_t n);
+  void on_read_error(const boost::system::error_code& ec);
+  bool settle_charge();
+  void drop_input();
   void handle(stigmergy::v1::Envelope& env);
   void on_frame_error(wire::FrameError error);
   void do_write();
   void on_write(const boost::system::error_code& ec);
   void begin_linger();
   uint64_t backlog() const { return out_pending_.size() + out_writing_.size(); }
+  bool frame_in_progress() const { return frame_started_at_ != Clock::time_point{}; }
 
   ConnectionHost& host_;
   tcp::socket socket_;
@@ -106,12 +153,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const ConnectionLimits limits_;
   std::string remote_;
   Role role_ = Role::kUndecided;
+  Slot slot_ = Slot::kNone;
   std::string peer_id_;
   uint64_t next_slot_ = 0;
 
   wire::FrameDecoder decoder_;
   stigmergy::v1::Envelope env_;  // reused for every frame
-  std::array<char, 64 * 1024> read_buf_;
+  uint64_t charged_ = 0;         // bytes charged to the host's inbound budget
   bool reading_ = false;
   bool read_paused_ = false;     // backpressure: backlog above the bound
   bool read_stopped_ = false;    // shutdown: no more frames to the host
@@ -119,6 +167,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool lingering_ = false;       // send side shut down; discarding input
   bool close_when_flushed_ = false;
   bool closed_ = false;
+
+  const Clock::time_point accepted_at_;
+  Clock::time_point last_frame_at_;     // last complete frame (or accept)
+  Clock::time_point last_write_at_;     // last completed write (or accept)
+  Clock::time_point frame_started_at_;  // first byte of the frame in progress; {} if none
 
   std::string out_pending_;  // frames queued since the current write began
   std::string out_writing_;  // the bytes of the write in flight

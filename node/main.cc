@@ -6,9 +6,13 @@
 // exceptions are caught here and nowhere else.
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <iostream>
@@ -57,7 +61,42 @@ std::string describe_peers(const stig::replication::Config& c) {
   return s;
 }
 
-int run(const stig::node::Options& options) {
+// Raises the open-file limit to the hard limit, so --max-client-connections,
+// not the descriptor limit, is what binds; if even the hard limit is too
+// small for the connection limit, lowers the connection limit (with a
+// warning) so accepting never fails for lack of descriptors.
+void raise_open_file_limit(stig::node::Options& options) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    spdlog::warn("cannot read the open-file limit: {}", std::strerror(errno));
+    return;
+  }
+  const rlim_t was = rl.rlim_cur;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
+    else spdlog::warn("cannot raise the open-file limit from {} to {}: {}", rl.rlim_cur, rl.rlim_max,
+                      std::strerror(errno));
+  }
+  if (rl.rlim_cur == was)
+    spdlog::info("open-file limit {}", static_cast<uint64_t>(rl.rlim_cur));
+  else
+    spdlog::info("open-file limit {} (raised from {})", static_cast<uint64_t>(rl.rlim_cur), static_cast<uint64_t>(was));
+  if (rl.rlim_cur == RLIM_INFINITY) return;
+  // Leave descriptors for RocksDB, peer links and connections being refused.
+  const uint64_t limit = rl.rlim_cur;
+  const uint64_t reserve = std::min<uint64_t>(1024, limit / 4) + 2 * options.config.peers.size() + 64;
+  const uint64_t usable = limit > reserve + 16 ? limit - reserve : 16;
+  if (options.max_client_connections > usable) {
+    spdlog::warn("--max-client-connections {} lowered to {}: the open-file limit is {}",
+                 options.max_client_connections, usable, limit);
+    options.max_client_connections = static_cast<uint32_t>(usable);
+  }
+}
+
+int run(stig::node::Options& options) {
+  raise_open_file_limit(options);
   std::string error;
   auto storage = stig::node::Storage::open(options.data_dir, &error);
   if (!storage) {
@@ -90,7 +129,7 @@ int run(const stig::node::Options& options) {
 int main(int argc, char** argv) {
   auto parsed = stig::node::parse_options(argc, argv, std::cout, std::cerr);
   if (!parsed.options) return parsed.exit_code;
-  const stig::node::Options& options = *parsed.options;
+  stig::node::Options& options = *parsed.options;
   setup_logging(options);
   try {
     return run(options);

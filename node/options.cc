@@ -88,6 +88,15 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
   int64_t anti_entropy_ms = defaults.anti_entropy_interval_ms;
   int64_t durability_timeout_ms = defaults.durability_timeout_ms;
   uint32_t max_siblings = defaults.max_siblings;
+  const Options option_defaults;
+  uint64_t client_buffer_bytes = option_defaults.client_buffer_bytes;
+  uint64_t max_client_connections = option_defaults.max_client_connections;
+  uint64_t inbound_buffer_bytes = option_defaults.inbound_buffer_bytes;
+  int64_t hello_timeout_ms = option_defaults.hello_timeout_ms;
+  int64_t idle_timeout_ms = option_defaults.idle_timeout_ms;
+  int64_t slow_frame_timeout_ms = option_defaults.slow_frame_timeout_ms;
+  int64_t peer_idle_timeout_ms = option_defaults.peer_idle_timeout_ms;
+  bool enable_admin = false;
 
   app.add_option("--id", id, "This node's id (letters, digits, '-', '_', '.'), unique in the cluster")->required();
   app.add_option("--listen", listen, "HOST:PORT to serve clients and peers on, e.g. 127.0.0.1:7101")->required();
@@ -119,6 +128,45 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
       ->capture_default_str();
   app.add_option("--max-siblings", max_siblings, "Puts that would leave a key with more siblings fail")
       ->capture_default_str();
+
+  const auto timeout_range = CLI::Range(int64_t{0}, int64_t{24} * 3600 * 1000);
+  app.add_option("--client-buffer-bytes", client_buffer_bytes,
+                 "Unsent response bytes per client before the node stops reading its requests")
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::Range(uint64_t{1} << 16, uint64_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--max-client-connections", max_client_connections,
+                 "Client connections served at once; more are answered 'too many connections' and closed\n"
+                 "(inbound links from configured peers do not count)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
+      ->capture_default_str();
+  app.add_option("--inbound-buffer-bytes", inbound_buffer_bytes,
+                 "Bytes of partly received frames buffered across all connections; a client frame that\n"
+                 "would exceed it is refused and its connection closed")
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::Range(uint64_t{1} << 16, uint64_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--hello-timeout-ms", hello_timeout_ms,
+                 "A new connection that sends nothing for this long is closed (0: never)")
+      ->check(timeout_range)
+      ->capture_default_str();
+  app.add_option("--idle-timeout-ms", idle_timeout_ms,
+                 "A client connection without a complete request for this long is closed (0: never)")
+      ->check(timeout_range)
+      ->capture_default_str();
+  app.add_option("--slow-frame-timeout-ms", slow_frame_timeout_ms,
+                 "A frame must arrive completely within this long of its first byte, else the connection\n"
+                 "gets an error and is closed (0: no limit)")
+      ->check(timeout_range)
+      ->capture_default_str();
+  app.add_option("--peer-idle-timeout-ms", peer_idle_timeout_ms,
+                 "An inbound peer link without a frame for this long is closed, so a peer that reconnects\n"
+                 "is not refused as a duplicate (0: never). Peers send a keepalive at a fifth of it")
+      ->check(timeout_range)
+      ->capture_default_str();
+  app.add_flag("--enable-admin", enable_admin,
+               "Allow admin verbs (stig admin partition / heal: fault injection) on this node;\n"
+               "without it they fail with PERMISSION_DENIED. Anyone who can connect may use them");
 
   ParseOutcome outcome;
   try {
@@ -184,6 +232,21 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
 
     o.max_frame_bytes = static_cast<uint32_t>(max_frame_bytes);
     o.peer_queue_bytes = peer_queue_bytes;
+    o.client_buffer_bytes = client_buffer_bytes;
+    o.max_client_connections = static_cast<uint32_t>(max_client_connections);
+    o.inbound_buffer_bytes = inbound_buffer_bytes;
+    if (inbound_buffer_bytes < uint64_t{o.max_frame_bytes} + 4)
+      throw BadFlag{"--inbound-buffer-bytes " + std::to_string(inbound_buffer_bytes) +
+                    " must be at least --max-frame-bytes (" + std::to_string(o.max_frame_bytes) +
+                    ") plus 4, or no frame of the maximum size could ever be received"};
+    o.hello_timeout_ms = hello_timeout_ms;
+    o.idle_timeout_ms = idle_timeout_ms;
+    o.slow_frame_timeout_ms = slow_frame_timeout_ms;
+    o.peer_idle_timeout_ms = peer_idle_timeout_ms;
+    if (peer_idle_timeout_ms != 0 && peer_idle_timeout_ms < 100)
+      throw BadFlag{"--peer-idle-timeout-ms " + std::to_string(peer_idle_timeout_ms) +
+                    " is too short (at least 100, or 0 for never)"};
+    o.enable_admin = enable_admin;
     c.heartbeat_interval_ms = heartbeat_ms;
     c.suspect_after_ms = suspect_ms;
     c.down_after_ms = down_ms;

@@ -42,6 +42,15 @@ struct Options {
   uint32_t max_frame_bytes = 4u << 20;          // refuse frames above this
   uint64_t peer_queue_bytes = 64ull << 20;      // per-peer outbound queue bound
   uint64_t client_buffer_bytes = 16ull << 20;   // stop reading a client past this backlog
+
+  // Limits that hold under abuse (docs/node.md, "Limits"). A timeout of 0 is off.
+  uint32_t max_client_connections = 4096;        // client (and undecided) connections
+  uint64_t inbound_buffer_bytes = 256ull << 20;  // partial frames buffered, all connections
+  int64_t hello_timeout_ms = 10'000;             // a new connection's first frame must begin by then
+  int64_t idle_timeout_ms = 300'000;             // client connection without a complete frame
+  int64_t slow_frame_timeout_ms = 30'000;        // a begun frame must be complete by then
+  int64_t peer_idle_timeout_ms = 5'000;          // inbound peer link without a frame
+  bool enable_admin = false;                     // admin partition / heal allowed
 };
 
 // Result of parse_options: either options to run with, or an exit code.

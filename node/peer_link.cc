@@ -13,14 +13,16 @@ constexpr std::chrono::seconds kDropWarningEvery{5};
 }  // namespace
 
 PeerLink::PeerLink(asio::io_context& io, const std::string& self_id, std::string peer_id, Endpoint address,
-                   uint64_t max_queue_bytes)
+                   uint64_t max_queue_bytes, std::chrono::milliseconds keepalive)
     : io_(io),
       peer_id_(std::move(peer_id)),
       address_(std::move(address)),
       max_queue_bytes_(max_queue_bytes),
       resolver_(io),
       socket_(io),
-      retry_timer_(io) {
+      retry_timer_(io),
+      keepalive_timer_(io),
+      keepalive_(keepalive) {
   pb::PeerMessage hello;
   hello.set_from(self_id);
   hello.mutable_hello()->set_node_id(self_id);
@@ -66,6 +68,23 @@ void PeerLink::on_connected(uint64_t gen) {
   (void)gen;
   do_write();
   do_read();
+  arm_keepalive();
+}
+
+void PeerLink::arm_keepalive() {
+  if (keepalive_.count() <= 0) return;
+  wrote_since_keepalive_ = false;
+  keepalive_timer_.expires_after(keepalive_);
+  const uint64_t gen = gen_;
+  keepalive_timer_.async_wait([self = shared_from_this(), gen](const boost::system::error_code& ec) {
+    if (ec || gen != self->gen_ || self->stopped_ || !self->connected_) return;
+    if (!self->wrote_since_keepalive_ && !self->writing_ && self->queue_.empty()) {
+      self->queue_.push_back(self->hello_);  // a repeated hello changes nothing at the peer
+      self->queued_bytes_ += self->hello_->size();
+      self->do_write();
+    }
+    self->arm_keepalive();
+  });
 }
 
 void PeerLink::disconnect(const std::string& why) {
@@ -159,6 +178,7 @@ void PeerLink::do_write() {
     queue_.pop_front();
   }
   writing_ = true;
+  wrote_since_keepalive_ = true;
   const uint64_t gen = gen_;
   asio::async_write(socket_, batch->buffers,
                     [self = shared_from_this(), batch, gen](const boost::system::error_code& ec, size_t) {
@@ -203,6 +223,7 @@ void PeerLink::stop() {
   boost::system::error_code ec;
   resolver_.cancel();
   retry_timer_.cancel();
+  keepalive_timer_.cancel();
   socket_.close(ec);
   queue_.clear();
   queued_bytes_ = 0;

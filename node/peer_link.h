@@ -5,7 +5,10 @@
 // Envelope{peer{from = self, hello{node_id = self}}}, then the queued frames.
 // When the connection fails it reconnects with backoff (100 ms doubling to
 // 2 s, reset after a successful connect). It reads only to notice that the
-// peer closed the connection; peers never send on it.
+// peer closed the connection; peers never send on it. When it has written
+// nothing for a keepalive interval it sends the hello again (ignored by the
+// peer), so the peer's idle timeout never closes a healthy link, even while
+// this node sends the peer nothing (a partition made with admin partition).
 //
 // Guarantees:
 //  - frames go out in the order send() was called (frames in flight when a
@@ -35,8 +38,9 @@ namespace stig::node {
 
 class PeerLink : public std::enable_shared_from_this<PeerLink> {
  public:
+  // keepalive 0: never send a keepalive.
   PeerLink(asio::io_context& io, const std::string& self_id, std::string peer_id, Endpoint address,
-           uint64_t max_queue_bytes);
+           uint64_t max_queue_bytes, std::chrono::milliseconds keepalive = std::chrono::milliseconds(0));
 
   void start();
   // Queues one encoded frame for the peer.
@@ -67,6 +71,7 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   void schedule_reconnect();
   void do_write();
   void do_read();
+  void arm_keepalive();
 
   asio::io_context& io_;
   const std::string peer_id_;
@@ -77,6 +82,9 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   tcp::resolver resolver_;
   tcp::socket socket_;
   asio::steady_timer retry_timer_;
+  asio::steady_timer keepalive_timer_;
+  const std::chrono::milliseconds keepalive_;
+  bool wrote_since_keepalive_ = false;
   std::chrono::milliseconds backoff_{100};
   uint64_t gen_ = 0;  // connection attempt; callbacks of older attempts are ignored
   bool connected_ = false;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "node/envelope.h"
+#include "replication/printable.h"
 
 namespace stig::node {
 
@@ -18,6 +19,12 @@ namespace {
 
 // How long shutdown waits for queued frames to be written before closing.
 constexpr std::chrono::seconds kShutdownWriteGrace{2};
+// Connections answered "too many connections" at once and lingering to
+// deliver it; beyond this many, further ones are closed without a reply.
+constexpr size_t kMaxRefusing = 64;
+constexpr size_t kReadBufferBytes = 64 * 1024;
+constexpr std::chrono::seconds kLimitedWarningEvery{5};
+enum LimitedKind { kTooManyConnections, kOverBudget, kAcceptFailed };
 
 std::string join(const std::set<std::string>& ids) {
   std::string s;
@@ -37,17 +44,34 @@ Server::Server(const Options& options, replication::Replica& replica, Storage& s
       signals_(io_),
       wake_timer_(io_),
       shutdown_timer_(io_),
+      read_buf_(kReadBufferBytes),
+      sweep_timer_(io_),
       pipeline_(
           io_, storage, [this](replication::Output& out) { release(out); },
           [this](const StorageStatus& st) { on_storage_failure(st); }) {
+  using std::chrono::milliseconds;
   limits_.max_frame_bytes = options.max_frame_bytes;
   limits_.max_backlog_bytes = options.client_buffer_bytes;
+  limits_.hello_timeout = milliseconds(options.hello_timeout_ms);
+  limits_.idle_timeout = milliseconds(options.idle_timeout_ms);
+  limits_.slow_frame_timeout = milliseconds(options.slow_frame_timeout_ms);
+  limits_.peer_idle_timeout = milliseconds(options.peer_idle_timeout_ms);
+  // Sweep often enough that every timeout fires within a quarter of itself.
+  int64_t shortest = 0;
+  for (int64_t t : {options.hello_timeout_ms, options.idle_timeout_ms, options.slow_frame_timeout_ms,
+                    options.peer_idle_timeout_ms})
+    if (t > 0 && (shortest == 0 || t < shortest)) shortest = t;
+  if (shortest > 0) sweep_every_ = milliseconds(std::clamp<int64_t>(shortest / 4, 10, 1000));
+  // Peers send a keepalive when they have sent nothing for a fifth of the
+  // peer-idle timeout (the flag is meant to be the same cluster-wide).
+  const milliseconds keepalive(options.peer_idle_timeout_ms / 5);
+  probation_limit_ = 2 * options.config.peers.size();
   for (const auto& peer : options.config.peers) {
     std::string why;
     auto ep = parse_endpoint(peer.address, &why);
     if (!ep) continue;  // options validated every address already
     links_.emplace(peer.id, std::make_shared<PeerLink>(io_, options.config.self, peer.id, *ep,
-                                                       options.peer_queue_bytes));
+                                                       options.peer_queue_bytes, keepalive));
   }
 }
 
@@ -101,6 +125,7 @@ int Server::run() {
   });
   for (auto& [id, link] : links_) link->start();
   do_accept();
+  arm_sweep();
   // Let the core arm its timers (heartbeats, anti-entropy) from the start.
   replica_.step(now(), replication::Tick{});
   schedule_flush();
@@ -114,7 +139,7 @@ void Server::do_accept() {
     if (ec) {
       if (ec == asio::error::operation_aborted) return;
       // E.g. out of file descriptors: back off briefly instead of spinning.
-      spdlog::warn("accept failed: {}", ec.message());
+      warn_limited(kAcceptFailed, "accept failed: " + ec.message() + "; retrying in 100 ms");
       shutdown_timer_.expires_after(std::chrono::milliseconds(100));
       shutdown_timer_.async_wait([this](const boost::system::error_code& e) {
         if (!e && !stopping_) do_accept();
@@ -125,9 +150,131 @@ void Server::do_accept() {
     auto conn = std::make_shared<Connection>(*this, std::move(socket), id, limits_);
     connections_.emplace(id, conn);
     spdlog::debug("connection #{} from {}", id, conn->remote());
-    conn->start();
+    admit(conn);
     do_accept();
   });
+}
+
+// --- limits ---------------------------------------------------------------------
+
+std::string Server::too_many_connections() const {
+  return "too many connections (limit " + std::to_string(options_.max_client_connections) + ")";
+}
+
+void Server::move_slot(Connection& conn, Slot to) {
+  --slot_count_[static_cast<size_t>(conn.slot())];
+  ++slot_count_[static_cast<size_t>(to)];
+  conn.set_slot(to);
+}
+
+void Server::admit(const std::shared_ptr<Connection>& conn) {
+  ++slot_count_[static_cast<size_t>(Slot::kNone)];
+  if (slot_count_[static_cast<size_t>(Slot::kClient)] < options_.max_client_connections) {
+    move_slot(*conn, Slot::kClient);
+    conn->start();
+    return;
+  }
+  // Over the limit. A peer reconnecting must still get in: a few connections
+  // are taken on probation, where only a hello is accepted.
+  if (slot_count_[static_cast<size_t>(Slot::kProbation)] < probation_limit_) {
+    move_slot(*conn, Slot::kProbation);
+    conn->start();
+    return;
+  }
+  warn_limited(kTooManyConnections, "refused a connection from " + conn->remote() + ": " + too_many_connections());
+  if (slot_count_[static_cast<size_t>(Slot::kRefused)] < kMaxRefusing) {
+    move_slot(*conn, Slot::kRefused);
+    conn->refuse(pb::UNAVAILABLE, too_many_connections());
+  } else {
+    conn->close();
+  }
+}
+
+bool Server::admit_client(Connection& conn, uint64_t seq) {
+  if (conn.slot() != Slot::kProbation) return true;
+  if (slot_count_[static_cast<size_t>(Slot::kClient)] < options_.max_client_connections) {
+    move_slot(conn, Slot::kClient);  // a client slot freed up meanwhile
+    return true;
+  }
+  warn_limited(kTooManyConnections, "refused client connection #" + std::to_string(conn.id()) + " from " +
+                                        conn.remote() + ": " + too_many_connections());
+  conn.fail(pb::UNAVAILABLE, seq, too_many_connections(), false);
+  return false;
+}
+
+bool Server::admit_peer(Connection& conn, const std::string& id) {
+  if (!is_peer(id)) {
+    spdlog::warn("connection #{} from {}: hello from '{}', which is not a configured peer; closing", conn.id(),
+                 conn.remote(), replication::printable(id, 64));
+    return false;
+  }
+  if (auto it = inbound_.find(id); it != inbound_.end()) {
+    auto other = connections_.find(it->second);
+    if (other != connections_.end() && !other->second->closed()) {
+      const auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(
+          Connection::Clock::now() - other->second->last_frame_at());
+      spdlog::warn(
+          "connection #{} from {}: hello as {}, but the inbound link from {} is open (connection #{} from {}, last "
+          "frame {} ms ago); refusing the newcomer (a real reconnect succeeds once the old link closes)",
+          conn.id(), conn.remote(), id, id, other->second->id(), other->second->remote(), silent.count());
+      return false;
+    }
+  }
+  inbound_[id] = conn.id();
+  move_slot(conn, Slot::kPeer);
+  return true;
+}
+
+bool Server::charge_inbound(Connection& conn, uint64_t bytes) {
+  // Inbound peer links are never refused (replication must not starve behind
+  // clients); their frames are bounded by the frame limit and the peer count.
+  if (conn.role() != Connection::Role::kPeer && inbound_bytes_ + bytes > options_.inbound_buffer_bytes) {
+    const std::string what = "node is over its inbound buffer budget (" + std::to_string(inbound_bytes_) +
+                             " bytes of partly received frames buffered, limit " +
+                             std::to_string(options_.inbound_buffer_bytes) + ")";
+    warn_limited(kOverBudget, "connection #" + std::to_string(conn.id()) + " from " + conn.remote() +
+                                  ": a frame of " + std::to_string(bytes) + " more bytes refused: " + what);
+    conn.fail(pb::UNAVAILABLE, 0, what, false);
+    return false;
+  }
+  inbound_bytes_ += bytes;
+  inbound_peak_ = std::max(inbound_peak_, inbound_bytes_);
+  return true;
+}
+
+void Server::warn_limited(int kind, const std::string& message) {
+  Limited& l = limited_[static_cast<size_t>(kind)];
+  const auto t = std::chrono::steady_clock::now();
+  if (l.last != std::chrono::steady_clock::time_point{} && t - l.last < kLimitedWarningEvery) {
+    ++l.suppressed;
+    return;
+  }
+  if (l.suppressed)
+    spdlog::warn("{} (and {} more like it in the last {} s)", message, l.suppressed,
+                 std::chrono::duration_cast<std::chrono::seconds>(t - l.last).count());
+  else
+    spdlog::warn("{}", message);
+  l.last = t;
+  l.suppressed = 0;
+}
+
+void Server::arm_sweep() {
+  if (sweep_every_.count() == 0 || stopping_) return;
+  sweep_timer_.expires_after(sweep_every_);
+  sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopping_) return;
+    sweep();
+    arm_sweep();
+  });
+}
+
+void Server::sweep() {
+  const auto t = Connection::Clock::now();
+  // Copy: a connection that times out is erased from connections_.
+  std::vector<std::shared_ptr<Connection>> conns;
+  conns.reserve(connections_.size());
+  for (auto& [id, conn] : connections_) conns.push_back(conn);
+  for (auto& conn : conns) conn->check_timeouts(t);
 }
 
 // --- inputs -------------------------------------------------------------------
@@ -136,10 +283,24 @@ void Server::on_client_request(Connection& conn, pb::Request&& request) {
   if (stopping_) return;
   switch (request.op_case()) {
     case pb::Request::kAdminPartition:
-      handle_partition(conn, request);
-      return;
     case pb::Request::kAdminHeal:
-      handle_heal(conn, request);
+      if (!options_.enable_admin) {
+        const char* verb = request.has_admin_partition() ? "admin partition" : "admin heal";
+        spdlog::warn("refused {} from {} ({}): admin verbs are disabled (start stigd with --enable-admin)", verb,
+                     conn.remote(), request.agent().empty() ? "no agent" : replication::printable(request.agent(), 64));
+        pb::Response r;
+        r.set_seq(request.seq());
+        r.set_node(self_id());
+        r.set_error(pb::PERMISSION_DENIED);
+        r.set_error_message(std::string(verb) + " is disabled on " + self_id() +
+                            ": start stigd with --enable-admin to allow fault injection");
+        conn.send_response(r);
+        return;
+      }
+      if (request.has_admin_partition())
+        handle_partition(conn, request);
+      else
+        handle_heal(conn, request);
       return;
     default:
       break;
@@ -157,7 +318,19 @@ void Server::on_peer_message(const std::string& from, pb::PeerMessage&& message)
 
 bool Server::is_peer(const std::string& id) const { return links_.count(id) != 0; }
 
-void Server::on_connection_closed(uint64_t id) { connections_.erase(id); }
+void Server::on_connection_closed(Connection& conn) {
+  --slot_count_[static_cast<size_t>(conn.slot())];
+  conn.set_slot(Slot::kNone);
+  spdlog::debug("connection #{} from {} closed; now {} client, {} probation, {} refused, {} peer connections",
+                conn.id(), conn.remote(), slot_count_[static_cast<size_t>(Slot::kClient)],
+                slot_count_[static_cast<size_t>(Slot::kProbation)], slot_count_[static_cast<size_t>(Slot::kRefused)],
+                slot_count_[static_cast<size_t>(Slot::kPeer)]);
+  if (conn.role() == Connection::Role::kPeer) {
+    auto it = inbound_.find(conn.peer_id());
+    if (it != inbound_.end() && it->second == conn.id()) inbound_.erase(it);
+  }
+  connections_.erase(conn.id());
+}
 
 // --- fault injection ------------------------------------------------------------
 
@@ -171,7 +344,7 @@ void Server::handle_partition(Connection& conn, const pb::Request& request) {
       std::set<std::string> peers;
       for (const auto& [pid, link] : links_) peers.insert(pid);
       r.set_error(pb::BAD_REQUEST);
-      r.set_error_message("admin partition: '" + id + "' is not a peer of " + self_id() + " (peers: " +
+      r.set_error_message("admin partition: '" + replication::printable(id, 64) + "' is not a peer of " + self_id() + " (peers: " +
                           (peers.empty() ? std::string("none") : join(peers)) + ")");
       conn.send_response(r);
       return;
@@ -188,7 +361,7 @@ void Server::handle_partition(Connection& conn, const pb::Request& request) {
   for (const auto& id : dropped_) links_.at(id)->clear();
   const std::string msg = self_id() + " drops all traffic to and from " + join(dropped_);
   spdlog::warn("fault injection: {} (requested by {})", msg,
-               request.agent().empty() ? conn.remote() : request.agent());
+               request.agent().empty() ? conn.remote() : replication::printable(request.agent(), 64));
   r.mutable_admin()->set_message(msg);
   conn.send_response(r);
 }
@@ -274,6 +447,7 @@ void Server::stop() {
   acceptor_.close(ec);
   ++wake_gen_;
   wake_timer_.cancel();
+  sweep_timer_.cancel();
   for (auto& [id, conn] : connections_) conn->stop_reading();
   // A second signal means "now": exit without waiting (nothing unsynced is
   // ever released, so this is safe, merely impolite).
@@ -312,8 +486,8 @@ void Server::wait_for_writers(std::chrono::steady_clock::time_point deadline) {
     for (auto& conn : conns) conn->close();
     for (auto& [id, link] : links_) link->stop();
     signals_.cancel();
-    spdlog::info("{} stopped ({} group commits, {} writes)", self_id(), pipeline_.syncs(),
-                 pipeline_.persists_written());
+    spdlog::info("{} stopped ({} group commits, {} writes; peak inbound buffer {} bytes)", self_id(),
+                 pipeline_.syncs(), pipeline_.persists_written(), inbound_peak_);
     io_.stop();
     return;
   }
@@ -330,6 +504,7 @@ void Server::on_storage_failure(const StorageStatus& status) {
   stopping_ = true;
   boost::system::error_code ec;
   acceptor_.close(ec);
+  sweep_timer_.cancel();
   std::vector<std::shared_ptr<Connection>> conns;
   for (auto& [id, conn] : connections_) conns.push_back(conn);
   for (auto& conn : conns) conn->close();

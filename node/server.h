@@ -11,9 +11,18 @@
 // outputs before releasing their messages and replies ("persist, then send and
 // reply"). One steady_timer is kept armed at the core's wake_at.
 //
-// Fault injection (admin_partition / admin_heal requests) is handled here,
-// not by the core: frames from dropped peers are discarded on arrival and
-// messages to them are discarded before queuing.
+// Fault injection (admin_partition / admin_heal requests, only with
+// --enable-admin) is handled here, not by the core: frames from dropped peers
+// are discarded on arrival and messages to them are discarded before queuing.
+//
+// Limits (docs/node.md, "Limits"): at most --max-client-connections client
+// (or not yet decided) connections; beyond it a few more are admitted on
+// probation, for peers reconnecting (a hello is accepted, a request refused
+// with "too many connections"), and the rest get that error at once. At most
+// one inbound link per configured peer id: a second hello claiming an id
+// with an open link is refused. Partly received frames are charged to one
+// --inbound-buffer-bytes budget (client frames that would exceed it are
+// refused). A sweep timer applies the connections' timeouts.
 //
 // Shutdown (SIGTERM/SIGINT or stop()): stop accepting and reading, let the
 // storage pipeline finish and release what it covers, write out queued
@@ -21,12 +30,15 @@
 // stops the node with exit code 1 without releasing anything it covered.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "node/asio.h"
 #include "node/commit_pipeline.h"
@@ -58,15 +70,30 @@ class Server final : public ConnectionHost {
   // ConnectionHost
   void on_client_request(Connection& conn, stigmergy::v1::Request&& request) override;
   void on_peer_message(const std::string& from, stigmergy::v1::PeerMessage&& message) override;
-  bool is_peer(const std::string& id) const override;
+  bool admit_client(Connection& conn, uint64_t seq) override;
+  bool admit_peer(Connection& conn, const std::string& id) override;
   bool is_dropped(const std::string& id) const override { return dropped_.count(id) != 0; }
   const std::string& self_id() const override { return options_.config.self; }
-  void on_connection_closed(uint64_t id) override;
+  bool charge_inbound(Connection& conn, uint64_t bytes) override;
+  void release_inbound(uint64_t bytes) override { inbound_bytes_ -= std::min(bytes, inbound_bytes_); }
+  asio::mutable_buffer read_buffer() override { return asio::buffer(read_buf_); }
+  void on_connection_closed(Connection& conn) override;
+
+  bool is_peer(const std::string& id) const;
 
  private:
   static replication::Now now();
 
+  using Slot = Connection::Slot;
+
   void do_accept();
+  void admit(const std::shared_ptr<Connection>& conn);
+  void move_slot(Connection& conn, Slot to);
+  std::string too_many_connections() const;
+  void arm_sweep();
+  void sweep();
+  // One warning per kind and 5 s under a flood, with the count since the last.
+  void warn_limited(int kind, const std::string& message);
   void schedule_flush();
   void flush();
   void arm_wake(replication::MonoTime at);
@@ -91,6 +118,19 @@ class Server final : public ConnectionHost {
   ConnectionLimits limits_;
   uint64_t next_connection_id_ = 1;
   std::map<uint64_t, std::shared_ptr<Connection>> connections_;
+  std::array<size_t, 5> slot_count_{};       // connections per Slot
+  size_t probation_limit_ = 0;               // beyond the client limit, for peers' hellos
+  std::map<std::string, uint64_t> inbound_;  // peer id -> its inbound link's connection id
+  uint64_t inbound_bytes_ = 0;               // charged by connections, <= budget (+ peers)
+  uint64_t inbound_peak_ = 0;
+  std::vector<char> read_buf_;               // every connection reads into this
+  asio::steady_timer sweep_timer_;
+  std::chrono::milliseconds sweep_every_{0};
+  struct Limited {
+    std::chrono::steady_clock::time_point last{};
+    uint64_t suppressed = 0;
+  };
+  std::array<Limited, 4> limited_{};
   std::map<std::string, std::shared_ptr<PeerLink>> links_;  // one per configured peer
   std::set<std::string> dropped_;                           // fault injection
 

@@ -166,46 +166,6 @@ TEST(Cluster, StopWithSigtermIsClean) {
 
 // --- bad input -------------------------------------------------------------------
 
-int connect_to(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return fd;
-}
-
-// Reads until the peer closes (or 5 s); returns everything received.
-std::string read_until_close(int fd) {
-  std::string data;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    data.append(buf, static_cast<size_t>(n));
-  }
-  return data;
-}
-
-// Decodes the error response a node sends before closing, if any.
-std::optional<stigmergy::v1::Response> error_reply(const std::string& bytes) {
-  wire::FrameDecoder d;
-  d.feed(bytes);
-  stigmergy::v1::Envelope env;
-  if (!d.next(env) || !env.has_response()) return std::nullopt;
-  return env.response();
-}
-
-uint16_t port_of(const std::string& endpoint) {
-  return static_cast<uint16_t>(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
-}
-
 TEST(Cluster, BadInputClosesTheConnectionAndTheNodeKeepsServing) {
   ProcessCluster cluster(1);
   const uint16_t port = port_of(cluster.endpoint(0));
@@ -213,35 +173,35 @@ TEST(Cluster, BadInputClosesTheConnectionAndTheNodeKeepsServing) {
   ASSERT_TRUE(healthy.put("before", "1"));
 
   {  // garbage bytes with a plausible length
-    int fd = connect_to(port);
+    int fd = connect_raw(port);
     ASSERT_GE(fd, 0);
     const unsigned char frame[] = {0, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef, 0xff, 0xff, 0xff, 0xff};
     ::send(fd, frame, sizeof frame, 0);
-    auto reply = error_reply(read_until_close(fd));
+    auto reply = first_response(read_until_close(fd));
     ASSERT_TRUE(reply) << "expected an error reply before close";
     EXPECT_EQ(reply->error(), stigmergy::v1::MALFORMED_FRAME);
     EXPECT_FALSE(reply->error_message().empty());
     ::close(fd);
   }
   {  // oversized frame: refused from the header alone
-    int fd = connect_to(port);
+    int fd = connect_raw(port);
     ASSERT_GE(fd, 0);
     const unsigned char header[] = {0x7f, 0xff, 0xff, 0xff};
     ::send(fd, header, sizeof header, 0);
-    auto reply = error_reply(read_until_close(fd));
+    auto reply = first_response(read_until_close(fd));
     ASSERT_TRUE(reply);
     EXPECT_EQ(reply->error(), stigmergy::v1::FRAME_TOO_LARGE);
     ::close(fd);
   }
   {  // truncated frame, then the client goes away
-    int fd = connect_to(port);
+    int fd = connect_raw(port);
     ASSERT_GE(fd, 0);
     const unsigned char partial[] = {0, 0, 0, 100, 1, 2, 3};
     ::send(fd, partial, sizeof partial, 0);
     ::close(fd);
   }
   {  // a valid envelope that is not a request on a fresh connection
-    int fd = connect_to(port);
+    int fd = connect_raw(port);
     ASSERT_GE(fd, 0);
     stigmergy::v1::Envelope env;
     env.set_protocol_version(wire::kProtocolVersion);
@@ -253,7 +213,7 @@ TEST(Cluster, BadInputClosesTheConnectionAndTheNodeKeepsServing) {
   }
   {  // many connections at once sending random junk
     for (int i = 0; i < 20; ++i) {
-      int fd = connect_to(port);
+      int fd = connect_raw(port);
       ASSERT_GE(fd, 0);
       std::string junk(1000 + i * 37, static_cast<char>(i * 13));
       ::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);

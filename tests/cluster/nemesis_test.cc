@@ -121,10 +121,6 @@ class RawConnection {
   wire::FrameDecoder decoder_;
 };
 
-uint16_t port_of(const std::string& endpoint) {
-  return static_cast<uint16_t>(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
-}
-
 // Shared, thread-safe recording of the history (times in ms since start).
 class Recorder {
  public:

@@ -8,12 +8,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+
+#include "wire/frame.h"
 
 namespace stig::testing {
 
@@ -33,6 +37,75 @@ uint16_t free_port() {
   return ntohs(addr.sin_port);
 }
 
+uint16_t port_of(const std::string& endpoint) {
+  return static_cast<uint16_t>(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
+}
+
+int connect_raw(uint16_t port, std::chrono::milliseconds recv_timeout) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(recv_timeout).count();
+  timeval tv{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+bool send_all(int fd, const std::string& bytes) {
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    const ssize_t n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    sent += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+std::string read_until_close(int fd, bool* closed) {
+  std::string data;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n > 0) {
+      data.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (closed) *closed = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+    break;
+  }
+  return data;
+}
+
+std::optional<stigmergy::v1::Response> first_response(const std::string& bytes) {
+  wire::FrameDecoder d;
+  d.feed(bytes);
+  stigmergy::v1::Envelope env;
+  if (!d.next(env) || !env.has_response()) return std::nullopt;
+  return env.response();
+}
+
+std::string request_frame(const stigmergy::v1::Request& request) {
+  stigmergy::v1::Envelope env;
+  env.set_protocol_version(wire::kProtocolVersion);
+  *env.mutable_request() = request;
+  return wire::encode_frame(env);
+}
+
+std::string hello_frame(const std::string& id) {
+  stigmergy::v1::Envelope env;
+  env.set_protocol_version(wire::kProtocolVersion);
+  env.mutable_peer()->set_from(id);
+  env.mutable_peer()->mutable_hello()->set_node_id(id);
+  return wire::encode_frame(env);
+}
+
 namespace {
 
 pid_t spawn(const std::vector<std::string>& argv, const std::string& out_path, const std::string& err_path) {
@@ -45,6 +118,9 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& out_path, c
     ::dup2(err, 2);
     int devnull = ::open("/dev/null", O_RDONLY);
     ::dup2(devnull, 0);
+    // Nothing else of the test process (its sockets above all) may live on
+    // in the child: a test closing a connection must really close it.
+    ::close_range(3, ~0u, 0);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -96,8 +172,8 @@ int run_command(const std::vector<std::string>& argv, std::string* out, std::str
   return status;
 }
 
-ProcessCluster::ProcessCluster(int nodes, std::vector<std::string> extra_flags)
-    : nodes_(nodes), extra_flags_(std::move(extra_flags)) {
+ProcessCluster::ProcessCluster(int nodes, std::vector<std::string> extra_flags, bool enable_admin)
+    : nodes_(nodes), extra_flags_(std::move(extra_flags)), enable_admin_(enable_admin) {
   char tmpl[] = "/tmp/stig-cluster-XXXXXX";
   dir_ = ::mkdtemp(tmpl);
   for (auto& n : nodes_) n.port = free_port();
@@ -128,8 +204,11 @@ std::vector<std::string> ProcessCluster::args_for(int i) const {
   for (int j = 0; j < size(); ++j)
     if (j != i) peers += (peers.empty() ? "" : ",") + id(j) + "=" + endpoint(j);
   std::vector<std::string> args = {std::string(STIG_BIN_DIR) + "/stigd", "--id", id(i), "--listen", endpoint(i),
-                                   "--data-dir", dir_ + "/" + id(i), "--log-level", "info"};
+                                   "--data-dir", dir_ + "/" + id(i)};
+  if (std::find(extra_flags_.begin(), extra_flags_.end(), "--log-level") == extra_flags_.end())
+    args.insert(args.end(), {"--log-level", "info"});
   if (!peers.empty()) args.insert(args.end(), {"--peers", peers});
+  if (enable_admin_) args.push_back("--enable-admin");
   args.insert(args.end(), extra_flags_.begin(), extra_flags_.end());
   return args;
 }

@@ -13,13 +13,16 @@
 #include <string>
 #include <vector>
 
+#include "stigmergy.pb.h"
 #include "stigmergy/client.h"
 
 namespace stig::testing {
 
 class ProcessCluster {
  public:
-  explicit ProcessCluster(int nodes, std::vector<std::string> extra_flags = {});
+  // Nodes run with --enable-admin (tests partition them) unless enable_admin
+  // is false.
+  explicit ProcessCluster(int nodes, std::vector<std::string> extra_flags = {}, bool enable_admin = true);
   ~ProcessCluster();
 
   int size() const { return static_cast<int>(nodes_.size()); }
@@ -59,10 +62,27 @@ class ProcessCluster {
   std::string dir_;
   std::vector<Node> nodes_;
   std::vector<std::string> extra_flags_;
+  bool enable_admin_ = true;
 };
 
 // A port on 127.0.0.1 that was free a moment ago.
 uint16_t free_port();
+// The port of "HOST:PORT".
+uint16_t port_of(const std::string& endpoint);
+
+// Raw protocol access for bad-input tests.
+// A blocking TCP connection to 127.0.0.1:port with a receive timeout; -1 on failure.
+int connect_raw(uint16_t port, std::chrono::milliseconds recv_timeout = std::chrono::seconds(5));
+// Sends all of `bytes` (false if the connection broke).
+bool send_all(int fd, const std::string& bytes);
+// Reads until the peer closes or the receive timeout passes; everything received.
+// *closed (if given) tells whether the peer closed (EOF or reset) rather than timed out.
+std::string read_until_close(int fd, bool* closed = nullptr);
+// The first frame of `bytes` if it is a Response.
+std::optional<stigmergy::v1::Response> first_response(const std::string& bytes);
+// One framed Envelope carrying `request` / a hello claiming to be node `id`.
+std::string request_frame(const stigmergy::v1::Request& request);
+std::string hello_frame(const std::string& id);
 // Runs a command, capturing stdout and stderr separately; returns exit status.
 int run_command(const std::vector<std::string>& argv, std::string* out, std::string* err,
                 std::chrono::milliseconds limit = std::chrono::seconds(30));
