@@ -8,7 +8,8 @@
 # and one write carrying the context of a read that saw both resolves them.
 # Then the same happens across a real network partition (stig admin partition).
 #
-# Needs a running cluster: deploy/local-cluster up
+# Needs a running cluster: deploy/local-cluster up (its nodes run with
+# --enable-admin, which stig admin partition needs)
 # Usage: examples/two-agents-order-status.sh [ORDER_KEY]
 set -euo pipefail
 
