@@ -97,6 +97,9 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
   int64_t slow_frame_timeout_ms = option_defaults.slow_frame_timeout_ms;
   int64_t peer_idle_timeout_ms = option_defaults.peer_idle_timeout_ms;
   bool enable_admin = false;
+  uint64_t retry_cache_clients = defaults.dedup_clients;
+  uint64_t retry_cache_bytes = defaults.dedup_max_bytes;
+  int64_t retry_cache_idle_ms = defaults.dedup_idle_ms;
 
   app.add_option("--id", id, "This node's id (letters, digits, '-', '_', '.'), unique in the cluster")->required();
   app.add_option("--listen", listen, "HOST:PORT to serve clients and peers on, e.g. 127.0.0.1:7101")->required();
@@ -163,6 +166,19 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
                  "An inbound peer link without a frame for this long is closed, so a peer that reconnects\n"
                  "is not refused as a duplicate (0: never). Peers send a keepalive at a fifth of it")
       ->check(timeout_range)
+      ->capture_default_str();
+  app.add_option("--retry-cache-clients", retry_cache_clients,
+                 "Clients whose recent answers are kept so their retries are not applied twice;\n"
+                 "the least recently active are forgotten first")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 30))
+      ->capture_default_str();
+  app.add_option("--retry-cache-bytes", retry_cache_bytes, "Bytes of answers the retry cache keeps, at most")
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::Range(uint64_t{1} << 16, uint64_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--retry-cache-idle-ms", retry_cache_idle_ms,
+                 "A client silent for this long is forgotten by the retry cache")
+      ->check(CLI::Range(int64_t{1000}, int64_t{7} * 24 * 3600 * 1000))
       ->capture_default_str();
   app.add_flag("--enable-admin", enable_admin,
                "Allow admin verbs (stig admin partition / heal: fault injection) on this node;\n"
@@ -253,7 +269,9 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
     c.anti_entropy_interval_ms = anti_entropy_ms;
     c.durability_timeout_ms = durability_timeout_ms;
     c.max_siblings = max_siblings;
-    // Peer batches must fit in a frame the peers accept (same flag cluster-wide).
+    c.dedup_clients = retry_cache_clients;
+    c.dedup_max_bytes = retry_cache_bytes;
+    c.dedup_idle_ms = retry_cache_idle_ms;
     // Peer batches and one key's whole state must fit in a frame the peers
     // accept (--max-frame-bytes is meant to be the same cluster-wide).
     c.max_batch_bytes = std::min<uint32_t>(c.max_batch_bytes, o.max_frame_bytes / 2);

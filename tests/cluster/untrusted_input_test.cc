@@ -72,5 +72,32 @@ TEST(UntrustedCluster, ErrorsAboutBinaryKeysAreReadable) {
   EXPECT_EQ(std::count(add.err.begin(), add.err.end(), '\n'), 1) << add.err;
 }
 
+// Item 9's bounds are flags; a value outside what they allow is one line.
+TEST(UntrustedCluster, RetryCacheFlagsAreChecked) {
+  std::string out, err;
+  const std::string stigd = std::string(STIG_BIN_DIR) + "/stigd";
+  const std::vector<std::string> base = {stigd, "--id", "n1", "--listen", "127.0.0.1:1", "--data-dir", "/nonexistent"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = base;
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return run_command(argv, &out, &err);
+  };
+  EXPECT_EQ(with({"--retry-cache-bytes", "10"}), 2);
+  EXPECT_NE(err.find("--retry-cache-bytes"), std::string::npos) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_EQ(with({"--retry-cache-idle-ms", "5"}), 2);
+  EXPECT_NE(err.find("--retry-cache-idle-ms"), std::string::npos) << err;
+  EXPECT_EQ(with({"--help"}), 0);
+  EXPECT_NE(out.find("--retry-cache-clients"), std::string::npos);
+
+  ProcessCluster cluster(1, {"--retry-cache-clients", "2", "--retry-cache-bytes", "1MiB", "--retry-cache-idle-ms",
+                             "60000"});
+  ASSERT_TRUE(cluster.wait_ready(0));
+  for (int i = 0; i < 5; ++i) {
+    auto put = cluster.client(0, "agent-" + std::to_string(i)).put("k", "v" + std::to_string(i));
+    EXPECT_TRUE(put) << put.error().to_string();
+  }
+}
+
 }  // namespace
 }  // namespace stig::testing
