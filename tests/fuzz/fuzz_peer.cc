@@ -12,10 +12,20 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "tests/fuzz/record_mutator.h"
 #include "tests/fuzz/replica_driver.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   stig::fuzz::ReplicaDriver driver(stig::fuzz::ReplicaDriver::Mode::kClientAndPeers);
   driver.run(data, size);
   return 0;
+}
+
+// Mutations that keep the records and their messages well-formed (record_mutator.h).
+extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size, unsigned int seed) {
+  return stig::fuzz::RecordMutator(/*peers=*/true, seed).mutate(data, size, max_size);
+}
+extern "C" size_t LLVMFuzzerCustomCrossOver(const uint8_t* a, size_t a_size, const uint8_t* b, size_t b_size,
+                                            uint8_t* out, size_t max_size, unsigned int seed) {
+  return stig::fuzz::RecordMutator(/*peers=*/true, seed).cross_over(a, a_size, b, b_size, out, max_size);
 }

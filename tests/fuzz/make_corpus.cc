@@ -12,7 +12,8 @@
 //                       n3, clock advances, its restart
 // in the record format of records.h. It also writes hand-made seeds for the
 // inputs of issue 6 (OUT/corpus/*/issue6-*), and those too large for a
-// corpus (OUT/regressions/peer/issue6-*) that scripts/fuzz only replays.
+// corpus (OUT/regressions/peer/issue6-*) that scripts/fuzz only replays; the
+// ones that crash the core as of issue 6 go to both.
 // Deterministic: the same build writes the same files.
 //
 // Usage: stig-fuzz-corpus --out DIR   (DIR = tests/fuzz to refresh the repository's)
@@ -255,6 +256,11 @@ pb::KeyState grave(const std::string& key, const std::string& ctx_bytes) {
 void write_hand_seeds(const fs::path& out) {
   using stig::fuzz::append_record;
   const fs::path client = out / "corpus/client", peer_dir = out / "corpus/peer", regress = out / "regressions/peer";
+  // Inputs that crash the core as of issue 6 are also regressions, replayed on every run.
+  auto crasher = [&](const fs::path& corpus_file, const std::string& bytes) {
+    write_file(corpus_file, bytes);
+    write_file(out / "regressions" / corpus_file.parent_path().filename() / corpus_file.filename(), bytes);
+  };
   const auto C = RecordKind::kClient, N2 = RecordKind::kPeerN2, N3 = RecordKind::kPeerN3;
   std::string s;
 
@@ -292,7 +298,7 @@ void write_hand_seeds(const fs::path& out) {
     append_record(s, N2, 0, peer(m));
     append_record(s, C, 25, put(1, "a", "w"));
     append_record(s, C, 25, put(2, "b", "w"));
-    write_file(peer_dir / "issue6-2-push-context-n1-max", s);
+    crasher(peer_dir / "issue6-2-push-context-n1-max", s);
   }
 
   // 3. A collect naming the same grave twice: put k, delete it with the
@@ -307,7 +313,7 @@ void write_hand_seeds(const fs::path& out) {
     append_record(s, C, 25, del(2, "k", context({{"n1", 1}})));
     append_record(s, N2, 25, peer(m));
     append_record(s, C, 25, put(3, "k", "w"));
-    write_file(peer_dir / "issue6-3-collect-same-grave-twice", s);
+    crasher(peer_dir / "issue6-3-collect-same-grave-twice", s);
     // The same with a live key: the graves cover the put itself.
     pb::PeerMessage live;
     live.set_from("n3");
@@ -316,7 +322,7 @@ void write_hand_seeds(const fs::path& out) {
     s.clear();
     append_record(s, C, 0, put(1, "k", "v"));
     append_record(s, N3, 25, peer(live));
-    write_file(peer_dir / "issue6-3-collect-live-key-twice", s);
+    crasher(peer_dir / "issue6-3-collect-live-key-twice", s);
   }
 
   // 4. A collect grave naming the receiver's dot 10^12 (the issue's hex), then
@@ -329,7 +335,7 @@ void write_hand_seeds(const fs::path& out) {
     append_record(s, N2, 0, peer(m));
     append_record(s, C, 25, put(1, "px/grave-n1", "v"));
     append_record(s, C, 25, get("px/grave-n1"));
-    write_file(peer_dir / "issue6-4-collect-future-dot", s);
+    crasher(peer_dir / "issue6-4-collect-future-dot", s);
   }
 
   // 5. Anti-entropy asking for too much: an ae_level at level 2 naming index 0
@@ -405,7 +411,7 @@ void write_hand_seeds(const fs::path& out) {
   append_record(s, C, 0, put(1, "\xff", "v"));
   append_record(s, C, 25, counter_add(2, "\xff", 1));
   append_record(s, C, 25, put(3, std::string(5000, '\xfe'), "v"));
-  write_file(client / "issue6-8-invalid-utf8-key", s);
+  crasher(client / "issue6-8-invalid-utf8-key", s);
 
   // 9. Retries with fresh client ids and a retry of an old seq.
   s.clear();

@@ -138,9 +138,23 @@ class ReplicaDriver {
         oracle_failed("reply to client token " + std::to_string(r.token) + ", never given");
       pb::Envelope env;
       env.set_protocol_version(wire::kProtocolVersion);
+      const std::string what = "reply (error " + std::to_string(r.response.error()) + " \"" +
+                               escaped(r.response.error_message()) + "\")";
       *env.mutable_response() = std::move(r.response);
-      check_frame(env, "reply");
+      check_frame(env, what);
     }
+  }
+
+  // At most 200 bytes of `s`, with everything outside printable ASCII as \xNN.
+  static std::string escaped(const std::string& s) {
+    std::string out;
+    for (size_t i = 0; i < s.size() && i < 200; ++i) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      char buf[8];
+      std::snprintf(buf, sizeof buf, c >= 0x20 && c < 0x7f && c != '\\' ? "%c" : "\\x%02x", c);
+      out += buf;
+    }
+    return s.size() > 200 ? out + "..." : out;
   }
 
   static void check_frame(const pb::Envelope& env, const std::string& what) {
