@@ -8,7 +8,8 @@
 // decode_body. Finds: sanitizer errors in the decoder or the protobuf parse,
 // and any disagreement: chunking must not change the envelopes popped or the
 // final error, a smaller limit must only cut the sequence short, a failed
-// decoder must stay failed, and a popped envelope must re-encode to a frame
+// decoder must stay failed, pending_frame_bytes() must announce the frame in
+// progress within the limit, and a popped envelope must re-encode to a frame
 // that decodes to the same bytes.
 #include <cstddef>
 #include <cstdint>
@@ -75,6 +76,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     pos += n;
     pop_all(chunked, b);
     if (chunked.buffered() > pos) oracle_failed("the decoder buffers more than it was fed");
+    // Between frames the decoder holds less than one frame; the one in
+    // progress is announced whole, and never above the limit.
+    if (chunked.error() == FrameError::kNone) {
+      const size_t pending = chunked.pending_frame_bytes();
+      if (pending < chunked.buffered() || (chunked.buffered() == 0) != (pending == 0) ||
+          pending > stig::wire::kHeaderBytes + stig::wire::kDefaultMaxFrameBytes)
+        oracle_failed("pending_frame_bytes() disagrees with what is buffered");
+    }
   }
   if (a != b) oracle_failed("chunked feeding popped different envelopes than feeding all at once");
   if (whole.error() != chunked.error()) oracle_failed("chunked feeding ended with a different error");
