@@ -6,8 +6,9 @@
 // they shift the record and protobuf length prefixes, so the payload no
 // longer parses. This mutator keeps the framing intact and mutates the
 // messages themselves through protobuf reflection: it sets integers to
-// boundary values (0, 1, 2^62, 2^64-1, 10^12, ...), swaps node ids and keys
-// for ones seen elsewhere in the input, duplicates, drops and reorders
+// boundary values (0, 1, 2^62, 2^64-1, 10^12, ...), swaps node ids, keys and
+// whole sub-messages (contexts, key states, graves) for ones seen elsewhere in
+// the input, duplicates, drops and reorders
 // repeated elements (the same grave twice) and whole records, switches oneof
 // branches, and descends into the bytes fields that hold messages (pushed
 // KeyStates, client contexts). A quarter of the time it leaves the job to
@@ -18,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -121,16 +123,20 @@ class RecordMutator {
     return nullptr;
   }
 
-  // Short strings of every parsed message (node ids, keys, values, contexts).
+  // Short strings of every parsed message (node ids, keys, values, contexts),
+  // and its sub-messages by type.
   void collect_pool(const std::vector<Rec>& recs) {
     pool_ = {"n1", "n2", "n3", "", "k"};
+    messages_.clear();
     for (const auto& r : recs) {
       auto m = message_for(r);
       if (m && m->ParseFromString(r.payload)) walk_strings(*m, 0);
     }
   }
   void walk_strings(const Message& m, int depth) {
-    if (depth > 6 || pool_.size() > 64) return;
+    if (depth > 6) return;
+    auto& same_type = messages_[m.GetDescriptor()->full_name()];
+    if (depth > 0 && same_type.size() < 16) same_type.push_back(m.SerializeAsString());
     const auto* refl = m.GetReflection();
     std::vector<const Field*> fields;
     refl->ListFields(m, &fields);
@@ -144,7 +150,7 @@ class RecordMutator {
           if (Message* proto = nested_prototype(f)) {
             std::unique_ptr<Message> inner(proto->New());
             if (inner->ParseFromString(s)) walk_strings(*inner, depth + 1);
-          } else if (s.size() <= 32) {
+          } else if (s.size() <= 32 && pool_.size() < 64) {
             pool_.insert(s);
           }
         }
@@ -188,6 +194,13 @@ class RecordMutator {
                                            ~uint64_t{0},
                                            ~uint64_t{0} - 1};
     return kValues[below(sizeof kValues / sizeof kValues[0])];
+  }
+
+  // Half the time: replaces `m` with a message of its type seen in the input.
+  bool take_from_pool(Message& m) {
+    auto it = messages_.find(m.GetDescriptor()->full_name());
+    if (it == messages_.end() || it->second.empty() || below(2) == 0) return false;
+    return m.ParseFromString(it->second[below(it->second.size())]);
   }
 
   std::string pick_string() {
@@ -255,7 +268,7 @@ class RecordMutator {
       case Field::CPPTYPE_MESSAGE:
         if (below(4) == 0)
           refl->ClearField(&m, f);
-        else
+        else if (!take_from_pool(*refl->MutableMessage(&m, f)))
           mutate_message(*refl->MutableMessage(&m, f), depth + 1);
         break;
       default: break;
@@ -269,6 +282,7 @@ class RecordMutator {
     if (n == 0 || roll == 0) {  // add an element: a copy of one, or a fresh one
       if (f->cpp_type() == Field::CPPTYPE_MESSAGE) {
         Message* added = refl->AddMessage(&m, f);
+        if (take_from_pool(*added)) return;
         if (n > 0) added->CopyFrom(refl->GetRepeatedMessage(m, f, static_cast<int>(below(n))));
         else mutate_message(*added, depth + 1);
       } else if (f->cpp_type() == Field::CPPTYPE_STRING) {
@@ -286,7 +300,8 @@ class RecordMutator {
     } else if (roll == 2 && n > 1) {  // reorder
       refl->SwapElements(&m, f, i, static_cast<int>(below(n)));
     } else if (f->cpp_type() == Field::CPPTYPE_MESSAGE) {
-      mutate_message(*refl->MutableRepeatedMessage(&m, f, i), depth + 1);
+      if (!take_from_pool(*refl->MutableRepeatedMessage(&m, f, i)))
+        mutate_message(*refl->MutableRepeatedMessage(&m, f, i), depth + 1);
     } else if (f->cpp_type() == Field::CPPTYPE_STRING) {
       if (Message* proto = nested_prototype(f)) {
         std::unique_ptr<Message> inner(proto->New());
@@ -322,6 +337,7 @@ class RecordMutator {
   bool peers_;
   uint64_t rng_;
   std::set<std::string> pool_;
+  std::map<std::string, std::vector<std::string>> messages_;  // type name -> serialized
 };
 
 }  // namespace stig::fuzz
