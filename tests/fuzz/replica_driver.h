@@ -13,6 +13,10 @@
 //   - send a peer message to anyone but n2 or n3;
 //   - reply to a client token it was never given;
 //   - refuse, on restart, the state it persisted itself.
+//
+// With STIG_FUZZ_TRACE set in the environment it prints each record as it
+// is applied (time, kind, the message in protobuf text format) to stderr:
+// the first step in turning a crash input into a unit test.
 #pragma once
 
 #include <cstdio>
@@ -91,27 +95,37 @@ class ReplicaDriver {
 
   void client(std::string_view payload) {
     pb::Request request;
-    if (!request.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
+    if (!request.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return trace("client", "(does not parse)");
+    trace("client token " + std::to_string(last_token_ + 1), request.ShortDebugString());
     step(replication::ClientInput{++last_token_, std::move(request)});
   }
 
   void peer(const char* from, std::string_view payload) {
     pb::PeerMessage message;
-    if (!message.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
+    if (!message.ParseFromArray(payload.data(), static_cast<int>(payload.size())))
+      return trace(std::string("peer ") + from, "(does not parse)");
+    trace(std::string("peer ") + from, message.ShortDebugString());
     step(replication::PeerInput{from, std::move(message)});
   }
 
   void control(std::string_view payload) {
-    if (payload.empty()) return;
+    if (payload.empty()) return trace("tick", "");
     const auto first = static_cast<uint8_t>(payload[0]);
     if (first & 1) {
+      trace("restart", "");
       replica_.reset();  // everything persisted was "synced": the disk keeps it all
       start();
       return;
     }
     int64_t ms = 0;
     for (size_t i = 1; i < 4; ++i) ms = (ms << 8) | (i < payload.size() ? static_cast<uint8_t>(payload[i]) : 0);
+    trace("advance " + std::to_string(ms) + " ms", "");
     advance(ms);
+  }
+
+  void trace(const std::string& what, const std::string& detail) const {
+    static const bool on = std::getenv("STIG_FUZZ_TRACE") != nullptr;
+    if (on) std::fprintf(stderr, "[mono %lld] %s %s\n", static_cast<long long>(now_.mono), what.c_str(), detail.c_str());
   }
 
   void step(replication::Input input) {
