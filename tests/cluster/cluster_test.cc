@@ -230,18 +230,8 @@ TEST(Cluster, BadInputClosesTheConnectionAndTheNodeKeepsServing) {
 
 // --- the CLI ------------------------------------------------------------------------
 
-struct CliResult {
-  int status;
-  std::string out, err;
-};
-
 CliResult stig(const ProcessCluster& cluster, std::vector<std::string> args) {
-  std::vector<std::string> argv = {std::string(STIG_BIN_DIR) + "/stig", "--endpoints", cluster.all_endpoints(),
-                                   "--agent", "cli-test"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  CliResult r;
-  r.status = run_command(argv, &r.out, &r.err);
-  return r;
+  return run_stig(cluster.all_endpoints(), "cli-test", args);
 }
 
 TEST(Cluster, CliJsonOutputAndErrors) {

@@ -312,4 +312,12 @@ bool ProcessCluster::wait_all_up(int i, std::chrono::milliseconds limit) {
   return false;
 }
 
+CliResult run_stig(const std::string& endpoints, const std::string& agent, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {std::string(STIG_BIN_DIR) + "/stig", "--endpoints", endpoints, "--agent", agent};
+  argv.insert(argv.end(), args.begin(), args.end());
+  CliResult r;
+  r.status = run_command(argv, &r.out, &r.err);
+  return r;
+}
+
 }  // namespace stig::testing

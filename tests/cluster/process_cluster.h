@@ -87,4 +87,12 @@ std::string hello_frame(const std::string& id);
 int run_command(const std::vector<std::string>& argv, std::string* out, std::string* err,
                 std::chrono::milliseconds limit = std::chrono::seconds(30));
 
+// What one run of the `stig` CLI printed, and its exit status.
+struct CliResult {
+  int status = -1;
+  std::string out, err;
+};
+// Runs build/bin/stig --endpoints ENDPOINTS --agent AGENT ARGS...
+CliResult run_stig(const std::string& endpoints, const std::string& agent, const std::vector<std::string>& args);
+
 }  // namespace stig::testing

@@ -15,17 +15,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct CliRun {
-  int status = -1;
-  std::string out, err;
-};
-
-CliRun stig_at(const std::string& endpoint, std::vector<std::string> args) {
-  std::vector<std::string> argv = {std::string(STIG_BIN_DIR) + "/stig", "--endpoints", endpoint, "--agent", "mallory"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  CliRun r;
-  r.status = run_command(argv, &r.out, &r.err);
-  return r;
+CliResult stig_at(const std::string& endpoint, std::vector<std::string> args) {
+  return run_stig(endpoint, "mallory", args);
 }
 
 // Item 1: `stig put a v --context Cg8KAm4yEP___________wE` (the context
