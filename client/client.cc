@@ -13,6 +13,7 @@
 #include "client/asio.h"
 #include "stigmergy.pb.h"
 #include "stigmergy/text.h"
+#include "wire/envelope.h"
 #include "wire/frame.h"
 
 namespace stigmergy {
@@ -502,10 +503,8 @@ class Client::Impl {
   }
 
   Attempt attempt(size_t idx, const pb::Request& req, Clock::time_point deadline) {
-    pb::Envelope env;
-    env.set_protocol_version(stig::wire::kProtocolVersion);
-    *env.mutable_request() = req;
-    const std::string frame = stig::wire::encode_frame(env);
+    std::string frame;
+    stig::wire::append_request_frame(req, frame);
     Attempt a;
     // A kept-alive connection may have died since its last use (node
     // restarted): on such a failure reconnect once before giving up.

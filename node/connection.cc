@@ -4,12 +4,13 @@
 
 #include <chrono>
 
-#include "node/envelope.h"
+#include "wire/envelope.h"
 #include "replication/printable.h"
 
 namespace stig::node {
 
 namespace pb = stigmergy::v1;
+using wire::append_response_frame;
 
 namespace {
 

@@ -26,7 +26,7 @@ PeerLink::PeerLink(asio::io_context& io, const std::string& self_id, std::string
   pb::PeerMessage hello;
   hello.set_from(self_id);
   hello.mutable_hello()->set_node_id(self_id);
-  hello_ = encode_peer_frame(hello);
+  hello_ = wire::encode_peer_frame(hello);
 }
 
 void PeerLink::start() { connect(); }

@@ -31,10 +31,12 @@
 #include <vector>
 
 #include "node/asio.h"
-#include "node/envelope.h"
+#include "wire/envelope.h"
 #include "node/options.h"
 
 namespace stig::node {
+
+using wire::SharedFrame;
 
 class PeerLink : public std::enable_shared_from_this<PeerLink> {
  public:

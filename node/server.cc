@@ -7,13 +7,15 @@
 #include <unordered_map>
 #include <vector>
 
-#include "node/envelope.h"
+#include "wire/envelope.h"
 #include "replication/printable.h"
 
 namespace stig::node {
 
 namespace pb = stigmergy::v1;
 using replication::MonoTime;
+using wire::encode_peer_frame;
+using wire::SharedFrame;
 
 namespace {
 

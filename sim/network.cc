@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "wire/envelope.h"
 #include "wire/frame.h"
 
 namespace stig::sim {
@@ -38,10 +39,7 @@ void Network::send(int from, int to, const std::shared_ptr<const PeerMessage>& m
   Packet p;
   if (options_.codec) {
     if (message != last_encoded_ || !last_frame_) {
-      stigmergy::v1::Envelope env;
-      env.set_protocol_version(wire::kProtocolVersion);
-      *env.mutable_peer() = *message;
-      last_frame_ = std::make_shared<const std::string>(wire::encode_frame(env));
+      last_frame_ = wire::encode_peer_frame(*message);
       last_encoded_ = message;
     }
     p.frame = last_frame_;

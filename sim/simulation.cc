@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 
+#include "wire/envelope.h"
 #include "wire/frame.h"
 
 namespace stig::sim {
@@ -166,10 +167,7 @@ void Simulation::to_node(int node, ClientToken token, const pb::Request& request
   std::shared_ptr<const std::string> frame;
   std::shared_ptr<const pb::Request> copy;
   if (o_.network.codec) {
-    pb::Envelope env;
-    env.set_protocol_version(wire::kProtocolVersion);
-    *env.mutable_request() = request;
-    frame = std::make_shared<const std::string>(wire::encode_frame(env));
+    frame = wire::encode_request_frame(request);
   } else {
     copy = std::make_shared<const pb::Request>(request);
   }
@@ -195,10 +193,7 @@ void Simulation::to_client(int node, replication::Reply reply) {
   auto shared = std::make_shared<replication::Reply>(std::move(reply));
   std::shared_ptr<const std::string> frame;
   if (o_.network.codec) {
-    pb::Envelope env;
-    env.set_protocol_version(wire::kProtocolVersion);
-    *env.mutable_response() = shared->response;
-    frame = std::make_shared<const std::string>(wire::encode_frame(env));
+    frame = wire::encode_response_frame(shared->response);
   }
   sched_.after(random_.range(1, 3), [this, shared, frame] {
     if (frame) {

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "node/envelope.h"
+#include "wire/envelope.h"
 #include "wire/frame.h"
 
 namespace {
@@ -176,7 +176,7 @@ TEST(Frame, ErrorMessagesAreOneLine) {
 
 // node's encoders write Envelope{version, peer|response} without building an
 // Envelope: the bytes must equal what protobuf writes for that Envelope.
-TEST(NodeEnvelope, PeerFrameMatchesProtobufEncoding) {
+TEST(WireEnvelope, PeerFrameMatchesProtobufEncoding) {
   pb::PeerMessage msg;
   msg.set_from("n1");
   auto* push = msg.mutable_push();
@@ -194,7 +194,7 @@ TEST(NodeEnvelope, PeerFrameMatchesProtobufEncoding) {
   *env.mutable_peer() = msg;
   const std::string expected = stig::wire::encode_frame(env);
 
-  stig::node::SharedFrame frame = stig::node::encode_peer_frame(msg);
+  stig::wire::SharedFrame frame = stig::wire::encode_peer_frame(msg);
   EXPECT_EQ(*frame, expected);
 
   FrameDecoder d;
@@ -208,7 +208,7 @@ TEST(NodeEnvelope, PeerFrameMatchesProtobufEncoding) {
   EXPECT_EQ(decoded.siblings(0).value().size(), 300u);
 }
 
-TEST(NodeEnvelope, ResponseFrameMatchesProtobufEncoding) {
+TEST(WireEnvelope, ResponseFrameMatchesProtobufEncoding) {
   for (const std::string& value : {std::string(), std::string("v"), std::string(70000, 'y')}) {
     pb::Response r;
     r.set_seq(9);
@@ -221,14 +221,32 @@ TEST(NodeEnvelope, ResponseFrameMatchesProtobufEncoding) {
     env.set_protocol_version(stig::wire::kProtocolVersion);
     *env.mutable_response() = r;
     std::string got = "prefix";
-    stig::node::append_response_frame(r, got);
+    stig::wire::append_response_frame(r, got);
     EXPECT_EQ(got, "prefix" + stig::wire::encode_frame(env));
   }
 }
 
-TEST(NodeEnvelope, EmptyPeerMessageStillDecodes) {
+TEST(WireEnvelope, RequestFrameMatchesProtobufEncoding) {
+  pb::Request r;
+  r.set_client_id("c1");
+  r.set_seq(300);
+  r.mutable_put()->set_key("order/2");
+  r.mutable_put()->set_value(std::string(200, 'z'));
+  pb::Envelope env;
+  env.set_protocol_version(stig::wire::kProtocolVersion);
+  *env.mutable_request() = r;
+  EXPECT_EQ(*stig::wire::encode_request_frame(r), stig::wire::encode_frame(env));
+  EXPECT_EQ(*stig::wire::encode_response_frame(pb::Response()), [] {
+    pb::Envelope e;
+    e.set_protocol_version(stig::wire::kProtocolVersion);
+    e.mutable_response();
+    return stig::wire::encode_frame(e);
+  }());
+}
+
+TEST(WireEnvelope, EmptyPeerMessageStillDecodes) {
   pb::PeerMessage msg;  // every field default: body of length 0
-  auto frame = stig::node::encode_peer_frame(msg);
+  auto frame = stig::wire::encode_peer_frame(msg);
   FrameDecoder d;
   d.feed(*frame);
   pb::Envelope out;
