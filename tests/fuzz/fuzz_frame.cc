@@ -11,6 +11,7 @@
 // decoder must stay failed, pending_frame_bytes() must announce the frame in
 // progress within the limit, and a popped envelope must re-encode to a frame
 // that decodes to the same bytes.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
