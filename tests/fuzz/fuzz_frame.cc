@@ -9,8 +9,9 @@
 // and any disagreement: chunking must not change the envelopes popped or the
 // final error, a smaller limit must only cut the sequence short, a failed
 // decoder must stay failed, pending_frame_bytes() must announce the frame in
-// progress within the limit, and a popped envelope must re-encode to a frame
-// that decodes to the same bytes.
+// progress within the limit, a popped envelope must re-encode to a frame
+// that decodes to the same bytes, and the envelope-free encoders stigd uses
+// (wire/envelope.h) must write exactly the bytes encode_frame writes.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "wire/envelope.h"
 #include "wire/frame.h"
 
 namespace {
@@ -41,6 +43,28 @@ void check_round_trip(const pb::Envelope& env) {
   if (!d.next(back)) oracle_failed("a decoded envelope does not decode again after encode_frame");
   if (back.SerializeAsString() != env.SerializeAsString()) oracle_failed("an envelope changed across a round trip");
   if (d.buffered() != 0) oracle_failed("encode_frame wrote more than one frame");
+
+  // The same frame from the inner message alone (wire/envelope.h).
+  pb::Envelope plain;
+  plain.set_protocol_version(stig::wire::kProtocolVersion);
+  std::string direct;
+  switch (env.body_case()) {
+    case pb::Envelope::kRequest:
+      *plain.mutable_request() = env.request();
+      stig::wire::append_request_frame(env.request(), direct);
+      break;
+    case pb::Envelope::kResponse:
+      *plain.mutable_response() = env.response();
+      stig::wire::append_response_frame(env.response(), direct);
+      break;
+    case pb::Envelope::kPeer:
+      *plain.mutable_peer() = env.peer();
+      stig::wire::append_peer_frame(env.peer(), direct);
+      break;
+    case pb::Envelope::BODY_NOT_SET: return;
+  }
+  if (direct != stig::wire::encode_frame(plain))
+    oracle_failed("append_*_frame (wire/envelope.h) and encode_frame disagree on the bytes of a frame");
 }
 
 // Pops every envelope available; returns their serializations.

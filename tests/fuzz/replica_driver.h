@@ -28,6 +28,7 @@
 
 #include "replication/replica.h"
 #include "tests/fuzz/records.h"
+#include "wire/envelope.h"
 #include "wire/frame.h"
 
 namespace stig::fuzz {
@@ -142,20 +143,17 @@ class ReplicaDriver {
     }
     for (const auto& m : out.messages) {
       if (m.to != "n2" && m.to != "n3") oracle_failed("peer message addressed to '" + m.to + "'");
-      pb::Envelope env;
-      env.set_protocol_version(wire::kProtocolVersion);
-      *env.mutable_peer() = *m.message;
-      check_frame(env, "peer message to " + m.to);
+      std::string frame;
+      wire::append_peer_frame(*m.message, frame);  // as stigd encodes it
+      check_frame(frame, "peer message to " + m.to);
     }
-    for (auto& r : out.replies) {
+    for (const auto& r : out.replies) {
       if (r.token == 0 || r.token > last_token_)
         oracle_failed("reply to client token " + std::to_string(r.token) + ", never given");
-      pb::Envelope env;
-      env.set_protocol_version(wire::kProtocolVersion);
-      const std::string what = "reply (error " + std::to_string(r.response.error()) + " \"" +
-                               escaped(r.response.error_message()) + "\")";
-      *env.mutable_response() = std::move(r.response);
-      check_frame(env, what);
+      std::string frame;
+      wire::append_response_frame(r.response, frame);
+      check_frame(frame, "reply (error " + std::to_string(r.response.error()) + " \"" +
+                             escaped(r.response.error_message()) + "\")");
     }
   }
 
@@ -171,16 +169,17 @@ class ReplicaDriver {
     return s.size() > 200 ? out + "..." : out;
   }
 
-  static void check_frame(const pb::Envelope& env, const std::string& what) {
-    const size_t bytes = env.ByteSizeLong();
+  // The receiver's side of a frame: within the default limit, and decodes.
+  static void check_frame(const std::string& frame, const std::string& what) {
+    const size_t bytes = frame.size() - wire::kHeaderBytes;
     if (bytes > wire::kDefaultMaxFrameBytes)
       oracle_failed(what + " is " + std::to_string(bytes) + " bytes, above the frame limit of " +
                     std::to_string(wire::kDefaultMaxFrameBytes) + " (the receiver drops the link)");
-    const std::string frame = wire::encode_frame(env);
+    wire::FrameDecoder decoder;
+    decoder.feed(frame);
     pb::Envelope back;
-    const wire::FrameError e = wire::decode_body(std::string_view(frame).substr(wire::kHeaderBytes), back);
-    if (e != wire::FrameError::kNone)
-      oracle_failed(what + " does not decode at the receiver: " + wire::frame_error_message(e));
+    if (!decoder.next(back))
+      oracle_failed(what + " does not decode at the receiver: " + wire::frame_error_message(decoder.error()));
   }
 
   Mode mode_;
