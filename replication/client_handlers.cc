@@ -372,8 +372,8 @@ void ReplicaImpl::finish_write(ClientToken token, const pb::Request& request, co
   const uint64_t id = next_write_id_++;
   const MonoTime deadline = now_.mono + config_.durability_timeout_ms;
   pending_writes_.emplace(id, PendingWrite{token, request.client_id(), request.seq(), typed_key, std::move(response),
-                                           required - 1, {}, deadline});
-  write_deadlines_.emplace(deadline, id);
+                                           required - 1, {}});
+  timers_.arm(TimerKind::kWriteDeadline, id, deadline);
   unbatched_writes_.push_back(id);
   // A write that changed nothing (e.g. removing an absent element) still
   // waits for peers to acknowledge the key's current state.

@@ -125,7 +125,8 @@ void ReplicaImpl::flush_push() {
   auto emit = [&] {
     if (message.push().states_size() == 0) return;
     message.mutable_push()->set_batch_id(batch_id);
-    if (message.push().ack_wanted()) batch_expiry_[batch_id] = now_.mono + config_.durability_timeout_ms;
+    if (message.push().ack_wanted())
+      timers_.arm(TimerKind::kBatchExpiry, batch_id, now_.mono + config_.durability_timeout_ms);
     broadcast(std::move(message));
     message = pb::PeerMessage();
     bytes = 0;
@@ -206,7 +207,7 @@ void ReplicaImpl::handle_push_ack(const NodeId& from, const pb::PushAck& ack) {
     PendingWrite& w = it->second;
     if (!w.acked.insert(from).second || w.acked.size() < w.needed) continue;
     complete_write(w.token, w.client_id, w.seq, std::move(w.response));
-    write_deadlines_.erase({w.deadline, id});
+    timers_.cancel(TimerKind::kWriteDeadline, id);
     pending_writes_.erase(it);
   }
 }

@@ -41,6 +41,10 @@ ReplicaImpl::ReplicaImpl(const Config& config, uint64_t seed, const RecoveredSta
   if (auto s = config_.validate(); !s.is_ok()) throw std::invalid_argument("invalid configuration: " + s.message());
   for (const auto& p : config_.peers) peers_.push_back(p.id);
   std::sort(peers_.begin(), peers_.end());
+  if (!peers_.empty()) {  // both fire at the first step
+    timers_.arm(TimerKind::kHeartbeat, 0, 0);
+    timers_.arm(TimerKind::kAntiEntropy, 0, 0);
+  }
 
   for (const auto& [key, value] : recovered.entries) {
     if (key == kDotCounterKey) {
@@ -74,8 +78,11 @@ void ReplicaImpl::step(const Now& now, Input input) {
   // Monotonic time never goes back, even if a runtime hands in an older value.
   now_.mono = std::max(now_.mono, now.mono);
   now_.wall = now.wall;
-  for (auto& [tk, g] : graveyard_)  // recovered graves: their grace starts now
-    if (g.expires < 0) g.expires = now_.mono + config_.tombstone_grace_ms;
+  if (!graves_timed_) {  // recovered graves: their grace starts at the first step
+    for (auto& [tk, g] : graveyard_) g.expires = now_.mono + config_.tombstone_grace_ms;
+    if (!graveyard_.empty()) timers_.arm(TimerKind::kGraveExpiry, 0, now_.mono + config_.tombstone_grace_ms);
+    graves_timed_ = true;
+  }
   if (auto* c = std::get_if<ClientInput>(&input)) {
     on_client(c->token, c->request);
   } else if (auto* p = std::get_if<PeerInput>(&input)) {
@@ -95,11 +102,12 @@ Output ReplicaImpl::take_output() {
     out_.persist.push_back(Persist{std::string(kDotCounterKey), std::to_string(dot_counter_), false});
     dot_counter_dirty_ = false;
   }
-  MonoTime wake = kNever;
-  if (!peers_.empty()) wake = std::min(next_heartbeat_at_, next_anti_entropy_at_);
-  if (!write_deadlines_.empty()) wake = std::min(wake, write_deadlines_.begin()->first);
-  wake = std::min(wake, sessions_.next_expiry());
-  out_.wake_at = wake;
+  // The retry cache's next expiry moves with every request: re-arm it here.
+  if (const MonoTime at = sessions_.next_expiry(); at == kNever)
+    timers_.cancel(TimerKind::kRetryCacheExpiry, 0);
+  else
+    timers_.arm(TimerKind::kRetryCacheExpiry, 0, at);
+  out_.wake_at = timers_.next();
   out_.sync = needs_sync_;
   needs_sync_ = false;
   Output result = std::move(out_);
@@ -126,6 +134,7 @@ void ReplicaImpl::remember_grave(const std::string& tk, const pb::VersionVector&
   Grave& g = graveyard_[tk];
   vv_join(g.context, context);
   g.expires = now_.mono + config_.tombstone_grace_ms;
+  if (!timers_.deadline(TimerKind::kGraveExpiry, 0)) timers_.arm(TimerKind::kGraveExpiry, 0, g.expires);
   out_.persist.push_back(Persist{std::string(kGravePrefix) + tk, encode_context(g.context), false});
   needs_sync_ = true;  // a grave lost in a crash would let a late copy bring the key back
 }
@@ -152,15 +161,18 @@ KeyEntry& ReplicaImpl::create_or_find(pb::ValueType type, const std::string& key
 }
 
 void ReplicaImpl::expire_graves() {
-  // Graves are few and short-lived; a scan per timer run is cheap enough.
+  // Graves are few and short-lived; a scan per expiry is cheap enough.
+  MonoTime next = kNever;
   for (auto it = graveyard_.begin(); it != graveyard_.end();) {
-    if (it->second.expires >= 0 && it->second.expires <= now_.mono) {
+    if (it->second.expires <= now_.mono) {
       out_.persist.push_back(Persist{std::string(kGravePrefix) + it->first, {}, true});
       it = graveyard_.erase(it);
     } else {
+      next = std::min(next, it->second.expires);
       ++it;
     }
   }
+  if (next != kNever) timers_.arm(TimerKind::kGraveExpiry, 0, next);
 }
 
 void ReplicaImpl::settle() {
@@ -179,47 +191,54 @@ void ReplicaImpl::settle() {
 // --- timers -------------------------------------------------------------------------
 
 void ReplicaImpl::run_timers() {
+  while (auto timer = timers_.pop_due(now_.mono)) fire(*timer);
+}
+
+void ReplicaImpl::fire(const Timer& timer) {
   const MonoTime now = now_.mono;
-  if (!peers_.empty() && now >= next_heartbeat_at_) {
-    settle();
-    pb::PeerMessage m;
-    auto* hb = m.mutable_heartbeat();
-    hb->set_keys(store_.live_keys());
-    hb->set_tombstones(store_.tombstone_keys());
-    hb->set_digest(store_.digest());
-    broadcast(std::move(m));
-    next_heartbeat_at_ = now + config_.heartbeat_interval_ms;
+  switch (timer.kind) {
+    case TimerKind::kHeartbeat: {
+      settle();
+      pb::PeerMessage m;
+      auto* hb = m.mutable_heartbeat();
+      hb->set_keys(store_.live_keys());
+      hb->set_tombstones(store_.tombstone_keys());
+      hb->set_digest(store_.digest());
+      broadcast(std::move(m));
+      timers_.arm(TimerKind::kHeartbeat, 0, now + config_.heartbeat_interval_ms);
+      return;
+    }
+    case TimerKind::kAntiEntropy: {
+      if (anti_entropy_started_) start_anti_entropy();
+      anti_entropy_started_ = true;
+      // Jitter (75%..125%) keeps nodes from synchronising their rounds.
+      const int64_t base = config_.anti_entropy_interval_ms;
+      timers_.arm(TimerKind::kAntiEntropy, 0,
+                  now + base * 3 / 4 + static_cast<int64_t>(rng_.below(static_cast<uint64_t>(base / 2 + 1))));
+      return;
+    }
+    case TimerKind::kWriteDeadline: return give_up_waiting(timer.id);
+    case TimerKind::kBatchExpiry: batch_writes_.erase(timer.id); return;
+    case TimerKind::kGraveExpiry: return expire_graves();
+    case TimerKind::kRetryCacheExpiry: sessions_.expire(now); return;
   }
-  if (!peers_.empty() && now >= next_anti_entropy_at_) {
-    if (next_anti_entropy_at_ != 0) start_anti_entropy();
-    // Jitter (75%..125%) keeps nodes from synchronising their rounds.
-    const int64_t base = config_.anti_entropy_interval_ms;
-    next_anti_entropy_at_ = now + base * 3 / 4 + static_cast<int64_t>(rng_.below(static_cast<uint64_t>(base / 2 + 1)));
-  }
-  while (!write_deadlines_.empty() && write_deadlines_.begin()->first <= now) {
-    const uint64_t id = write_deadlines_.begin()->second;
-    write_deadlines_.erase(write_deadlines_.begin());
-    auto it = pending_writes_.find(id);
-    if (it == pending_writes_.end()) continue;
-    PendingWrite& w = it->second;
-    const size_t stored = 1 + w.acked.size();
-    pb::Response r = w.response;
-    r.clear_result();
-    r.set_error(pb::DURABILITY_NOT_MET);
-    r.set_error_message("stored on " + std::to_string(stored) + " of " + std::to_string(config_.cluster_size()) +
-                        " replicas (needed " + std::to_string(1 + w.needed) + ") within " +
-                        std::to_string(config_.durability_timeout_ms) +
-                        " ms; the write is kept and will still propagate");
-    complete_write(w.token, w.client_id, w.seq, std::move(r));
-    std::erase(unbatched_writes_, id);
-    pending_writes_.erase(it);
-  }
-  expire_graves();
-  sessions_.expire(now);
-  while (!batch_expiry_.empty() && batch_expiry_.begin()->second <= now) {
-    batch_writes_.erase(batch_expiry_.begin()->first);
-    batch_expiry_.erase(batch_expiry_.begin());
-  }
+}
+
+void ReplicaImpl::give_up_waiting(uint64_t write_id) {
+  auto it = pending_writes_.find(write_id);
+  if (it == pending_writes_.end()) return;
+  PendingWrite& w = it->second;
+  const size_t stored = 1 + w.acked.size();
+  pb::Response r = w.response;
+  r.clear_result();
+  r.set_error(pb::DURABILITY_NOT_MET);
+  r.set_error_message("stored on " + std::to_string(stored) + " of " + std::to_string(config_.cluster_size()) +
+                      " replicas (needed " + std::to_string(1 + w.needed) + ") within " +
+                      std::to_string(config_.durability_timeout_ms) +
+                      " ms; the write is kept and will still propagate");
+  complete_write(w.token, w.client_id, w.seq, std::move(r));
+  std::erase(unbatched_writes_, write_id);
+  pending_writes_.erase(it);
 }
 
 // --- output helpers -----------------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include "replication/replica.h"
 #include "replication/rng.h"
 #include "replication/store.h"
+#include "replication/timer_set.h"
 
 namespace stig::replication {
 
@@ -42,7 +43,6 @@ class ReplicaImpl {
     pb::Response response;
     size_t needed;  // peer acks required (the coordinator counts as one replica more)
     std::set<NodeId> acked;
-    MonoTime deadline;
   };
 
   // --- client side (client_handlers.cc)
@@ -136,9 +136,7 @@ class ReplicaImpl {
   std::map<std::string, std::string> push_bytes_;  // serialized state of pending keys, from settle
   std::vector<uint64_t> unbatched_writes_;  // pending writes whose key is not yet in a push
   std::map<uint64_t, PendingWrite> pending_writes_;
-  std::set<std::pair<MonoTime, uint64_t>> write_deadlines_;
   std::map<uint64_t, std::vector<uint64_t>> batch_writes_;  // push batch -> pending writes in it
-  std::map<uint64_t, MonoTime> batch_expiry_;
   uint64_t next_write_id_ = 1;
   uint64_t next_batch_id_ = 1;
   uint64_t next_ae_session_ = 1;
@@ -158,10 +156,17 @@ class ReplicaImpl {
   // The entry for a key about to be written or merged: new keys start from
   // their grave's context, if any, so stale copies stay covered.
   KeyEntry& create_or_find(pb::ValueType type, const std::string& key);
+  // Erases expired graves and arms the grave timer at the next expiry.
   void expire_graves();
+  // Fires one due timer.
+  void fire(const Timer& timer);
+  void give_up_waiting(uint64_t write_id);
 
-  MonoTime next_heartbeat_at_ = 0;
-  MonoTime next_anti_entropy_at_ = 0;
+  // Every deadline: heartbeat, anti-entropy, write and batch expiries,
+  // graves, the retry cache. wake_at is its earliest.
+  TimerSet timers_;
+  bool anti_entropy_started_ = false;  // the first round only schedules the next
+  bool graves_timed_ = false;           // recovered graves got their expiry at the first step
 };
 
 }  // namespace stig::replication
