@@ -73,7 +73,9 @@ namespace {
 void add_to_batch(rocksdb::WriteBatch& batch, const std::vector<replication::Persist>& writes,
                   rocksdb::Status& first_error) {
   for (const auto& w : writes) {
-    rocksdb::Status s = w.erase ? batch.Delete(w.key) : batch.Put(w.key, w.value);
+    rocksdb::Status s = !w.erase               ? batch.Put(w.key, w.value)
+                        : w.range_end.empty() ? batch.Delete(w.key)
+                                              : batch.DeleteRange(w.key, w.range_end);
     if (!s.ok() && first_error.ok()) first_error = s;
   }
 }

@@ -47,7 +47,8 @@ class Storage {
   // Reads every (key, value) pair, in key order.
   StorageStatus load_all(replication::RecoveredState& out) const;
 
-  // Applies `writes` in order as one atomic, synced batch (erase -> Delete).
+  // Applies `writes` in order as one atomic, synced batch (erase -> Delete,
+  // erase with a range_end -> DeleteRange).
   StorageStatus write(const std::vector<replication::Persist>& writes);
 
   // Group commit: applies every batch of `groups`, in order, as ONE atomic

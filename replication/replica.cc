@@ -11,8 +11,8 @@
 namespace stig::replication {
 
 namespace {
-constexpr std::string_view kDotCounterKey = "m/dot_counter";
-constexpr std::string_view kGravePrefix = "g";
+const std::string kDotCounterKey = storage_key(KeySpace::kMeta, "/dot_counter");
+std::string grave_key(std::string_view typed_key) { return storage_key(KeySpace::kGrave, typed_key); }
 }
 
 // --- Replica (public face) --------------------------------------------------
@@ -55,11 +55,11 @@ ReplicaImpl::ReplicaImpl(const Config& config, uint64_t seed, const RecoveredSta
       dot_counter_ = std::max(dot_counter_, c);
     } else if (KeyStore::is_storage_key(key)) {
       if (auto s = store_.load(key, value); !s.is_ok()) throw std::invalid_argument(s.message());
-    } else if (key.starts_with(kGravePrefix)) {
+    } else if (in_key_space(key, KeySpace::kGrave)) {
       Grave g;
       if (!g.context.ParseFromString(value) || !vv_validate(g.context).is_ok())
         throw std::invalid_argument("stored tombstone grave is corrupt: '" + key + "'");
-      graveyard_[key.substr(kGravePrefix.size())] = std::move(g);
+      graveyard_[std::string(key_in_space(key))] = std::move(g);
     } else {
       throw std::invalid_argument("unknown key in storage: '" + key + "'");
     }
@@ -99,7 +99,7 @@ Output ReplicaImpl::take_output() {
   flush_push();
   collect_tombstones();
   if (dot_counter_dirty_) {
-    out_.persist.push_back(Persist{std::string(kDotCounterKey), std::to_string(dot_counter_), false});
+    out_.persist.push_back(Persist{kDotCounterKey, std::to_string(dot_counter_), false});
     dot_counter_dirty_ = false;
   }
   // The retry cache's next expiry moves with every request: re-arm it here.
@@ -135,7 +135,7 @@ void ReplicaImpl::remember_grave(const std::string& tk, const pb::VersionVector&
   vv_join(g.context, context);
   g.expires = now_.mono + config_.tombstone_grace_ms;
   if (!timers_.deadline(TimerKind::kGraveExpiry, 0)) timers_.arm(TimerKind::kGraveExpiry, 0, g.expires);
-  out_.persist.push_back(Persist{std::string(kGravePrefix) + tk, encode_context(g.context), false});
+  out_.persist.push_back(Persist{grave_key(tk), encode_context(g.context), false});
   needs_sync_ = true;  // a grave lost in a crash would let a late copy bring the key back
 }
 
@@ -154,7 +154,7 @@ KeyEntry& ReplicaImpl::create_or_find(pb::ValueType type, const std::string& key
     // Alive again: the state carries the deletion's context from now on, so
     // the grave is no longer needed.
     *e.state.mutable_context() = g->second.context;
-    out_.persist.push_back(Persist{std::string(kGravePrefix) + tk, {}, true});
+    out_.persist.push_back(Persist{grave_key(tk), {}, true});
     graveyard_.erase(g);
   }
   return e;
@@ -165,7 +165,7 @@ void ReplicaImpl::expire_graves() {
   MonoTime next = kNever;
   for (auto it = graveyard_.begin(); it != graveyard_.end();) {
     if (it->second.expires <= now_.mono) {
-      out_.persist.push_back(Persist{std::string(kGravePrefix) + it->first, {}, true});
+      out_.persist.push_back(Persist{grave_key(it->first), {}, true});
       it = graveyard_.erase(it);
     } else {
       next = std::min(next, it->second.expires);
@@ -183,7 +183,7 @@ void ReplicaImpl::settle() {
   for (size_t i = first; i < out_.persist.size(); ++i) {
     const Persist& p = out_.persist[i];
     if (p.erase || !KeyStore::is_storage_key(p.key)) continue;
-    std::string tk = p.key.substr(1);
+    std::string tk(key_in_space(p.key));
     if (pending_push_.count(tk)) push_bytes_[std::move(tk)] = p.value;
   }
 }

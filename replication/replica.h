@@ -30,11 +30,14 @@ namespace stig::replication {
 
 class ReplicaImpl;
 
-// A storage write: put `value` under `key`, or erase `key`.
+// A storage write: put `value` under `key`, or erase `key`, or (erase with a
+// range_end) erase every key in [key, range_end). Keys are storage keys
+// (replication/key_space.h).
 struct Persist {
   std::string key;
   std::string value;
   bool erase = false;
+  std::string range_end = {};  // with erase: erase [key, range_end) instead of key alone
 };
 
 // What a node reads back from disk at start: every (key, value) it persisted.

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "replication/config.h"
+#include "replication/key_space.h"
 #include "replication/key_state.h"
 #include "replication/merkle.h"
 #include "replication/replica.h"
@@ -34,8 +35,10 @@ class KeyStore {
 
   // Keys of different types live apart: "r:", "c:" or "s:" then the key.
   static std::string typed_key(pb::ValueType type, std::string_view key);
-  static std::string storage_key(std::string_view typed_key) { return "k" + std::string(typed_key); }
-  static bool is_storage_key(std::string_view key) { return !key.empty() && key[0] == 'k'; }
+  static std::string storage_key(std::string_view typed_key) {
+    return replication::storage_key(KeySpace::kLazyKey, typed_key);
+  }
+  static bool is_storage_key(std::string_view key) { return in_key_space(key, KeySpace::kLazyKey); }
 
   KeyEntry* find(const std::string& typed_key);
   const KeyEntry* find(const std::string& typed_key) const;

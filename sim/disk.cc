@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "replication/key_space.h"
+
 namespace stig::sim {
 
 void SimDisk::stage(std::vector<replication::Persist> writes) {
@@ -11,12 +13,7 @@ void SimDisk::stage(std::vector<replication::Persist> writes) {
 void SimDisk::finish_sync(size_t groups) {
   groups = std::min(groups, staged_.size());
   for (size_t g = 0; g < groups; ++g) {
-    for (auto& p : staged_[g]) {
-      if (p.erase)
-        durable_.erase(p.key);
-      else
-        durable_[p.key] = std::move(p.value);
-    }
+    for (const auto& p : staged_[g]) replication::apply_persist(durable_, p);
   }
   staged_.erase(staged_.begin(), staged_.begin() + static_cast<std::ptrdiff_t>(groups));
   ++syncs_;

@@ -26,6 +26,7 @@
 #include <memory>
 #include <string>
 
+#include "replication/key_space.h"
 #include "replication/replica.h"
 #include "tests/fuzz/records.h"
 #include "wire/envelope.h"
@@ -135,12 +136,7 @@ class ReplicaDriver {
   }
 
   void check(replication::Output out) {
-    for (const auto& p : out.persist) {
-      if (p.erase)
-        disk_.erase(p.key);
-      else
-        disk_[p.key] = p.value;
-    }
+    for (const auto& p : out.persist) replication::apply_persist(disk_, p);
     for (const auto& m : out.messages) {
       if (m.to != "n2" && m.to != "n3") oracle_failed("peer message addressed to '" + m.to + "'");
       std::string frame;

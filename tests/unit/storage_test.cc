@@ -7,6 +7,7 @@
 #include <chrono>
 
 #include "node/commit_pipeline.h"
+#include "replication/key_space.h"
 
 #include <filesystem>
 #include <fstream>
@@ -53,6 +54,12 @@ RecoveredState load(Storage& s) {
 }
 
 using Entries = std::vector<std::pair<std::string, std::string>>;
+using stig::replication::apply_persist;
+using stig::replication::in_key_space;
+using stig::replication::key_in_space;
+using stig::replication::key_space_range;
+using stig::replication::KeySpace;
+using stig::replication::storage_key;
 
 TEST(Storage, CreatesMissingDirAndStartsEmpty) {
   TempDir dir;
@@ -104,6 +111,53 @@ TEST(Storage, EraseRemovesKeyAndSurvivesReopen) {
   auto s = open_or_die(dir.path());
   ASSERT_NE(s, nullptr);
   EXPECT_EQ(load(*s).entries, (Entries{{"a", "1"}, {"c", "3"}}));
+}
+
+// Range erase (log compaction) removes [key, range_end) and nothing else,
+// survives a reopen, and means the same in RocksDB as in apply_persist(),
+// which the simulator's disk and the tests' disks use.
+TEST(Storage, RangeEraseMatchesTheInMemoryModel) {
+  TempDir dir;
+  const auto [log_begin, log_end] = key_space_range(KeySpace::kRaftLog);
+  std::vector<Persist> writes = {{storage_key(KeySpace::kLazyKey, "r:a"), "1"},
+                                 {storage_key(KeySpace::kRaftLog, "0001"), "e1"},
+                                 {storage_key(KeySpace::kRaftLog, "0002"), "e2"},
+                                 {storage_key(KeySpace::kRaftLog, "0003"), "e3"},
+                                 {storage_key(KeySpace::kMeta, "/dot_counter"), "9"},
+                                 // compact the log up to entry 3 (exclusive), then drop the rest
+                                 Persist{storage_key(KeySpace::kRaftLog, "0001"), "", true,
+                                         storage_key(KeySpace::kRaftLog, "0003")},
+                                 {storage_key(KeySpace::kRaftLog, "0004"), "e4"}};
+  std::map<std::string, std::string> model;
+  for (const auto& w : writes) apply_persist(model, w);
+  EXPECT_EQ(model.count(storage_key(KeySpace::kRaftLog, "0002")), 0u);
+  EXPECT_EQ(model.count(storage_key(KeySpace::kRaftLog, "0003")), 1u);
+  {
+    auto s = open_or_die(dir.path());
+    ASSERT_NE(s, nullptr);
+    ASSERT_TRUE(s->write(writes).ok);
+    ASSERT_TRUE(s->write({Persist{log_begin, "", true, log_end}, {storage_key(KeySpace::kRaftLog, "0005"), "e5"}}).ok);
+  }
+  apply_persist(model, Persist{log_begin, "", true, log_end});
+  apply_persist(model, {storage_key(KeySpace::kRaftLog, "0005"), "e5"});
+  auto s = open_or_die(dir.path());
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(load(*s).entries, Entries(model.begin(), model.end()));
+  EXPECT_EQ(model.size(), 3u);  // the lazy key, the dot counter, the new entry 5
+}
+
+TEST(KeySpace, RangesHoldExactlyTheirKeys) {
+  for (KeySpace space : {KeySpace::kLazyKey, KeySpace::kGrave, KeySpace::kMeta, KeySpace::kRaftLog,
+                         KeySpace::kRaftState, KeySpace::kStateMachine, KeySpace::kSnapshot}) {
+    const auto [begin, end] = key_space_range(space);
+    const std::string inside = storage_key(space, std::string(3, '\xff'));
+    EXPECT_TRUE(in_key_space(inside, space));
+    EXPECT_LE(begin, storage_key(space, ""));
+    EXPECT_LT(inside, end);
+    EXPECT_EQ(key_in_space(inside), std::string(3, '\xff'));
+  }
+  EXPECT_FALSE(in_key_space("", KeySpace::kMeta));
+  EXPECT_FALSE(in_key_space(storage_key(KeySpace::kGrave, "r:k"), KeySpace::kLazyKey));
 }
 
 TEST(Storage, BatchAppliesInOrder) {

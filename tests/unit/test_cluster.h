@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include "replication/key_space.h"
 #include "replication/replica.h"
 
 namespace stig::replication {
@@ -92,12 +93,7 @@ class TestCluster {
 
   void drain(const NodeId& id) {
     Output out = nodes_.at(id)->take_output();
-    for (auto& p : out.persist) {
-      if (p.erase)
-        disk_[id].erase(p.key);
-      else
-        disk_[id][p.key] = p.value;
-    }
+    for (const auto& p : out.persist) apply_persist(disk_[id], p);
     for (auto& m : out.messages) {
       ++sent_;
       if (blocked_.count({id, m.to}) || blocked_.count({m.to, id})) continue;
