@@ -61,10 +61,36 @@ std::string bytes_human(const std::string& bytes) {
   return "base64:" + stigmergy::base64_encode(bytes);
 }
 
+// A key for people: the text itself, or "base64:..." when it is binary or
+// holds control characters (which could rewrite the user's terminal).
+std::string key_human(const std::string& key) {
+  const bool plain = stigmergy::is_valid_utf8(key) &&
+                     std::none_of(key.begin(), key.end(), [](char c) {
+                       const auto b = static_cast<unsigned char>(c);
+                       return b < 0x20 || b == 0x7F;
+                     });
+  return plain ? key : "base64:" + stigmergy::base64_encode(key);
+}
+
 std::string shell_quote(const std::string& s) {
   if (!s.empty() && s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_./:@,+=") ==
                         std::string::npos) {
     return s;
+  }
+  if (key_human(s) != s) {  // binary or control characters: bash's $'...' with \xNN escapes
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out = "$'";
+    for (char c : s) {
+      const auto b = static_cast<unsigned char>(c);
+      if (b < 0x20 || b >= 0x7F || c == '\\' || c == '\'') {
+        out += "\\x";
+        out += kHex[b >> 4];
+        out += kHex[b & 0xF];
+      } else {
+        out += c;
+      }
+    }
+    return out + "'";
   }
   std::string out = "'";
   for (char c : s) {
@@ -134,15 +160,15 @@ void print_get(const stigmergy::GetReply& r, bool as_json) {
   }
   const std::string ctx = stigmergy::encode_context(r.context);
   if (r.versions.empty()) {
-    std::cout << r.key << ": not found\n";
+    std::cout << key_human(r.key) << ": not found\n";
     if (!ctx.empty()) std::cout << "context: " << ctx << "\n";
   } else if (r.versions.size() == 1) {
     const auto& v = r.versions.front();
-    std::cout << r.key << " = " << bytes_human(v.value) << "\n";
+    std::cout << key_human(r.key) << " = " << bytes_human(v.value) << "\n";
     std::cout << "  by " << v.modified_by << " at " << stigmergy::format_iso8601_ms(v.modified_at_ms) << "\n";
     std::cout << "context: " << ctx << "\n";
   } else {
-    std::cout << r.key << " has " << r.versions.size() << " concurrent versions (siblings):\n";
+    std::cout << key_human(r.key) << " has " << r.versions.size() << " concurrent versions (siblings):\n";
     for (size_t i = 0; i < r.versions.size(); ++i) {
       const auto& v = r.versions[i];
       std::cout << "  [" << i + 1 << "] " << bytes_human(v.value) << "\n";
@@ -165,7 +191,7 @@ void print_write(const stigmergy::PutReply& r, bool deleted, const std::string& 
     print_json(j);
     return;
   }
-  std::cout << "ok: " << r.key << (deleted ? " deleted" : " written") << " by " << agent
+  std::cout << "ok: " << key_human(r.key) << (deleted ? " deleted" : " written") << " by " << agent
             << (r.node.empty() ? "" : " on " + r.node) << "\n";
   std::cout << "context: " << stigmergy::encode_context(r.context) << "\n";
   if (r.context_cut)
@@ -173,7 +199,7 @@ void print_write(const stigmergy::PutReply& r, bool deleted, const std::string& 
               << " had not yet seen every version the context named; those were not superseded and stay as "
                  "siblings\n";
   if (r.versions.size() > 1) {
-    std::cout << "note: " << r.key << " now has " << r.versions.size()
+    std::cout << "note: " << key_human(r.key) << " now has " << r.versions.size()
               << " concurrent versions; 'stig get " << shell_quote(r.key) << "' shows them\n";
   }
 }
@@ -192,7 +218,7 @@ void print_counter(const stigmergy::CounterReply& r, bool as_json) {
     print_json(j);
     return;
   }
-  std::cout << r.key << " = " << r.value << "\n";
+  std::cout << key_human(r.key) << " = " << r.value << "\n";
   if (!r.modified_by.empty()) {
     std::cout << "  last change by " << r.modified_by << " at " << stigmergy::format_iso8601_ms(r.modified_at_ms)
               << "\n";
@@ -209,7 +235,7 @@ void print_set(const stigmergy::SetReply& r, bool as_json) {
     print_json(j);
     return;
   }
-  if (r.elements.empty()) std::cout << r.key << ": empty set\n";
+  if (r.elements.empty()) std::cout << key_human(r.key) << ": empty set\n";
   for (const auto& e : r.elements) std::cout << bytes_human(e) << "\n";
 }
 

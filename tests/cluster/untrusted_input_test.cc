@@ -61,6 +61,16 @@ TEST(UntrustedCluster, ErrorsAboutBinaryKeysAreReadable) {
   EXPECT_NE(add.err.find("\\xff"), std::string::npos) << add.err;
   EXPECT_EQ(add.err.find("bad reply"), std::string::npos) << add.err;
   EXPECT_EQ(std::count(add.err.begin(), add.err.end(), '\n'), 1) << add.err;
+  // Text output never writes a key's raw bytes to the terminal.
+  const std::string escape_key = "\x1b[2Jwiped";
+  auto put = stig_at(n1, {"put", escape_key, "v"});
+  ASSERT_EQ(put.status, 0) << put.err;
+  EXPECT_EQ(put.out.find('\x1b'), std::string::npos) << put.out;
+  EXPECT_NE(put.out.find("ok: base64:"), std::string::npos) << put.out;
+  ASSERT_EQ(stig_at(n1, {"put", escape_key, "w"}).status, 0);  // a sibling: get shows a resolve hint
+  auto get = stig_at(n1, {"get", escape_key});
+  EXPECT_EQ(get.out.find('\x1b'), std::string::npos) << get.out;
+  EXPECT_NE(get.out.find("stig put $'\\x1b[2Jwiped' VALUE"), std::string::npos) << get.out;
 }
 
 // Item 9's bounds are flags; a value outside what they allow is one line.
