@@ -108,7 +108,21 @@ void Connection::on_bytes(const char* data, size_t n) {
   const Clock::time_point now = Clock::now();
   if (!frame_in_progress()) frame_started_at_ = now;
   decoder_.feed(std::string_view(data, n));
-  while (decoder_.next(env_)) {
+  drain_frames();
+}
+
+void Connection::drain_frames() {
+  const Clock::time_point now = Clock::now();
+  while (true) {
+    if (role_ == Role::kClient && in_flight_ >= limits_.max_requests_in_flight) {
+      awaiting_answers_ = true;  // send_response resumes once answers come back
+      return;
+    }
+    if (role_ == Role::kClient && backlog() > limits_.max_backlog_bytes) {
+      read_paused_ = true;  // on_write resumes once the client reads its answers
+      return;
+    }
+    if (!decoder_.next(env_)) break;
     last_frame_at_ = now;
     // The next frame (if any bytes of it are here) starts now.
     frame_started_at_ = decoder_.buffered() ? now : Clock::time_point{};
@@ -180,6 +194,7 @@ void Connection::handle(pb::Envelope& env) {
       fail(pb::UNKNOWN_REQUEST, req.seq(), "request carries no operation this node knows");
       return;
     }
+    ++in_flight_;
     host_.on_client_request(*this, std::move(req));
     return;
   }
@@ -291,7 +306,15 @@ void Connection::fail(pb::ErrorCode code, uint64_t seq, const std::string& messa
 void Connection::send_response(const pb::Response& response) {
   if (closed_ || failing_) return;
   append_response_frame(response, out_pending_);
+  if (in_flight_ > 0) --in_flight_;
   do_write();
+  if (awaiting_answers_ && in_flight_ < limits_.max_requests_in_flight) {
+    awaiting_answers_ = false;
+    // Not from inside the host's release loop: decoding steps the core.
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      if (!self->closed_ && !self->failing_ && !self->read_stopped_) self->drain_frames();
+    });
+  }
 }
 
 void Connection::do_write() {
@@ -331,7 +354,7 @@ void Connection::on_write(const boost::system::error_code& ec) {
   }
   if (read_paused_ && backlog() <= limits_.max_backlog_bytes) {
     read_paused_ = false;
-    wait_readable();
+    drain_frames();  // frames already buffered first, then reading
   }
 }
 

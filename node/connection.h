@@ -78,6 +78,10 @@ struct ConnectionLimits {
   using Ms = std::chrono::milliseconds;
   uint32_t max_frame_bytes = wire::kDefaultMaxFrameBytes;
   uint64_t max_backlog_bytes = 16ull << 20;  // unsent response bytes before reads pause
+  // Requests handed to the core and not yet answered before the connection
+  // stops decoding more: each answer can be megabytes (a get of a large key),
+  // so this, not the request bytes, bounds what one read can make the node hold.
+  uint32_t max_requests_in_flight = 32;
   Ms hello_timeout{10'000};                  // 0: off
   Ms idle_timeout{300'000};                  // 0: off
   Ms slow_frame_timeout{30'000};             // 0: off
@@ -137,6 +141,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_bytes(const char* data, size_t n);
   void on_read_error(const boost::system::error_code& ec);
   bool settle_charge();
+  // Decodes and hands over buffered frames while fewer than the limit of
+  // requests are in flight; then waits for more bytes, or for answers.
+  void drain_frames();
   void drop_input();
   void handle(stigmergy::v1::Envelope& env);
   void on_frame_error(wire::FrameError error);
@@ -160,6 +167,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   wire::FrameDecoder decoder_;
   stigmergy::v1::Envelope env_;  // reused for every frame
   uint64_t charged_ = 0;         // bytes charged to the host's inbound budget
+  uint32_t in_flight_ = 0;       // client requests handed to the host, not yet answered
+  bool awaiting_answers_ = false;  // decoding stopped at the in-flight limit
   bool reading_ = false;
   bool read_paused_ = false;     // backpressure: backlog above the bound
   bool read_stopped_ = false;    // shutdown: no more frames to the host

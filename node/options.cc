@@ -90,6 +90,7 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
   uint32_t max_siblings = defaults.max_siblings;
   const Options option_defaults;
   uint64_t client_buffer_bytes = option_defaults.client_buffer_bytes;
+  uint32_t max_requests_in_flight = option_defaults.max_requests_in_flight;
   uint64_t max_client_connections = option_defaults.max_client_connections;
   uint64_t inbound_buffer_bytes = option_defaults.inbound_buffer_bytes;
   int64_t hello_timeout_ms = option_defaults.hello_timeout_ms;
@@ -133,6 +134,11 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
       ->capture_default_str();
 
   const auto timeout_range = CLI::Range(int64_t{0}, int64_t{24} * 3600 * 1000);
+  app.add_option("--max-requests-in-flight", max_requests_in_flight,
+                 "Requests of one client connection the node works on at once; later pipelined\n"
+                 "requests wait unread until answers go out (bounds what one read can make it hold)")
+      ->check(CLI::Range(uint32_t{1}, uint32_t{1} << 16))
+      ->capture_default_str();
   app.add_option("--client-buffer-bytes", client_buffer_bytes,
                  "Unsent response bytes per client before the node stops reading its requests")
       ->transform(CLI::AsSizeValue(false))
@@ -249,6 +255,7 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
     o.max_frame_bytes = static_cast<uint32_t>(max_frame_bytes);
     o.peer_queue_bytes = peer_queue_bytes;
     o.client_buffer_bytes = client_buffer_bytes;
+    o.max_requests_in_flight = max_requests_in_flight;
     o.max_client_connections = static_cast<uint32_t>(max_client_connections);
     o.inbound_buffer_bytes = inbound_buffer_bytes;
     if (inbound_buffer_bytes < uint64_t{o.max_frame_bytes} + 4)

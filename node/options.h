@@ -42,6 +42,7 @@ struct Options {
   uint32_t max_frame_bytes = 4u << 20;          // refuse frames above this
   uint64_t peer_queue_bytes = 64ull << 20;      // per-peer outbound queue bound
   uint64_t client_buffer_bytes = 16ull << 20;   // stop reading a client past this backlog
+  uint32_t max_requests_in_flight = 32;         // per client connection, before decoding pauses
 
   // Limits that hold under abuse (docs/node.md, "Limits"). A timeout of 0 is off.
   uint32_t max_client_connections = 4096;        // client (and undecided) connections

@@ -54,6 +54,7 @@ Server::Server(const Options& options, replication::Replica& replica, Storage& s
   using std::chrono::milliseconds;
   limits_.max_frame_bytes = options.max_frame_bytes;
   limits_.max_backlog_bytes = options.client_buffer_bytes;
+  limits_.max_requests_in_flight = options.max_requests_in_flight;
   limits_.hello_timeout = milliseconds(options.hello_timeout_ms);
   limits_.idle_timeout = milliseconds(options.idle_timeout_ms);
   limits_.slow_frame_timeout = milliseconds(options.slow_frame_timeout_ms);

@@ -312,6 +312,15 @@ bool ProcessCluster::wait_all_up(int i, std::chrono::milliseconds limit) {
   return false;
 }
 
+uint64_t ProcessCluster::rss_kib(int i) const {
+  if (nodes_[i].pid <= 0) return 0;
+  std::ifstream status("/proc/" + std::to_string(nodes_[i].pid) + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10);
+  return 0;
+}
+
 CliResult run_stig(const std::string& endpoints, const std::string& agent, const std::vector<std::string>& args) {
   std::vector<std::string> argv = {std::string(STIG_BIN_DIR) + "/stig", "--endpoints", endpoints, "--agent", agent};
   argv.insert(argv.end(), args.begin(), args.end());

@@ -34,6 +34,8 @@ class ProcessCluster {
   void stop(int i);   // SIGTERM, waits for exit; returns the exit status via last_exit
   void kill9(int i);  // SIGKILL
   bool running(int i) const { return nodes_[i].pid > 0; }
+  // Resident memory of node i's process in KiB (VmRSS), 0 if unknown.
+  uint64_t rss_kib(int i) const;
   int last_exit_status(int i) const { return nodes_[i].last_status; }
 
   // Blocks until node i answers cluster status (bounded); false on timeout.

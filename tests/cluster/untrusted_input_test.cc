@@ -1,6 +1,9 @@
 // Issue 6 on real stigd processes: what used to take a node down from one
 // `stig` command now gets a one-line error or a harmless write, and every
 // node keeps serving.
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <string>
 #include <thread>
@@ -9,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "process_cluster.h"
+#include "wire/frame.h"
 
 namespace stig::testing {
 namespace {
@@ -98,6 +102,60 @@ TEST(UntrustedCluster, RetryCacheFlagsAreChecked) {
     auto put = cluster.client(0, "agent-" + std::to_string(i)).put("k", "v" + std::to_string(i));
     EXPECT_TRUE(put) << put.error().to_string();
   }
+}
+
+}  // namespace
+}  // namespace stig::testing
+
+namespace stig::testing {
+namespace {
+
+// 36 KB of pipelined gets of a 1 MB key made a node build 2,000 answers at
+// once (1.5 GiB) for a client that never reads. Now a connection has at most
+// --max-requests-in-flight requests in the works and stops decoding while
+// its unread answers exceed --client-buffer-bytes; every request is still
+// answered, in order, once the client reads.
+TEST(UntrustedCluster, PipelinedRequestsWaitForAnswersToBeRead) {
+  ProcessCluster cluster(1, {"--client-buffer-bytes", "1MiB", "--max-requests-in-flight", "4"});
+  ASSERT_TRUE(cluster.wait_ready(0));
+  ASSERT_TRUE(cluster.client(0).put("big", std::string(256 << 10, 'x')));
+  ASSERT_GT(cluster.rss_kib(0), 0u);
+  std::string frames;
+  constexpr int kRequests = 300;
+  for (int seq = 1; seq <= kRequests; ++seq) {
+    stigmergy::v1::Request r;
+    r.set_seq(static_cast<uint64_t>(seq));
+    r.mutable_get()->set_key("big");
+    frames += request_frame(r);
+  }
+  const int fd = connect_raw(port_of(cluster.endpoint(0)), std::chrono::seconds(10));
+  ASSERT_GE(fd, 0);
+  const uint64_t before = cluster.rss_kib(0);
+  ASSERT_TRUE(send_all(fd, frames));
+  // The node holds a few answers, not 300 x 256 KiB (75 MiB) of them.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_LT(cluster.rss_kib(0), before + 24 * 1024) << "KiB resident; was " << before;
+  // Another client is served meanwhile.
+  auto other = cluster.client(0).get("big");
+  ASSERT_TRUE(other) << other.error().to_string();
+  // Now read: every answer arrives, in order.
+  wire::FrameDecoder decoder;
+  stigmergy::v1::Envelope env;
+  uint64_t next = 1;
+  char buf[1 << 16];
+  while (next <= kRequests) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    ASSERT_GT(n, 0) << "connection closed or timed out after " << next - 1 << " answers";
+    decoder.feed(std::string_view(buf, static_cast<size_t>(n)));
+    while (decoder.next(env)) {
+      ASSERT_TRUE(env.has_response());
+      EXPECT_EQ(env.response().seq(), next);
+      EXPECT_EQ(env.response().get().versions(0).value().size(), 256u << 10);
+      ++next;
+    }
+  }
+  ::close(fd);
+  EXPECT_TRUE(cluster.running(0));
 }
 
 }  // namespace
