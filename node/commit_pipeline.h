@@ -1,47 +1,43 @@
-// Group commit: enforces "persist, then send and reply" for the real runtime.
+// Group commit for the real runtime: a runtime::ReleaseQueue driven by a
+// storage thread.
 //
 // The io thread hands every replication::Output to submit() in the order the
-// core produced them. The pipeline keeps them in a FIFO; the storage thread
-// writes the persists of ALL queued-but-unwritten outputs as one RocksDB batch
-// with one sync, then the io thread releases (sends the messages and replies
-// of) every output that batch covered, in order. At most one storage write is
-// in flight; the next group accumulates meanwhile, so the more load, the more
-// writes share one fsync.
+// core produced them. The queue decides what to write and when each message
+// and reply may leave; the pipeline makes the writes, one at a time on its
+// storage thread, as one RocksDB batch each with at most one fsync, and
+// hands what may leave to the release callback on the io thread. The more
+// load, the more outputs share one write (the next group accumulates while
+// one is in flight).
 //
-// Guarantees:
-//  - an output is released only after its own persists and those of every
-//    earlier output are written, and synced when any of them has
-//    Output::sync set (RocksDB's WAL is sequential, so a sync also covers
-//    every unsynced write before it); outputs are released in submit order;
-//  - an output without persists behind nothing unwritten is released at once,
-//    inside submit();
-//  - if a storage write fails, nothing it covers (nor anything after it) is
-//    ever released: on_failure is called once and the pipeline stops.
+// Guarantees: those of runtime::ReleaseQueue; after each synced write,
+// on_persisted is called with the last output it covered (the server steps
+// it into the core as replication::Persisted). If a storage write fails,
+// nothing it covers (nor anything after it) is ever released: on_failure is
+// called once and the pipeline stops.
 //
 // All methods are called on the io thread; only the write itself runs on the
 // storage thread.
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <functional>
-#include <memory>
 #include <thread>
-#include <vector>
 
 #include "node/asio.h"
 #include "node/storage.h"
 #include "replication/replica.h"
+#include "runtime/release_queue.h"
 
 namespace stig::node {
 
 class CommitPipeline {
  public:
-  // Called with each output once its persists are durable (persist is empty).
-  using ReleaseFn = std::function<void(replication::Output&)>;
+  using ReleaseFn = std::function<void(runtime::ReleaseQueue::Released&)>;
+  using PersistedFn = std::function<void(uint64_t through_output)>;
   using FailureFn = std::function<void(const StorageStatus&)>;
 
-  CommitPipeline(asio::io_context& io, Storage& storage, ReleaseFn release, FailureFn on_failure);
+  CommitPipeline(asio::io_context& io, Storage& storage, ReleaseFn release, PersistedFn on_persisted,
+                 FailureFn on_failure);
   ~CommitPipeline();  // joins the storage thread (after the in-flight write)
   CommitPipeline(const CommitPipeline&) = delete;
   CommitPipeline& operator=(const CommitPipeline&) = delete;
@@ -49,7 +45,7 @@ class CommitPipeline {
   void submit(replication::Output&& out);
 
   // Nothing queued and nothing in flight.
-  bool idle() const { return queue_.empty() && !in_flight_; }
+  bool idle() const { return queue_.idle(); }
   // Called once each time the pipeline becomes idle (used by shutdown).
   void set_on_idle(std::function<void()> fn) { on_idle_ = std::move(fn); }
 
@@ -58,25 +54,18 @@ class CommitPipeline {
   uint64_t persists_written() const { return persists_written_; }
 
  private:
-  struct Entry {
-    replication::Output out;
-    bool durable = false;  // its persists are on disk (or it had none)
-    bool written = false;  // its persists were handed to the storage thread
-  };
-
-  void maybe_start_write();
-  void on_write_done(size_t covered, size_t persists, bool synced, const StorageStatus& status);
-  void release_ready();
+  // Releases what may leave, then starts the next write if one is due.
+  void pump();
+  void on_write_done(uint64_t id, size_t persists, bool synced, const StorageStatus& status);
 
   asio::io_context& io_;
   Storage& storage_;
   ReleaseFn release_;
+  PersistedFn on_persisted_;
   FailureFn on_failure_;
   std::function<void()> on_idle_;
 
-  std::deque<Entry> queue_;
-  size_t unwritten_from_ = 0;  // index in queue_ of the first entry not yet written
-  bool in_flight_ = false;
+  runtime::ReleaseQueue queue_;
   bool failed_ = false;
   uint64_t syncs_ = 0;
   uint64_t persists_written_ = 0;

@@ -49,7 +49,11 @@ Server::Server(const Options& options, replication::Replica& replica, Storage& s
       read_buf_(kReadBufferBytes),
       sweep_timer_(io_),
       pipeline_(
-          io_, storage, [this](replication::Output& out) { release(out); },
+          io_, storage, [this](runtime::ReleaseQueue::Released& out) { release(out); },
+          [this](uint64_t through) {
+            replica_.step(now(), replication::Persisted{through});
+            schedule_flush();
+          },
           [this](const StorageStatus& st) { on_storage_failure(st); }) {
   using std::chrono::milliseconds;
   limits_.max_frame_bytes = options.max_frame_bytes;
@@ -416,7 +420,7 @@ void Server::arm_wake(MonoTime at) {
   });
 }
 
-void Server::release(replication::Output& out) {
+void Server::release(runtime::ReleaseQueue::Released& out) {
   for (auto& reply : out.replies) {
     auto it = connections_.find(Connection::connection_of(reply.token));
     if (it == connections_.end()) continue;  // the client went away

@@ -97,7 +97,7 @@ class Server final : public ConnectionHost {
   void schedule_flush();
   void flush();
   void arm_wake(replication::MonoTime at);
-  void release(replication::Output& out);
+  void release(runtime::ReleaseQueue::Released& out);
   void handle_partition(Connection& conn, const stigmergy::v1::Request& request);
   void handle_heal(Connection& conn, const stigmergy::v1::Request& request);
   void on_storage_failure(const StorageStatus& status);

@@ -90,8 +90,9 @@ StorageStatus Storage::write_groups(std::span<const std::vector<replication::Per
   rocksdb::WriteBatch batch;
   rocksdb::Status s;
   for (const auto& g : groups) add_to_batch(batch, g, s);
-  if (s.ok() && batch.Count() == 0) return StorageStatus::success();
-  if (s.ok()) {
+  if (s.ok() && batch.Count() == 0) {
+    if (sync) s = db_->SyncWAL();
+  } else if (s.ok()) {
     rocksdb::WriteOptions wo;
     wo.sync = sync;
     s = db_->Write(wo, &batch);

@@ -52,7 +52,8 @@ class Storage {
   StorageStatus write(const std::vector<replication::Persist>& writes);
 
   // Group commit: applies every batch of `groups`, in order, as ONE atomic
-  // batch with at most ONE sync. An empty input is a no-op.
+  // batch with at most ONE sync. With no writes, a sync still syncs the WAL
+  // (it covers earlier unsynced writes).
   // `sync`: wait for fsync (false: written to the WAL, durable once a later
   // synced write or the OS flushes it).
   StorageStatus write_groups(std::span<const std::vector<replication::Persist>> groups, bool sync = true);

@@ -109,7 +109,14 @@ Output ReplicaImpl::take_output() {
     timers_.arm(TimerKind::kRetryCacheExpiry, 0, at);
   out_.wake_at = timers_.next();
   out_.sync = needs_sync_;
+  // Without a sync owed, nothing here depends on a power loss keeping this
+  // output's persists: written is enough.
+  if (!needs_sync_) {
+    for (auto& m : out_.messages) m.after = ReleaseAfter::kWritten;
+    for (auto& r : out_.replies) r.after = ReleaseAfter::kWritten;
+  }
   needs_sync_ = false;
+  out_.id = ++outputs_;
   Output result = std::move(out_);
   out_ = Output{};
   return result;

@@ -5,15 +5,15 @@
 //
 //   for each input that arrived:  replica.step(now, input);
 //   Output out = replica.take_output();
-//   make out.persist durable (one batch, one sync)   <- group commit
-//   then send out.messages and out.replies
+//   hand `out` to a runtime::ReleaseQueue, which says what to write and
+//   sync (group commit) and which messages and replies may leave when
+//   after each synced write: step(now, Persisted{queue.synced_through()})
 //   call step(now, Tick{}) again no later than out.wake_at
 //
 // Guarantees: the same seed, config, recovered state and sequence of
-// (time, input) pairs produce the same outputs, byte for byte. Nothing in
-// Output::messages or Output::replies may be released before every Persist
-// of the same and all earlier outputs is written, and synced to disk when
-// Output::sync is set.
+// (time, input) pairs produce the same outputs, byte for byte. Each message
+// and reply says what it waits for (ReleaseAfter): by default, that the
+// persists of its own output and of every earlier output are synced.
 #pragma once
 
 #include <cstdint>
@@ -45,10 +45,17 @@ struct RecoveredState {
   std::vector<std::pair<std::string, std::string>> entries;
 };
 
+// What a message or reply must wait for before it leaves the node: the
+// persists of its own output and of every earlier output being synced (the
+// default), merely written (they only repeat what is durable elsewhere), or
+// nothing (a Raft leader's appends, sent while its own append is in flight).
+enum class ReleaseAfter : uint8_t { kSynced, kWritten, kAtOnce };
+
 // A peer message to send. Shared so one batch bound for N peers is one object.
 struct Outbound {
   NodeId to;
   std::shared_ptr<const stigmergy::v1::PeerMessage> message;
+  ReleaseAfter after = ReleaseAfter::kSynced;
 };
 
 // Identifies the client connection/request a reply belongs to; opaque to the core.
@@ -57,6 +64,7 @@ using ClientToken = uint64_t;
 struct Reply {
   ClientToken token;
   stigmergy::v1::Response response;
+  ReleaseAfter after = ReleaseAfter::kSynced;
 };
 
 struct ClientInput {
@@ -68,19 +76,25 @@ struct PeerInput {
   stigmergy::v1::PeerMessage message;
 };
 struct Tick {};
+// The runtime synced the persists of every output up to `through_output`
+// (Output::id). A Raft leader counts its own log only from here.
+struct Persisted {
+  uint64_t through_output = 0;
+};
 
-using Input = std::variant<ClientInput, PeerInput, Tick>;
+using Input = std::variant<ClientInput, PeerInput, Tick, Persisted>;
 
 struct Output {
+  // 1, 2, 3... in the order take_output returned them, per Replica object.
+  uint64_t id = 0;
   std::vector<Persist> persist;
   std::vector<Outbound> messages;
   std::vector<Reply> replies;
   MonoTime wake_at = kNever;
-  // False when nothing released with this output relies on its persists
-  // surviving a power loss: they only merge states that are already durable
-  // on the node that took the write (a replica receiving a push for a
-  // `local` write). The runtime must still write them before releasing the
-  // output, but need not wait for an fsync; a later synced write covers them.
+  // Sync these persists promptly even if nothing released waits for it.
+  // False only when they merely merge states already durable on the node
+  // that took the write (a replica receiving a push for a `local` write):
+  // a later synced write covers them.
   bool sync = true;
 
   bool empty() const { return persist.empty() && messages.empty() && replies.empty(); }

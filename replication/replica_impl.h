@@ -131,6 +131,7 @@ class ReplicaImpl {
   // Something released with the current output relies on its persists being
   // synced: a client write's reply, or an acknowledgement to a peer.
   bool needs_sync_ = false;
+  uint64_t outputs_ = 0;  // the last Output::id handed out
 
   std::set<std::string> pending_push_;    // typed keys changed by clients since the last push
   std::map<std::string, std::string> push_bytes_;  // serialized state of pending keys, from settle

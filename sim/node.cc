@@ -31,8 +31,7 @@ bool SimNode::start() {
     start_error_ = e.what();
     return false;
   }
-  started_gen_ = done_gen_ = last_needed_ = 0;
-  sync_in_flight_ = false;
+  queue_.clear();
   scheduled_tick_ = INT64_MAX;
   deliver(replication::Tick{});
   return true;
@@ -47,7 +46,6 @@ void SimNode::crash() {
   ++epoch_;
   ++crashes_;
   flush_scheduled_ = false;
-  sync_in_flight_ = false;
 }
 
 void SimNode::deliver(Input input) {
@@ -66,50 +64,42 @@ void SimNode::deliver(Input input) {
 void SimNode::flush() {
   if (!replica_) return;
   replication::Output out = replica_->take_output();
-  // Persists of an output without `sync` are staged (lost if the node
-  // crashes before some later sync covers them) but released at once.
-  const bool must_sync = !out.persist.empty() && out.sync;
-  uint64_t needed = last_needed_;
-  if (!out.persist.empty()) disk_.stage(std::move(out.persist));
-  if (must_sync) needed = started_gen_ + 1;  // the next sync to start covers these writes
-  last_needed_ = std::max(last_needed_, needed);
-  if (options_.reply_before_sync)
+  if (options_.reply_before_sync) {  // injected runtime bug: replies overtake their writes
     for (auto& r : out.replies) send_reply_(index_, std::move(r));
-  if (options_.reply_before_sync) out.replies.clear();
-  Pending p{needed, std::move(out.messages), std::move(out.replies)};
-  if (needed <= done_gen_ && queue_.empty())
-    release(p);
-  else if (!p.messages.empty() || !p.replies.empty())
-    queue_.push_back(std::move(p));
-  if (must_sync && !sync_in_flight_) start_sync();
-  schedule_tick(out.wake_at);
+    out.replies.clear();
+  }
+  const MonoTime wake = out.wake_at;
+  queue_.push(std::move(out));
+  pump();
+  schedule_tick(wake);
 }
 
-void SimNode::start_sync() {
-  sync_in_flight_ = true;
-  ++started_gen_;
-  const size_t groups = disk_.begin_sync();
-  const uint64_t epoch = epoch_;
-  scheduler_.after(random_.range(options_.fsync_min_ms, options_.fsync_max_ms),
-                   [this, epoch, groups] { sync_done(epoch, groups); });
+void SimNode::pump() {
+  while (true) {
+    auto released = queue_.take_released();
+    for (const auto& m : released.messages) send_peer_(index_, m);
+    for (auto& r : released.replies) send_reply_(index_, std::move(r));
+    auto write = queue_.next_write();
+    if (!write) return;
+    for (auto& g : write->groups) disk_.stage(std::move(g));
+    if (!write->sync) {  // staged is written: the page cache is instant
+      queue_.write_done(write->id);
+      continue;
+    }
+    const size_t groups = disk_.begin_sync();
+    const uint64_t epoch = epoch_, id = write->id;
+    scheduler_.after(random_.range(options_.fsync_min_ms, options_.fsync_max_ms),
+                     [this, epoch, id, groups] { sync_done(epoch, id, groups); });
+    return;
+  }
 }
 
-void SimNode::sync_done(uint64_t epoch, size_t groups) {
+void SimNode::sync_done(uint64_t epoch, uint64_t write_id, size_t groups) {
   if (epoch != epoch_ || !replica_) return;
   disk_.finish_sync(groups);
-  done_gen_ = started_gen_;
-  sync_in_flight_ = false;
-  while (!queue_.empty() && queue_.front().needs_sync <= done_gen_) {
-    Pending p = std::move(queue_.front());
-    queue_.pop_front();
-    release(p);
-  }
-  if (last_needed_ > done_gen_) start_sync();  // an output waits for a sync not yet started
-}
-
-void SimNode::release(Pending& p) {
-  for (const auto& m : p.messages) send_peer_(index_, m);
-  for (auto& r : p.replies) send_reply_(index_, std::move(r));
+  queue_.write_done(write_id);
+  pump();
+  deliver(replication::Persisted{queue_.synced_through()});
 }
 
 void SimNode::schedule_tick(MonoTime wake) {

@@ -2,14 +2,13 @@
 // its clocks and its commit pipeline.
 //
 // Inputs that arrive in the same simulated millisecond are stepped into the
-// replica and drained with one take_output (group commit). An output's
-// persists are staged on the disk; one sync at a time runs, taking a random
-// fsync latency; when a sync completes, the outputs it covered (and any
-// persist-free output queued behind them) release their messages and replies,
-// in order. So nothing leaves a node before everything it depends on is
-// durable, exactly the contract of replication::Replica. A crash drops the
-// replica, every unsynced write and every unreleased message and reply;
-// restart rebuilds the replica from the durable disk only.
+// replica and drained with one take_output (group commit). Outputs go
+// through the same runtime::ReleaseQueue as stigd's: one write at a time is
+// staged on the disk, a sync takes a random fsync latency, and each message
+// and reply leaves once what it waits for is durable. After each sync the
+// replica is told (replication::Persisted). A crash drops the replica, every
+// unsynced write and every unreleased message and reply; restart rebuilds
+// the replica from the durable disk only.
 //
 // Clocks: the monotonic clock is the simulated time plus a per-node base;
 // the wall clock is an epoch plus the simulated time plus a skew the nemesis
@@ -17,13 +16,13 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "replication/replica.h"
+#include "runtime/release_queue.h"
 #include "sim/disk.h"
 #include "sim/random.h"
 #include "sim/scheduler.h"
@@ -70,15 +69,10 @@ class SimNode {
   uint64_t crashes() const { return crashes_; }
 
  private:
-  struct Pending {
-    uint64_t needs_sync;  // generation of the sync that must complete first
-    std::vector<replication::Outbound> messages;
-    std::vector<replication::Reply> replies;
-  };
   void flush();
-  void start_sync();
-  void sync_done(uint64_t epoch, size_t groups);
-  void release(Pending& p);
+  // Releases what may leave and starts the next write, if one is due.
+  void pump();
+  void sync_done(uint64_t epoch, uint64_t write_id, size_t groups);
   void schedule_tick(replication::MonoTime wake);
   void tick(uint64_t epoch, SimTime at);
 
@@ -98,9 +92,7 @@ class SimNode {
   bool flush_scheduled_ = false;
   SimTime scheduled_tick_ = INT64_MAX;
 
-  bool sync_in_flight_ = false;
-  uint64_t started_gen_ = 0, done_gen_ = 0, last_needed_ = 0;
-  std::deque<Pending> queue_;
+  runtime::ReleaseQueue queue_;
   std::string start_error_;
   uint64_t crashes_ = 0;
 };

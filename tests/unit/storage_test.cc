@@ -216,7 +216,9 @@ using stig::replication::Output;
 
 // An output identified by one reply token, persisting `keys` (value = token).
 Output make_output(uint64_t token, std::vector<std::string> keys) {
+  static uint64_t next_id = 1;  // ids only need to increase
   Output out;
+  out.id = next_id++;
   for (auto& k : keys) out.persist.push_back(Persist{std::move(k), std::to_string(token), false});
   out.replies.push_back({token, {}});
   return out;
@@ -238,17 +240,20 @@ struct PipelineFixture {
   boost::asio::io_context io;
   std::vector<uint64_t> released;
   std::vector<size_t> durable_keys_at_release;  // entries on disk when each was released
+  std::vector<uint64_t> persisted;                // Persisted inputs the core would get
   bool failed = false;
   std::unique_ptr<CommitPipeline> pipeline;
 
   PipelineFixture() {
     pipeline = std::make_unique<CommitPipeline>(
         io, *storage,
-        [this](Output& out) {
-          EXPECT_TRUE(out.persist.empty());
-          for (const auto& r : out.replies) released.push_back(r.token);
-          durable_keys_at_release.push_back(load(*storage).entries.size());
+        [this](stig::runtime::ReleaseQueue::Released& out) {
+          for (const auto& r : out.replies) {
+            released.push_back(r.token);
+            durable_keys_at_release.push_back(load(*storage).entries.size());
+          }
         },
+        [this](uint64_t through) { persisted.push_back(through); },
         [this](const stig::node::StorageStatus&) { failed = true; });
   }
 };
@@ -286,6 +291,8 @@ TEST(CommitPipeline, WritesQueuedBehindAnInFlightWriteShareOneSync) {
   for (uint64_t t = 0; t <= 50; ++t) EXPECT_EQ(f.released[t], t);
   EXPECT_EQ(f.pipeline->syncs(), 2u);  // the first write, then one group of 50
   EXPECT_EQ(f.pipeline->persists_written(), 51u);
+  ASSERT_EQ(f.persisted.size(), 2u);  // the core hears of each sync
+  EXPECT_LT(f.persisted[0], f.persisted[1]);
   EXPECT_EQ(load(*f.storage).entries.size(), 51u);
 }
 
@@ -295,18 +302,21 @@ namespace {
 
 TEST(CommitPipeline, OutputsThatNeedNoSyncAreWrittenWithoutOne) {
   PipelineFixture f;
-  Output unsynced = make_output(1, {"merged"});
-  unsynced.sync = false;  // e.g. a replica merging a push nobody waits for
+  // What the core emits for a replica merging a push nobody waits for.
+  auto written_only = [](Output out) {
+    out.sync = false;
+    for (auto& r : out.replies) r.after = stig::replication::ReleaseAfter::kWritten;
+    return out;
+  };
+  Output unsynced = written_only(make_output(1, {"merged"}));
   f.pipeline->submit(std::move(unsynced));
   run_until_idle(f.io, *f.pipeline);
   EXPECT_EQ(f.released, (std::vector<uint64_t>{1}));
   EXPECT_EQ(f.pipeline->syncs(), 0u);
   EXPECT_EQ(load(*f.storage).entries.size(), 1u);  // written all the same
   // One output that needs a sync makes its whole group wait for one.
-  Output a = make_output(2, {"x"});
-  a.sync = false;
   f.pipeline->submit(make_output(3, {"y"}));  // starts a synced write at once
-  f.pipeline->submit(std::move(a));
+  f.pipeline->submit(written_only(make_output(2, {"x"})));
   f.pipeline->submit(make_output(4, {"z"}));
   run_until_idle(f.io, *f.pipeline);
   EXPECT_EQ(f.released, (std::vector<uint64_t>{1, 3, 2, 4}));

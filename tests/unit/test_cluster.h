@@ -14,6 +14,7 @@
 
 #include "replication/key_space.h"
 #include "replication/replica.h"
+#include "runtime/release_queue.h"
 
 namespace stig::replication {
 
@@ -42,10 +43,14 @@ class TestCluster {
   void start(const NodeId& id) {
     RecoveredState rec;
     for (const auto& [k, v] : disk_[id]) rec.entries.emplace_back(k, v);
+    releases_.erase(id);  // a new replica numbers its outputs from 1
     nodes_[id] = std::make_unique<Replica>(config_for(id), 42, rec);
     drain(id);
   }
-  void crash(const NodeId& id) { nodes_.erase(id); }
+  void crash(const NodeId& id) {
+    nodes_.erase(id);
+    releases_.erase(id);
+  }
 
   Replica& node(const NodeId& id) { return *nodes_.at(id); }
 
@@ -91,15 +96,28 @@ class TestCluster {
     drain(id);
   }
 
+  // Writes go through the runtime's ReleaseQueue, each made (and synced)
+  // at once on the in-memory disk.
   void drain(const NodeId& id) {
-    Output out = nodes_.at(id)->take_output();
-    for (const auto& p : out.persist) apply_persist(disk_[id], p);
-    for (auto& m : out.messages) {
-      ++sent_;
-      if (blocked_.count({id, m.to}) || blocked_.count({m.to, id})) continue;
-      queue_.push_back({id, m.to, m.message});
+    runtime::ReleaseQueue& release = releases_[id];
+    release.push(nodes_.at(id)->take_output());
+    bool synced = false;
+    while (true) {
+      auto out = release.take_released();
+      for (auto& m : out.messages) {
+        ++sent_;
+        if (blocked_.count({id, m.to}) || blocked_.count({m.to, id})) continue;
+        queue_.push_back({id, m.to, m.message});
+      }
+      for (auto& r : out.replies) replies_[r.token] = r.response;
+      auto write = release.next_write();
+      if (!write) break;
+      for (const auto& group : write->groups)
+        for (const auto& p : group) apply_persist(disk_[id], p);
+      release.write_done(write->id);
+      synced |= write->sync;
     }
-    for (auto& r : out.replies) replies_[r.token] = r.response;
+    if (synced) step(id, Persisted{release.synced_through()});
   }
 
   bool deliver_one() {
@@ -145,6 +163,7 @@ class TestCluster {
   std::vector<NodeId> ids_;
   Config base_;
   std::map<NodeId, std::unique_ptr<Replica>> nodes_;
+  std::map<NodeId, runtime::ReleaseQueue> releases_;
   std::map<NodeId, std::map<std::string, std::string>> disk_;
   struct InFlight {
     NodeId from, to;
