@@ -103,14 +103,7 @@ int run(stig::node::Options& options) {
     std::fprintf(stderr, "stigd: %s\n", error.c_str());
     return 1;
   }
-  stig::replication::RecoveredState recovered;
-  if (auto st = storage->load_all(recovered); !st.ok) {
-    std::fprintf(stderr, "stigd: %s\n", st.message.c_str());
-    return 1;
-  }
-  const size_t entries = recovered.entries.size();
-  stig::replication::Replica replica(options.config, make_seed(options.config.self), recovered);
-  recovered = {};  // the core keeps what it needs
+  stig::replication::Replica replica(options.config, make_seed(options.config.self), storage->recovered());
 
   stig::node::Server server(options, replica, *storage);
   if (!server.listen(&error)) {
@@ -118,9 +111,9 @@ int run(stig::node::Options& options) {
     return 1;
   }
   const auto ep = server.local_endpoint();
-  spdlog::info("{} listening on {}:{}; peers {}; data dir {}; recovered {} keys ({} tombstones, {} stored entries)",
+  spdlog::info("{} listening on {}:{}; peers {}; data dir {}; recovered {} keys ({} tombstones)",
                options.config.self, ep.address().to_string(), ep.port(), describe_peers(options.config),
-               options.data_dir, replica.live_keys(), replica.tombstone_keys(), entries);
+               options.data_dir, replica.live_keys(), replica.tombstone_keys());
   return server.run();
 }
 

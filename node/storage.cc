@@ -10,7 +10,6 @@
 
 namespace stig::node {
 
-Storage::Storage(std::string dir, std::unique_ptr<rocksdb::DB> db) : dir_(std::move(dir)), db_(std::move(db)) {}
 
 Storage::~Storage() {
   if (db_) {
@@ -58,7 +57,39 @@ std::unique_ptr<Storage> Storage::open(const std::string& dir, std::string* erro
   return std::unique_ptr<Storage>(new Storage(dir, std::unique_ptr<rocksdb::DB>(raw)));
 }
 
-StorageStatus Storage::load_all(replication::RecoveredState& out) const {
+namespace {
+
+// Recovery reads: forward scans of one range with a RocksDB iterator that
+// does not fill the block cache (each key is read once).
+class RocksRecoveredState final : public replication::RecoveredState {
+ public:
+  RocksRecoveredState(rocksdb::DB& db, const std::string& dir) : db_(db), dir_(dir) {}
+  replication::Status scan(std::string_view begin, std::string_view end, const Visitor& visit) const override {
+    rocksdb::ReadOptions ro;
+    ro.fill_cache = false;
+    const rocksdb::Slice upper(end.data(), end.size());
+    ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(db_.NewIterator(ro));
+    for (it->Seek(rocksdb::Slice(begin.data(), begin.size())); it->Valid(); it->Next())
+      if (!visit(std::string_view(it->key().data(), it->key().size()),
+                 std::string_view(it->value().data(), it->value().size())))
+        break;
+    if (!it->status().ok())
+      return replication::Status::corruption("reading '" + dir_ + "' failed: " + it->status().ToString());
+    return replication::Status::ok();
+  }
+
+ private:
+  rocksdb::DB& db_;
+  const std::string& dir_;
+};
+
+}  // namespace
+
+Storage::Storage(std::string dir, std::unique_ptr<rocksdb::DB> db)
+    : dir_(std::move(dir)), db_(std::move(db)), reader_(std::make_unique<RocksRecoveredState>(*db_, dir_)) {}
+
+StorageStatus Storage::load_all(replication::RecoveredEntries& out) const {
   rocksdb::ReadOptions ro;
   ro.fill_cache = false;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));

@@ -44,8 +44,13 @@ class Storage {
   // null and sets `error` to one line, e.g. "cannot open data dir 'x': ...".
   static std::unique_ptr<Storage> open(const std::string& dir, std::string* error);
 
-  // Reads every (key, value) pair, in key order.
-  StorageStatus load_all(replication::RecoveredState& out) const;
+  // Reads every (key, value) pair, in key order (tests and tools: the core
+  // reads through recovered() instead).
+  StorageStatus load_all(replication::RecoveredEntries& out) const;
+
+  // The stored state as the core reads it at start: scans on demand, so
+  // recovery never copies the whole database into memory.
+  const replication::RecoveredState& recovered() const { return *reader_; }
 
   // Applies `writes` in order as one atomic, synced batch (erase -> Delete,
   // erase with a range_end -> DeleteRange).
@@ -65,6 +70,7 @@ class Storage {
 
   std::string dir_;
   std::unique_ptr<rocksdb::DB> db_;
+  std::unique_ptr<replication::RecoveredState> reader_;
 };
 
 }  // namespace stig::node

@@ -1,273 +1,92 @@
 #include "replication/replica.h"
 
 #include <algorithm>
-#include <charconv>
 #include <stdexcept>
 
-#include "replication/invariant.h"
+#include "replication/key_space.h"
+#include "replication/lazy_path.h"
 #include "replication/printable.h"
-#include "replication/replica_impl.h"
 
 namespace stig::replication {
 
 namespace {
-const std::string kDotCounterKey = storage_key(KeySpace::kMeta, "/dot_counter");
-std::string grave_key(std::string_view typed_key) { return storage_key(KeySpace::kGrave, typed_key); }
+
+// The key spaces some path of the core reads back at start. Anything else
+// on disk is refused: a key nobody owns means a newer or foreign format.
+constexpr KeySpace kOwnedSpaces[] = {KeySpace::kLazyKey, KeySpace::kGrave, KeySpace::kMeta};
+
+void refuse_unowned_keys(const RecoveredState& recovered) {
+  std::string owned;
+  for (KeySpace s : kOwnedSpaces) owned.push_back(static_cast<char>(s));
+  std::sort(owned.begin(), owned.end());
+  // Scan each gap between owned spaces; the first key found is an error.
+  std::string from;  // "" = the start of the store
+  auto check_gap = [&](std::string_view begin, std::string_view end) {
+    std::string unknown;
+    Status st = recovered.scan(begin, end, [&](std::string_view key, std::string_view) {
+      unknown = std::string(key);
+      return false;
+    });
+    if (!st.is_ok()) throw std::invalid_argument(st.message());
+    if (!unknown.empty()) throw std::invalid_argument("unknown key in storage: '" + printable(unknown) + "'");
+  };
+  for (char c : owned) {
+    check_gap(from, std::string(1, c));
+    from = std::string(1, static_cast<char>(c + 1));
+  }
+  check_gap(from, std::string(1, '\xff') + std::string(8, '\xff'));
 }
 
-// --- Replica (public face) --------------------------------------------------
+// Appends `part` to `into`: persists and items keep their order within the
+// part; a sync is owed if any part with persists owes one.
+void merge_output(Output& into, Output&& part) {
+  if (!part.persist.empty()) {
+    into.sync = (into.persist.empty() ? false : into.sync) || part.sync;
+    std::move(part.persist.begin(), part.persist.end(), std::back_inserter(into.persist));
+  }
+  std::move(part.messages.begin(), part.messages.end(), std::back_inserter(into.messages));
+  std::move(part.replies.begin(), part.replies.end(), std::back_inserter(into.replies));
+  into.wake_at = std::min(into.wake_at, part.wake_at);
+}
 
-Replica::Replica(const Config& config, uint64_t seed, const RecoveredState& recovered)
-    : impl_(std::make_unique<ReplicaImpl>(config, seed, recovered)) {}
+}  // namespace
+
+Status RecoveredEntries::scan(std::string_view begin, std::string_view end, const Visitor& visit) const {
+  auto it = std::lower_bound(entries.begin(), entries.end(), begin,
+                             [](const auto& e, std::string_view k) { return std::string_view(e.first) < k; });
+  for (; it != entries.end() && std::string_view(it->first) < end; ++it)
+    if (!visit(it->first, it->second)) break;
+  return Status::ok();
+}
+
+Replica::Replica(const Config& config, uint64_t seed, const RecoveredState& recovered) {
+  refuse_unowned_keys(recovered);
+  lazy_ = std::make_unique<LazyPath>(config, seed, recovered);
+}
+
 Replica::~Replica() = default;
-void Replica::step(const Now& now, Input input) { impl_->step(now, std::move(input)); }
-Output Replica::take_output() { return impl_->take_output(); }
-const NodeId& Replica::id() const { return impl_->config().self; }
-uint64_t Replica::state_digest() const { return impl_->store().digest(); }
-uint64_t Replica::live_keys() const { return impl_->store().live_keys(); }
-uint64_t Replica::tombstone_keys() const { return impl_->store().tombstone_keys(); }
-size_t Replica::retry_cache_clients() const { return impl_->sessions_.clients(); }
-size_t Replica::retry_cache_bytes() const { return impl_->sessions_.bytes(); }
-uint64_t Replica::dot_counter() const { return impl_->dot_counter_; }
 
-// --- lifecycle ------------------------------------------------------------------
-
-ReplicaImpl::ReplicaImpl(const Config& config, uint64_t seed, const RecoveredState& recovered)
-    : config_(config),
-      rng_(seed),
-      store_(config.merkle_fanout, config.merkle_depth),
-      detector_(config),
-      sessions_(ClientSessions::Limits{config.dedup_clients, config.dedup_max_bytes, config.dedup_idle_ms}) {
-  if (auto s = config_.validate(); !s.is_ok()) throw std::invalid_argument("invalid configuration: " + s.message());
-  for (const auto& p : config_.peers) peers_.push_back(p.id);
-  std::sort(peers_.begin(), peers_.end());
-  if (!peers_.empty()) {  // both fire at the first step
-    timers_.arm(TimerKind::kHeartbeat, 0, 0);
-    timers_.arm(TimerKind::kAntiEntropy, 0, 0);
-  }
-
-  for (const auto& [key, value] : recovered.entries) {
-    if (key == kDotCounterKey) {
-      uint64_t c = 0;
-      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), c);
-      if (ec != std::errc() || p != value.data() + value.size())
-        throw std::invalid_argument("stored dot counter is corrupt: '" + value + "'");
-      dot_counter_ = std::max(dot_counter_, c);
-    } else if (KeyStore::is_storage_key(key)) {
-      if (auto s = store_.load(key, value); !s.is_ok()) throw std::invalid_argument(s.message());
-    } else if (in_key_space(key, KeySpace::kGrave)) {
-      Grave g;
-      if (!g.context.ParseFromString(value) || !vv_validate(g.context).is_ok())
-        throw std::invalid_argument("stored tombstone grave is corrupt: '" + key + "'");
-      graveyard_[std::string(key_in_space(key))] = std::move(g);
-    } else {
-      throw std::invalid_argument("unknown key in storage: '" + key + "'");
-    }
-  }
-  // Never reuse a dot, even if the counter write was lost: states and graves
-  // on disk name every dot this node issued for them.
-  for (uint32_t b = 0; b < store_.tree().leaf_count(); ++b)
-    for (const auto& [tk, e] : store_.bucket(b)) learn_context(e.state.context());
-  for (const auto& [tk, g] : graveyard_) learn_context(g.context);
-  dot_counter_dirty_ = false;  // recovered, not changed
-  store_.settle(nullptr);
-  if (config_.test_faults.forget_dot_counter) dot_counter_ = 0;  // injected bug: dots get reissued
+void Replica::step(const Now& now, Input input) {
+  // Every input belongs to the lazy path today; a Tick goes to every path.
+  if (std::holds_alternative<Persisted>(input)) return lazy_->step(now, Tick{});
+  lazy_->step(now, input);
 }
 
-void ReplicaImpl::step(const Now& now, Input input) {
-  // Monotonic time never goes back, even if a runtime hands in an older value.
-  now_.mono = std::max(now_.mono, now.mono);
-  now_.wall = now.wall;
-  if (!graves_timed_) {  // recovered graves: their grace starts at the first step
-    for (auto& [tk, g] : graveyard_) g.expires = now_.mono + config_.tombstone_grace_ms;
-    if (!graveyard_.empty()) timers_.arm(TimerKind::kGraveExpiry, 0, now_.mono + config_.tombstone_grace_ms);
-    graves_timed_ = true;
-  }
-  if (auto* c = std::get_if<ClientInput>(&input)) {
-    on_client(c->token, c->request);
-  } else if (auto* p = std::get_if<PeerInput>(&input)) {
-    if (is_peer(p->from)) {
-      detector_.heard(p->from, now_.mono);
-      on_peer(p->from, p->message);
-    }
-  }
-  run_timers();
+Output Replica::take_output() {
+  Output out;
+  out.sync = false;
+  merge_output(out, lazy_->take_output());
+  if (out.persist.empty()) out.sync = true;  // nothing to sync; keep the safe default
+  out.id = ++outputs_;
+  return out;
 }
 
-Output ReplicaImpl::take_output() {
-  settle();
-  flush_push();
-  collect_tombstones();
-  if (dot_counter_dirty_) {
-    out_.persist.push_back(Persist{kDotCounterKey, std::to_string(dot_counter_), false});
-    dot_counter_dirty_ = false;
-  }
-  // The retry cache's next expiry moves with every request: re-arm it here.
-  if (const MonoTime at = sessions_.next_expiry(); at == kNever)
-    timers_.cancel(TimerKind::kRetryCacheExpiry, 0);
-  else
-    timers_.arm(TimerKind::kRetryCacheExpiry, 0, at);
-  out_.wake_at = timers_.next();
-  out_.sync = needs_sync_;
-  // Without a sync owed, nothing here depends on a power loss keeping this
-  // output's persists: written is enough.
-  if (!needs_sync_) {
-    for (auto& m : out_.messages) m.after = ReleaseAfter::kWritten;
-    for (auto& r : out_.replies) r.after = ReleaseAfter::kWritten;
-  }
-  needs_sync_ = false;
-  out_.id = ++outputs_;
-  Output result = std::move(out_);
-  out_ = Output{};
-  return result;
-}
-
-void ReplicaImpl::learn_context(const pb::VersionVector& context) {
-  for (const auto& e : context.entries()) {
-    if (e.node() == config_.self) {
-      if (e.counter() > dot_counter_ && !config_.test_faults.forget_dot_counter) {
-        dot_counter_ = e.counter();
-        dot_counter_dirty_ = true;
-      }
-    } else {
-      uint64_t& known = known_dots_[e.node()];
-      known = std::max(known, e.counter());
-    }
-  }
-}
-
-void ReplicaImpl::remember_grave(const std::string& tk, const pb::VersionVector& context) {
-  if (config_.test_faults.collect_tombstones_early) return;  // injected bug: deletions are forgotten
-  Grave& g = graveyard_[tk];
-  vv_join(g.context, context);
-  g.expires = now_.mono + config_.tombstone_grace_ms;
-  if (!timers_.deadline(TimerKind::kGraveExpiry, 0)) timers_.arm(TimerKind::kGraveExpiry, 0, g.expires);
-  out_.persist.push_back(Persist{grave_key(tk), encode_context(g.context), false});
-  needs_sync_ = true;  // a grave lost in a crash would let a late copy bring the key back
-}
-
-void ReplicaImpl::bury(const std::string& tk) {
-  const KeyEntry* e = store_.find(tk);
-  STIG_INVARIANT(e && e->tombstone_only, "burying a live key");
-  remember_grave(tk, e->state.context());
-  store_.erase(tk, out_.persist);
-}
-
-KeyEntry& ReplicaImpl::create_or_find(pb::ValueType type, const std::string& key) {
-  const std::string tk = KeyStore::typed_key(type, key);
-  if (KeyEntry* e = store_.find(tk)) return *e;
-  KeyEntry& e = store_.get_or_create(type, key);
-  if (auto g = graveyard_.find(tk); g != graveyard_.end()) {
-    // Alive again: the state carries the deletion's context from now on, so
-    // the grave is no longer needed.
-    *e.state.mutable_context() = g->second.context;
-    out_.persist.push_back(Persist{grave_key(tk), {}, true});
-    graveyard_.erase(g);
-  }
-  return e;
-}
-
-void ReplicaImpl::expire_graves() {
-  // Graves are few and short-lived; a scan per expiry is cheap enough.
-  MonoTime next = kNever;
-  for (auto it = graveyard_.begin(); it != graveyard_.end();) {
-    if (it->second.expires <= now_.mono) {
-      out_.persist.push_back(Persist{grave_key(it->first), {}, true});
-      it = graveyard_.erase(it);
-    } else {
-      next = std::min(next, it->second.expires);
-      ++it;
-    }
-  }
-  if (next != kNever) timers_.arm(TimerKind::kGraveExpiry, 0, next);
-}
-
-void ReplicaImpl::settle() {
-  const size_t first = out_.persist.size();
-  store_.settle(&out_.persist);
-  // Keep what was just serialized for the next push of client-changed keys,
-  // so a state is serialized once for the disk and every peer.
-  for (size_t i = first; i < out_.persist.size(); ++i) {
-    const Persist& p = out_.persist[i];
-    if (p.erase || !KeyStore::is_storage_key(p.key)) continue;
-    std::string tk(key_in_space(p.key));
-    if (pending_push_.count(tk)) push_bytes_[std::move(tk)] = p.value;
-  }
-}
-
-// --- timers -------------------------------------------------------------------------
-
-void ReplicaImpl::run_timers() {
-  while (auto timer = timers_.pop_due(now_.mono)) fire(*timer);
-}
-
-void ReplicaImpl::fire(const Timer& timer) {
-  const MonoTime now = now_.mono;
-  switch (timer.kind) {
-    case TimerKind::kHeartbeat: {
-      settle();
-      pb::PeerMessage m;
-      auto* hb = m.mutable_heartbeat();
-      hb->set_keys(store_.live_keys());
-      hb->set_tombstones(store_.tombstone_keys());
-      hb->set_digest(store_.digest());
-      broadcast(std::move(m));
-      timers_.arm(TimerKind::kHeartbeat, 0, now + config_.heartbeat_interval_ms);
-      return;
-    }
-    case TimerKind::kAntiEntropy: {
-      if (anti_entropy_started_) start_anti_entropy();
-      anti_entropy_started_ = true;
-      // Jitter (75%..125%) keeps nodes from synchronising their rounds.
-      const int64_t base = config_.anti_entropy_interval_ms;
-      timers_.arm(TimerKind::kAntiEntropy, 0,
-                  now + base * 3 / 4 + static_cast<int64_t>(rng_.below(static_cast<uint64_t>(base / 2 + 1))));
-      return;
-    }
-    case TimerKind::kWriteDeadline: return give_up_waiting(timer.id);
-    case TimerKind::kBatchExpiry: batch_writes_.erase(timer.id); return;
-    case TimerKind::kGraveExpiry: return expire_graves();
-    case TimerKind::kRetryCacheExpiry: sessions_.expire(now); return;
-  }
-}
-
-void ReplicaImpl::give_up_waiting(uint64_t write_id) {
-  auto it = pending_writes_.find(write_id);
-  if (it == pending_writes_.end()) return;
-  PendingWrite& w = it->second;
-  const size_t stored = 1 + w.acked.size();
-  pb::Response r = w.response;
-  r.clear_result();
-  r.set_error(pb::DURABILITY_NOT_MET);
-  r.set_error_message("stored on " + std::to_string(stored) + " of " + std::to_string(config_.cluster_size()) +
-                      " replicas (needed " + std::to_string(1 + w.needed) + ") within " +
-                      std::to_string(config_.durability_timeout_ms) +
-                      " ms; the write is kept and will still propagate");
-  complete_write(w.token, w.client_id, w.seq, std::move(r));
-  std::erase(unbatched_writes_, write_id);
-  pending_writes_.erase(it);
-}
-
-// --- output helpers -----------------------------------------------------------------------
-
-bool ReplicaImpl::is_peer(const NodeId& id) const { return std::binary_search(peers_.begin(), peers_.end(), id); }
-
-void ReplicaImpl::send(const NodeId& to, pb::PeerMessage message) {
-  STIG_INVARIANT(to != config_.self, "sending to self");
-  message.set_from(config_.self);
-  out_.messages.push_back(Outbound{to, std::make_shared<const pb::PeerMessage>(std::move(message))});
-}
-
-void ReplicaImpl::broadcast(pb::PeerMessage message) {
-  message.set_from(config_.self);
-  auto shared = std::make_shared<const pb::PeerMessage>(std::move(message));
-  for (const auto& p : peers_) out_.messages.push_back(Outbound{p, shared});
-}
-
-void ReplicaImpl::reply(ClientToken token, pb::Response response) {
-  // Whatever went into the message, the reply must stay parseable.
-  if (!response.error_message().empty()) response.set_error_message(one_line_utf8(response.error_message()));
-  out_.replies.push_back(Reply{token, std::move(response)});
-}
+const NodeId& Replica::id() const { return lazy_->config().self; }
+uint64_t Replica::state_digest() const { return lazy_->store().digest(); }
+uint64_t Replica::live_keys() const { return lazy_->store().live_keys(); }
+uint64_t Replica::tombstone_keys() const { return lazy_->store().tombstone_keys(); }
+size_t Replica::retry_cache_clients() const { return lazy_->retry_cache_clients(); }
+size_t Replica::retry_cache_bytes() const { return lazy_->retry_cache_bytes(); }
+uint64_t Replica::dot_counter() const { return lazy_->dot_counter(); }
 
 }  // namespace stig::replication

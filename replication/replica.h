@@ -17,18 +17,21 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
 #include "replication/config.h"
+#include "replication/status.h"
 #include "replication/time.h"
 #include "stigmergy.pb.h"
 
 namespace stig::replication {
 
-class ReplicaImpl;
+class LazyPath;
 
 // A storage write: put `value` under `key`, or erase `key`, or (erase with a
 // range_end) erase every key in [key, range_end). Keys are storage keys
@@ -40,9 +43,24 @@ struct Persist {
   std::string range_end = {};  // with erase: erase [key, range_end) instead of key alone
 };
 
-// What a node reads back from disk at start: every (key, value) it persisted.
-struct RecoveredState {
-  std::vector<std::pair<std::string, std::string>> entries;
+// What a node reads back from disk at start, read on demand: each path of
+// the core scans only its own key spaces (replication/key_space.h) and keeps
+// what it needs, so recovery never holds the whole disk in memory at once.
+// Runtimes implement it over their store (stigd: a RocksDB iterator).
+class RecoveredState {
+ public:
+  // Return false to stop the scan.
+  using Visitor = std::function<bool(std::string_view key, std::string_view value)>;
+  virtual ~RecoveredState() = default;
+  // Calls `visit` with each stored pair whose key is in [begin, end), in key
+  // order. An error is a store that could not be read (one line).
+  virtual Status scan(std::string_view begin, std::string_view end, const Visitor& visit) const = 0;
+};
+
+// A RecoveredState held in memory (the simulator's disk, tests, fuzzers).
+struct RecoveredEntries final : RecoveredState {
+  std::vector<std::pair<std::string, std::string>> entries;  // sorted by key, unique
+  Status scan(std::string_view begin, std::string_view end, const Visitor& visit) const override;
 };
 
 // What a message or reply must wait for before it leaves the node: the
@@ -100,6 +118,10 @@ struct Output {
   bool empty() const { return persist.empty() && messages.empty() && replies.empty(); }
 };
 
+// Replica: the core of one node. It routes each input to the path it
+// belongs to (the lazy path today; the strong path's Raft node and state
+// machine next, issue 7) and merges what they decide into one Output, so a
+// runtime sees one step/output contract however many paths there are.
 class Replica {
  public:
   // Throws std::invalid_argument (a program edge) when `config` is invalid or
@@ -126,11 +148,10 @@ class Replica {
   // The last dot this node issued.
   uint64_t dot_counter() const;
 
-  // Test-only fault switches used to prove the simulator's checkers can fail.
-  ReplicaImpl& impl() { return *impl_; }
-
  private:
-  std::unique_ptr<ReplicaImpl> impl_;
+  // The paths inputs are routed to; their outputs are merged into one.
+  std::unique_ptr<LazyPath> lazy_;
+  uint64_t outputs_ = 0;  // the last Output::id handed out
 };
 
 }  // namespace stig::replication

@@ -19,8 +19,8 @@ void SimDisk::finish_sync(size_t groups) {
   ++syncs_;
 }
 
-replication::RecoveredState SimDisk::recover() const {
-  replication::RecoveredState r;
+replication::RecoveredEntries SimDisk::recover() const {
+  replication::RecoveredEntries r;
   r.entries.reserve(durable_.size());
   for (const auto& [k, v] : durable_) r.entries.emplace_back(k, v);
   return r;

@@ -27,7 +27,7 @@ class SimDisk {
   // Power loss: unsynced writes are gone.
   void crash() { staged_.clear(); }
 
-  replication::RecoveredState recover() const;
+  replication::RecoveredEntries recover() const;
 
   size_t durable_keys() const { return durable_.size(); }
   uint64_t syncs() const { return syncs_; }

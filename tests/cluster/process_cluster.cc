@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <set>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -176,7 +177,13 @@ ProcessCluster::ProcessCluster(int nodes, std::vector<std::string> extra_flags, 
     : nodes_(nodes), extra_flags_(std::move(extra_flags)), enable_admin_(enable_admin) {
   char tmpl[] = "/tmp/stig-cluster-XXXXXX";
   dir_ = ::mkdtemp(tmpl);
-  for (auto& n : nodes_) n.port = free_port();
+  // The kernel may hand the same free port out twice in a row once the
+  // probing socket is closed: ask again until every node has its own.
+  std::set<uint16_t> taken;
+  for (auto& n : nodes_) {
+    do n.port = free_port();
+    while (!taken.insert(n.port).second);
+  }
   for (int i = 0; i < nodes; ++i) start(i);
   for (int i = 0; i < nodes; ++i)
     if (!wait_ready(i)) throw std::runtime_error("node " + id(i) + " did not start:\n" + read_log(i));

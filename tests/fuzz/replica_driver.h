@@ -80,7 +80,7 @@ class ReplicaDriver {
   static constexpr int64_t kWallEpochMs = 1767225600000;  // 2026-01-01T00:00:00Z
 
   void start() {
-    replication::RecoveredState recovered;
+    replication::RecoveredEntries recovered;
     for (const auto& [k, v] : disk_) recovered.entries.emplace_back(k, v);
     try {
       replica_ = std::make_unique<replication::Replica>(config_, kSeed, recovered);

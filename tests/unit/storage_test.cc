@@ -19,7 +19,7 @@ namespace {
 
 using stig::node::Storage;
 using stig::replication::Persist;
-using stig::replication::RecoveredState;
+using stig::replication::RecoveredEntries;
 
 // A fresh directory under the test temp dir, removed at the end of the test.
 class TempDir {
@@ -46,8 +46,8 @@ std::unique_ptr<Storage> open_or_die(const std::string& dir) {
   return s;
 }
 
-RecoveredState load(Storage& s) {
-  RecoveredState state;
+RecoveredEntries load(Storage& s) {
+  RecoveredEntries state;
   auto st = s.load_all(state);
   EXPECT_TRUE(st.ok) << st.message;
   return state;

@@ -41,7 +41,7 @@ class TestCluster {
   }
 
   void start(const NodeId& id) {
-    RecoveredState rec;
+    RecoveredEntries rec;
     for (const auto& [k, v] : disk_[id]) rec.entries.emplace_back(k, v);
     releases_.erase(id);  // a new replica numbers its outputs from 1
     nodes_[id] = std::make_unique<Replica>(config_for(id), 42, rec);

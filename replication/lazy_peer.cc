@@ -4,7 +4,7 @@
 #include <set>
 
 #include "replication/invariant.h"
-#include "replication/replica_impl.h"
+#include "replication/lazy_path.h"
 #include "replication/test_faults.h"
 
 namespace stig::replication {
@@ -25,7 +25,7 @@ bool add_within_budget(google::protobuf::RepeatedPtrField<pb::KeyState>& states,
 
 }  // namespace
 
-void ReplicaImpl::on_peer(const NodeId& from, const pb::PeerMessage& message) {
+void LazyPath::on_peer(const NodeId& from, const pb::PeerMessage& message) {
   switch (message.body_case()) {
     case pb::PeerMessage::kHeartbeat: {
       const auto& hb = message.heartbeat();
@@ -45,7 +45,7 @@ void ReplicaImpl::on_peer(const NodeId& from, const pb::PeerMessage& message) {
 
 // --- merging -------------------------------------------------------------------
 
-bool ReplicaImpl::merge_keys(pb::KeyState& local, const pb::KeyState& remote) const {
+bool LazyPath::merge_keys(pb::KeyState& local, const pb::KeyState& remote) const {
   const TestFaults& f = config_.test_faults;
   if (f.any()) {  // deliberately wrong merges: only when a test injects a bug
     if (f.lww_merge && local.type() == pb::REGISTER) return test_faults::merge_register_lww(local, remote);
@@ -55,7 +55,7 @@ bool ReplicaImpl::merge_keys(pb::KeyState& local, const pb::KeyState& remote) co
   return merge_state(local, remote);
 }
 
-Status ReplicaImpl::check_peer_state(const pb::KeyState& state) const {
+Status LazyPath::check_peer_state(const pb::KeyState& state) const {
   if (auto s = validate_state(state); !s.is_ok()) return s;
   if (state.key().size() > config_.max_key_bytes) return Status::invalid_argument("key above the key limit");
   const auto member = [&](const std::string& node) { return node == config_.self || is_peer(node); };
@@ -72,7 +72,7 @@ Status ReplicaImpl::check_peer_state(const pb::KeyState& state) const {
   return Status::ok();
 }
 
-bool ReplicaImpl::merge_remote(const NodeId& from, const pb::KeyState& remote) {
+bool LazyPath::merge_remote(const NodeId& from, const pb::KeyState& remote) {
   if (!check_peer_state(remote).is_ok()) return false;
   learn_context(remote.context());
   const std::string tk = KeyStore::typed_key(remote.type(), remote.key());
@@ -106,7 +106,7 @@ bool ReplicaImpl::merge_remote(const NodeId& from, const pb::KeyState& remote) {
 
 // --- eager push ---------------------------------------------------------------------
 
-void ReplicaImpl::flush_push() {
+void LazyPath::flush_push() {
   if (pending_push_.empty()) return;
   if (peers_.empty()) {
     pending_push_.clear();
@@ -159,7 +159,7 @@ void ReplicaImpl::flush_push() {
   push_bytes_.clear();
 }
 
-void ReplicaImpl::handle_push(const NodeId& from, const pb::PushBatch& push) {
+void LazyPath::handle_push(const NodeId& from, const pb::PushBatch& push) {
   std::vector<std::pair<std::string, uint64_t>> tombstones;
   std::vector<pb::KeyState> states(static_cast<size_t>(push.states_size()));
   for (int i = 0; i < push.states_size(); ++i) {
@@ -194,7 +194,7 @@ void ReplicaImpl::handle_push(const NodeId& from, const pb::PushBatch& push) {
   for (const auto& [tk, h] : tombstones) note_tombstone_seen(from, tk, h);
 }
 
-void ReplicaImpl::handle_push_ack(const NodeId& from, const pb::PushAck& ack) {
+void LazyPath::handle_push_ack(const NodeId& from, const pb::PushAck& ack) {
   settle();
   for (const auto& kh : ack.tombstones())
     if (pb::ValueType_IsValid(kh.type()))
@@ -214,7 +214,7 @@ void ReplicaImpl::handle_push_ack(const NodeId& from, const pb::PushAck& ack) {
 
 // --- tombstone collection ----------------------------------------------------------------
 
-void ReplicaImpl::note_tombstone_seen(const NodeId& peer, const std::string& typed_key, uint64_t peer_hash) {
+void LazyPath::note_tombstone_seen(const NodeId& peer, const std::string& typed_key, uint64_t peer_hash) {
   KeyEntry* e = store_.find(typed_key);
   if (!e || e->dirty || !e->tombstone_only || e->hash != peer_hash) return;
   if (std::find(e->tombstone_seen_by.begin(), e->tombstone_seen_by.end(), peer) == e->tombstone_seen_by.end())
@@ -222,7 +222,7 @@ void ReplicaImpl::note_tombstone_seen(const NodeId& peer, const std::string& typ
   gc_candidates_.insert(typed_key);
 }
 
-void ReplicaImpl::collect_tombstones() {
+void LazyPath::collect_tombstones() {
   pb::PeerMessage m;
   for (const auto& tk : gc_candidates_) {
     const KeyEntry* e = store_.find(tk);
@@ -240,7 +240,7 @@ void ReplicaImpl::collect_tombstones() {
   if (m.has_collect() && !peers_.empty()) broadcast(std::move(m));
 }
 
-void ReplicaImpl::handle_collect(const pb::Collect& collect) {
+void LazyPath::handle_collect(const pb::Collect& collect) {
   std::set<std::string> emptied;  // a key named twice is buried once
   for (const auto& grave : collect.graves()) {
     if (!check_peer_state(grave).is_ok() || grave.siblings_size() != 0 || grave.type() == pb::COUNTER) continue;
@@ -262,7 +262,7 @@ void ReplicaImpl::handle_collect(const pb::Collect& collect) {
 
 // --- anti-entropy ------------------------------------------------------------------------------
 
-void ReplicaImpl::start_anti_entropy() {
+void LazyPath::start_anti_entropy() {
   settle();
   std::vector<NodeId> candidates;
   for (const auto& p : peers_)
@@ -278,7 +278,7 @@ void ReplicaImpl::start_anti_entropy() {
   send(partner, std::move(m));
 }
 
-void ReplicaImpl::handle_ae_level(const NodeId& from, const pb::AeTreeLevel& level) {
+void LazyPath::handle_ae_level(const NodeId& from, const pb::AeTreeLevel& level) {
   const MerkleTree& tree = store_.tree();
   // Malformed requests are ignored whole. Indices strictly increase and lie
   // within the level, so a request names each tree node at most once and the
@@ -332,7 +332,7 @@ void ReplicaImpl::handle_ae_level(const NodeId& from, const pb::AeTreeLevel& lev
   send(from, std::move(m));
 }
 
-void ReplicaImpl::handle_ae_keys(const NodeId& from, const pb::AeKeys& keys) {
+void LazyPath::handle_ae_keys(const NodeId& from, const pb::AeKeys& keys) {
   for (int i = 0; i < keys.buckets_size(); ++i)  // strictly increasing, within the tree: else malformed
     if (keys.buckets(i) >= store_.tree().leaf_count() || (i > 0 && keys.buckets(i) <= keys.buckets(i - 1))) return;
   std::map<std::string, uint64_t> remote_hash;

@@ -1,8 +1,15 @@
-// ReplicaImpl: the lazy-path protocol state machine behind Replica.
+// LazyPath: the lazy (eventually consistent) path of one node: the
+// version-vectored key store, eager push, anti-entropy, tombstone
+// collection, durability-waiting writes and the client retry cache.
 //
-// Internal header. Client operations live in client_handlers.cc, the peer
-// protocol (push, acks, anti-entropy, tombstone collection) in
-// peer_handlers.cc, lifecycle, timers and output assembly in replica.cc.
+// Replica routes it the lazy client requests, the lazy peer messages and
+// every tick, and merges its output with the other paths'. It guarantees
+// what docs/lazy-path.md says: every acknowledged write survives, replicas
+// converge, a retried request is applied once.
+//
+// Internal header. Client operations live in lazy_client.cc, the peer
+// protocol (push, acks, anti-entropy, tombstone collection) in lazy_peer.cc,
+// lifecycle, timers and output assembly in lazy_path.cc.
 #pragma once
 
 #include <map>
@@ -21,18 +28,21 @@
 
 namespace stig::replication {
 
-class ReplicaImpl {
+class LazyPath {
  public:
-  ReplicaImpl(const Config& config, uint64_t seed, const RecoveredState& recovered);
+  LazyPath(const Config& config, uint64_t seed, const RecoveredState& recovered);
 
-  void step(const Now& now, Input input);
+  void step(const Now& now, const Input& input);
+  // What was decided since the last call; Output::id is left to Replica.
   Output take_output();
 
   const Config& config() const { return config_; }
   const KeyStore& store() const { return store_; }
+  size_t retry_cache_clients() const { return sessions_.clients(); }
+  size_t retry_cache_bytes() const { return sessions_.bytes(); }
+  uint64_t dot_counter() const { return dot_counter_; }
 
  private:
-  friend class Replica;
 
   // A quorum/all write waiting for peers' acknowledgements.
   struct PendingWrite {
@@ -45,7 +55,7 @@ class ReplicaImpl {
     std::set<NodeId> acked;
   };
 
-  // --- client side (client_handlers.cc)
+  // --- client side (lazy_client.cc)
   void on_client(ClientToken token, const pb::Request& request);
   void handle_get(ClientToken token, const pb::Request& request);
   void handle_register_write(ClientToken token, const pb::Request& request, bool is_delete);
@@ -74,7 +84,7 @@ class ReplicaImpl {
   // at kMaxDotCounter (it would otherwise wrap).
   bool check_dots_left(ClientToken token, const pb::Request& request);
 
-  // --- peer side (peer_handlers.cc)
+  // --- peer side (lazy_peer.cc)
   void on_peer(const NodeId& from, const pb::PeerMessage& message);
   void handle_push(const NodeId& from, const pb::PushBatch& push);
   void handle_push_ack(const NodeId& from, const pb::PushAck& ack);
@@ -107,7 +117,7 @@ class ReplicaImpl {
   void start_anti_entropy();
   void flush_push();
 
-  // --- plumbing (replica.cc)
+  // --- plumbing (lazy_path.cc)
   void settle();
   void run_timers();
   void send(const NodeId& to, pb::PeerMessage message);
@@ -131,7 +141,6 @@ class ReplicaImpl {
   // Something released with the current output relies on its persists being
   // synced: a client write's reply, or an acknowledgement to a peer.
   bool needs_sync_ = false;
-  uint64_t outputs_ = 0;  // the last Output::id handed out
 
   std::set<std::string> pending_push_;    // typed keys changed by clients since the last push
   std::map<std::string, std::string> push_bytes_;  // serialized state of pending keys, from settle

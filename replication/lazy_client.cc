@@ -3,7 +3,7 @@
 
 #include "replication/invariant.h"
 #include "replication/printable.h"
-#include "replication/replica_impl.h"
+#include "replication/lazy_path.h"
 
 namespace stig::replication {
 
@@ -51,14 +51,14 @@ void fill_versions(const pb::KeyState& state, google::protobuf::RepeatedPtrField
 
 }  // namespace
 
-pb::Response ReplicaImpl::make_response(const pb::Request& request) const {
+pb::Response LazyPath::make_response(const pb::Request& request) const {
   pb::Response r;
   r.set_seq(request.seq());
   r.set_node(config_.self);
   return r;
 }
 
-void ReplicaImpl::reply_error(ClientToken token, const pb::Request& request, pb::ErrorCode code,
+void LazyPath::reply_error(ClientToken token, const pb::Request& request, pb::ErrorCode code,
                               std::string message) {
   pb::Response r = make_response(request);
   r.set_error(code);
@@ -69,20 +69,20 @@ void ReplicaImpl::reply_error(ClientToken token, const pb::Request& request, pb:
     reply(token, std::move(r));
 }
 
-uint64_t ReplicaImpl::next_dot() {
+uint64_t LazyPath::next_dot() {
   STIG_INVARIANT(dot_counter_ < kMaxDotCounter, "dot counter at its limit (check_dots_left first)");
   dot_counter_dirty_ = true;
   return ++dot_counter_;
 }
 
-bool ReplicaImpl::check_dots_left(ClientToken token, const pb::Request& request) {
+bool LazyPath::check_dots_left(ClientToken token, const pb::Request& request) {
   if (dot_counter_ < kMaxDotCounter) return true;
   reply_error(token, request, pb::UNAVAILABLE,
               "node " + printable(config_.self) + " has issued every dot it may; write through another node");
   return false;
 }
 
-Status ReplicaImpl::clamp_client_context(pb::VersionVector& ctx, bool& clamped) const {
+Status LazyPath::clamp_client_context(pb::VersionVector& ctx, bool& clamped) const {
   clamped = false;
   for (auto& e : *ctx.mutable_entries()) {
     uint64_t known = 0;
@@ -111,7 +111,7 @@ Status ReplicaImpl::clamp_client_context(pb::VersionVector& ctx, bool& clamped) 
   return Status::ok();
 }
 
-void ReplicaImpl::on_client(ClientToken token, const pb::Request& request) {
+void LazyPath::on_client(ClientToken token, const pb::Request& request) {
   if (is_mutation(request) && !request.client_id().empty()) {
     auto d = sessions_.admit(request.client_id(), request.seq(), token, now_.mono);
     switch (d.admission) {
@@ -149,7 +149,7 @@ void ReplicaImpl::on_client(ClientToken token, const pb::Request& request) {
   reply_error(token, request, pb::UNKNOWN_REQUEST, "request names no operation this node knows");
 }
 
-bool ReplicaImpl::check_key(ClientToken token, const pb::Request& request, const std::string& key,
+bool LazyPath::check_key(ClientToken token, const pb::Request& request, const std::string& key,
                             pb::ValueType type) {
   if (key.empty()) {
     reply_error(token, request, pb::BAD_REQUEST, "key must not be empty");
@@ -172,7 +172,7 @@ bool ReplicaImpl::check_key(ClientToken token, const pb::Request& request, const
   return true;
 }
 
-void ReplicaImpl::handle_get(ClientToken token, const pb::Request& request) {
+void LazyPath::handle_get(ClientToken token, const pb::Request& request) {
   const std::string& key = request.get().key();
   if (!check_key(token, request, key, pb::REGISTER)) return;
   pb::Response r = make_response(request);
@@ -185,7 +185,7 @@ void ReplicaImpl::handle_get(ClientToken token, const pb::Request& request) {
   reply(token, std::move(r));
 }
 
-void ReplicaImpl::handle_register_write(ClientToken token, const pb::Request& request, bool is_delete) {
+void LazyPath::handle_register_write(ClientToken token, const pb::Request& request, bool is_delete) {
   const std::string& key = is_delete ? request.del().key() : request.put().key();
   const std::string& ctx_bytes = is_delete ? request.del().context() : request.put().context();
   const pb::Durability durability = is_delete ? request.del().durability() : request.put().durability();
@@ -247,7 +247,7 @@ void ReplicaImpl::handle_register_write(ClientToken token, const pb::Request& re
   finish_write(token, request, tk, std::move(r), durability);
 }
 
-void ReplicaImpl::handle_counter_add(ClientToken token, const pb::Request& request) {
+void LazyPath::handle_counter_add(ClientToken token, const pb::Request& request) {
   const auto& op = request.counter_add();
   if (!check_key(token, request, op.key(), pb::COUNTER)) return;
   if (!pb::Durability_IsValid(op.durability()))
@@ -266,7 +266,7 @@ void ReplicaImpl::handle_counter_add(ClientToken token, const pb::Request& reque
   finish_write(token, request, tk, std::move(r), op.durability());
 }
 
-void ReplicaImpl::handle_counter_get(ClientToken token, const pb::Request& request) {
+void LazyPath::handle_counter_get(ClientToken token, const pb::Request& request) {
   const std::string& key = request.counter_get().key();
   if (!check_key(token, request, key, pb::COUNTER)) return;
   pb::Response r = make_response(request);
@@ -286,7 +286,7 @@ void ReplicaImpl::handle_counter_get(ClientToken token, const pb::Request& reque
   reply(token, std::move(r));
 }
 
-void ReplicaImpl::handle_set_write(ClientToken token, const pb::Request& request, bool is_add) {
+void LazyPath::handle_set_write(ClientToken token, const pb::Request& request, bool is_add) {
   const std::string& key = is_add ? request.set_add().key() : request.set_remove().key();
   const std::string& element = is_add ? request.set_add().element() : request.set_remove().element();
   const pb::Durability durability = is_add ? request.set_add().durability() : request.set_remove().durability();
@@ -321,7 +321,7 @@ void ReplicaImpl::handle_set_write(ClientToken token, const pb::Request& request
   finish_write(token, request, tk, std::move(r), durability);
 }
 
-void ReplicaImpl::handle_set_get(ClientToken token, const pb::Request& request) {
+void LazyPath::handle_set_get(ClientToken token, const pb::Request& request) {
   const std::string& key = request.set_get().key();
   if (!check_key(token, request, key, pb::SET)) return;
   pb::Response r = make_response(request);
@@ -332,7 +332,7 @@ void ReplicaImpl::handle_set_get(ClientToken token, const pb::Request& request) 
   reply(token, std::move(r));
 }
 
-void ReplicaImpl::handle_cluster_status(ClientToken token, const pb::Request& request) {
+void LazyPath::handle_cluster_status(ClientToken token, const pb::Request& request) {
   settle();
   pb::Response r = make_response(request);
   auto* status = r.mutable_cluster_status();
@@ -362,7 +362,7 @@ void ReplicaImpl::handle_cluster_status(ClientToken token, const pb::Request& re
 
 // --- durability ----------------------------------------------------------------------
 
-void ReplicaImpl::finish_write(ClientToken token, const pb::Request& request, const std::string& typed_key,
+void LazyPath::finish_write(ClientToken token, const pb::Request& request, const std::string& typed_key,
                                pb::Response response, pb::Durability durability) {
   needs_sync_ = true;  // the reply promises the write survives a crash of this node
   const size_t n = config_.cluster_size();
@@ -380,7 +380,7 @@ void ReplicaImpl::finish_write(ClientToken token, const pb::Request& request, co
   pending_push_.insert(typed_key);
 }
 
-void ReplicaImpl::complete_write(ClientToken token, const std::string& client_id, uint64_t seq,
+void LazyPath::complete_write(ClientToken token, const std::string& client_id, uint64_t seq,
                                  pb::Response response) {
   if (!client_id.empty()) {
     // Remember the answer without the versions' values (up to a whole key's
@@ -394,7 +394,7 @@ void ReplicaImpl::complete_write(ClientToken token, const std::string& client_id
   reply(token, std::move(response));
 }
 
-void ReplicaImpl::answer_retry(ClientToken token, pb::Response remembered) {
+void LazyPath::answer_retry(ClientToken token, pb::Response remembered) {
   if (remembered.has_put() && remembered.error() == pb::OK) {
     pb::VersionVector ctx;
     const auto& put = remembered.put();
