@@ -560,6 +560,11 @@ void Raft::handle_heartbeat_resp(MonoTime now, const NodeId& from, const pb::Raf
   pr.recent_active = true;
   pr.heard_heartbeat_resp();
   if (pr.match() < log_.last_index()) {
+    // The follower is reachable but its pipeline (or snapshot) made no
+    // progress for a while: an APPEND or SNAPSHOT was lost. Probe again.
+    const MonoTime stall = pr.state() == Progress::State::kSnapshot ? opts_.election_timeout_min_ms
+                                                                    : 2 * opts_.heartbeat_interval_ms;
+    if (pr.state() != Progress::State::kProbe && now - pr.last_progress() >= stall) pr.become_probe();
     while (send_append(now, from, false)) {
     }
   }
@@ -679,15 +684,6 @@ void Raft::tick_leader(MonoTime now) {
   if (now >= heartbeat_deadline_) {
     heartbeat_deadline_ = now + opts_.heartbeat_interval_ms;
     broadcast_heartbeat("");
-    // An APPEND or SNAPSHOT lost on the way stalls a pipeline that only
-    // answers move: after an election timeout without progress, probe again.
-    for (auto& [id, pr] : progress_) {
-      if (pr.state() != Progress::State::kProbe && pr.match() < log_.last_index() &&
-          now - pr.last_progress() >= opts_.election_timeout_min_ms) {
-        pr.become_probe();
-        send_append(now, id, true);
-      }
-    }
   }
 }
 

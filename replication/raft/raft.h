@@ -128,9 +128,10 @@ struct SnapshotToInstall {
 };
 
 struct Ready {
-  // Persist, in this order: the snapshot (erasing every log entry it covers
-  // and restoring the state machine from it), the truncation (erase log
-  // entries >= truncate_from), the entries, the hard state.
+  // Persist, in this order: the snapshot (it replaces the whole log: erase
+  // every log entry, store the snapshot, restore the state machine from it),
+  // the truncation (erase log entries >= truncate_from), the entries, the
+  // hard state. Then call stable_to(entries.back()).
   std::optional<SnapshotToInstall> snapshot;
   uint64_t truncate_from = 0;  // 0: nothing truncated
   std::vector<pb::RaftEntry> entries;
@@ -206,6 +207,7 @@ class Raft {
   uint64_t snapshot_index() const { return log_.snapshot_index(); }
   const NodeId& transferee() const { return transferee_; }
   const RaftLog& log() const { return log_; }
+  const pb::SnapshotMeta& snapshot_meta() const { return snapshot_meta_; }  // index 0: none
   const RaftStats& stats() const { return stats_; }
   // The leader's view of a follower; nullptr when not leader or unknown.
   const Progress* progress(const NodeId& peer) const;

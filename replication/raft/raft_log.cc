@@ -42,7 +42,7 @@ std::vector<pb::RaftEntry> RaftLog::slice(uint64_t lo, uint64_t hi, uint64_t max
   uint64_t bytes = 0;
   for (uint64_t i = lo; i < hi; ++i) {
     const auto& e = at(i);
-    bytes += e.data().size();
+    bytes += e.ByteSizeLong();
     if (!out.empty() && bytes > max_bytes) break;
     out.push_back(e);
   }

@@ -46,7 +46,7 @@ class RaftLog {
   bool is_up_to_date(uint64_t last_index, uint64_t last_term) const;
   const pb::RaftEntry& at(uint64_t i) const;  // first_index() <= i <= last_index()
 
-  // Entries [lo, hi) with at most max_bytes of data, but always at least one
+  // Entries [lo, hi) of at most max_bytes (serialized), but always at least one
   // when lo < hi. lo >= first_index().
   std::vector<pb::RaftEntry> slice(uint64_t lo, uint64_t hi, uint64_t max_bytes) const;
 
