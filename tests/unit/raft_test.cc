@@ -694,6 +694,7 @@ TEST(RaftElection, AVoteIsNotGrantedTwiceInATermAcrossACrash) {
       o.faults.vote_not_durable = fault;
     });
     c.node("c").auto_sync = false;
+    c.cut("a", "b");  // b stays a candidate whatever a does
     // a and b run for term 1 at the same moment; c hears a first.
     c.raft("a").campaign(c.now());
     c.process("a");
