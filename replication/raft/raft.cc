@@ -37,6 +37,14 @@ bool same_members(const pb::RaftConfigState& config, const std::vector<NodeId>& 
   return a == b && static_cast<size_t>(config.voters_size()) == voters.size();
 }
 
+// A CONFIG entry must name exactly the configured voters: membership
+// changes are not supported yet, so any other membership is refused.
+bool config_entry_matches(const pb::RaftEntry& e, const std::vector<NodeId>& voters) {
+  if (e.type() != pb::RaftEntry::CONFIG) return true;
+  pb::RaftConfigState config;
+  return config.ParseFromString(e.data()) && same_members(config, voters);
+}
+
 }  // namespace
 
 const char* role_name(Role role) {
@@ -98,7 +106,9 @@ Expected<std::unique_ptr<Raft>, Status> Raft::create(RaftOptions o, uint64_t see
     const auto& e = rec.entries[i];
     if (e.index() != snap_index + 1 + i) return Status::corruption("raft: recovered log not contiguous at entry " + std::to_string(e.index()));
     if (e.term() == 0 || e.term() < prev_term) return Status::corruption("raft: recovered log terms go backwards at " + std::to_string(e.index()));
-    if (!pb::RaftEntry_Type_IsValid(e.type()) ) return Status::corruption("raft: recovered entry of unknown type");
+    if (!pb::RaftEntry_Type_IsValid(e.type())) return Status::corruption("raft: recovered entry of unknown type");
+    if (!config_entry_matches(e, o.voters))
+      return Status::invalid_argument("raft: a recovered config entry's members differ from the configured voters");
     prev_term = e.term();
   }
   if (rec.entries.size() > kMaxPlausibleIndex - snap_index) return Status::corruption("raft: recovered log too long");
@@ -200,6 +210,7 @@ const char* Raft::malformed(const NodeId& from, const pb::RaftMessage& m) const 
         if (e.term() < prev_term) return "entry terms go backwards";
         if (e.term() > m.term()) return "entry term beyond message term";
         if (!pb::RaftEntry_Type_IsValid(e.type())) return "unknown entry type";
+        if (!config_entry_matches(e, opts_.voters)) return "config entry members differ";
         prev_term = e.term();
       }
       break;
@@ -275,11 +286,20 @@ void Raft::become_leader(MonoTime now) {
   uncommitted_bytes_ = 0;
   // Thesis §3.6.2 / §6.4: a leader commits entries of earlier terms (and may
   // serve reads) only once an entry of its own term is committed.
-  pb::RaftEntry noop;
-  noop.set_term(term_);
-  noop.set_index(log_.last_index() + 1);
-  noop.set_type(pb::RaftEntry::NOOP);
-  log_.append({noop});
+  // The first leader of an empty log records the membership instead, so the
+  // log (and every snapshot) carries its config for joint consensus later.
+  pb::RaftEntry first;
+  first.set_term(term_);
+  first.set_index(log_.last_index() + 1);
+  if (log_.last_index() == 0) {
+    pb::RaftConfigState config;
+    for (const auto& v : opts_.voters) config.add_voters(v);
+    first.set_type(pb::RaftEntry::CONFIG);
+    first.set_data(config.SerializeAsString());
+  } else {
+    first.set_type(pb::RaftEntry::NOOP);
+  }
+  log_.append({first});
   broadcast_append(now);
 }
 

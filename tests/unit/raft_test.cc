@@ -451,6 +451,18 @@ TEST(RaftCreate, RefusesBadOptionsAndCorruptRecoveredStateWithAnError) {
       {"term below last log term", [](RaftOptions&, RecoveredState& r) { r.hard_state.set_term(1); }},
       {"vote for a stranger", [](RaftOptions&, RecoveredState& r) { r.hard_state.set_vote("zz"); }},
       {"applied beyond commit", [](RaftOptions&, RecoveredState& r) { r.applied = 3; }},
+      {"config entry of other members",
+       [](RaftOptions&, RecoveredState& r) {
+         pb::RaftConfigState config;
+         config.add_voters("a");
+         r.entries[0].set_type(pb::RaftEntry::CONFIG);
+         r.entries[0].set_data(config.SerializeAsString());
+       }},
+      {"config entry that does not parse",
+       [](RaftOptions&, RecoveredState& r) {
+         r.entries[0].set_type(pb::RaftEntry::CONFIG);
+         r.entries[0].set_data("\xff\xff");
+       }},
       {"snapshot members differ",
        [](RaftOptions&, RecoveredState& r) {
          pb::SnapshotMeta s;
@@ -517,7 +529,7 @@ TEST(RaftElection, SingleNodeElectsItselfAndCommitsOnlyWhatIsDurable) {
   ASSERT_EQ(leader, "a");
   c.sync("a");
   const uint64_t noop_commit = c.raft("a").commit_index();
-  EXPECT_EQ(noop_commit, 1u);  // the leader's NOOP
+  EXPECT_EQ(noop_commit, 1u);  // the first leader's CONFIG entry
   auto p = c.propose("a", "x");
   EXPECT_EQ(p.index, 2u);
   c.process("a");
@@ -536,7 +548,7 @@ TEST(RaftElection, ThreeNodesElectExactlyOneLeaderThatEveryoneFollows) {
   for (const auto& id : kThree) {
     EXPECT_EQ(c.raft(id).leader(), *leader) << id;
     EXPECT_EQ(c.raft(id).term(), c.raft(*leader).term()) << id;
-    EXPECT_EQ(c.raft(id).commit_index(), 1u) << id;  // the NOOP
+    EXPECT_EQ(c.raft(id).commit_index(), 1u) << id;  // the first leader's CONFIG entry
   }
   int leaders = 0;
   for (const auto& id : kThree) leaders += c.raft(id).role() == Role::kLeader;
@@ -601,7 +613,10 @@ TEST(RaftElection, MessagesNeedingDurabilityAreFlagged) {
   EXPECT_EQ(c.raft("a").role(), Role::kLeader);
   Ready l = c.raft("a").take_ready();
   ASSERT_EQ(l.entries.size(), 1u);
-  EXPECT_EQ(l.entries[0].type(), pb::RaftEntry::NOOP);
+  EXPECT_EQ(l.entries[0].type(), pb::RaftEntry::CONFIG) << "the first leader records the membership";
+  pb::RaftConfigState config;
+  ASSERT_TRUE(config.ParseFromString(l.entries[0].data()));
+  EXPECT_EQ(config.voters_size(), 3);
   int appends = 0;
   for (const auto& m : l.messages) {
     if (m.message.type() != Msg::APPEND) continue;
@@ -1219,6 +1234,17 @@ TEST(RaftUntrustedInput, MalformedOrForgedMessagesAreCountedAndIgnored) {
          m.mutable_entries(0)->set_type(static_cast<pb::RaftEntry::Type>(17));
          return m;
        }},
+      {"config entry members differ", "b", "a",
+       [&](uint64_t t, uint64_t l) {
+         Msg m = append(t, l, t);
+         add(m, l + 1, t);
+         pb::RaftConfigState config;
+         config.add_voters("a");
+         config.add_voters("b");
+         m.mutable_entries(0)->set_type(pb::RaftEntry::CONFIG);
+         m.mutable_entries(0)->set_data(config.SerializeAsString());
+         return m;
+       }},
       {"log term beyond message term", "b", "c",
        [&](uint64_t t, uint64_t l) {
          Msg m = msg(Msg::VOTE, t);
@@ -1373,8 +1399,8 @@ struct RandomizedSummary {
   uint64_t leaders = 0, max_commit = 0, snapshots_installed = 0, crashes = 0, reads = 0;
 };
 
-std::string run_randomized(uint64_t seed, int steps, RandomizedSummary& sum) {
-  Cluster c(kFive, {}, {}, seed);
+std::string run_randomized(uint64_t seed, int steps, RandomizedSummary& sum, RaftFaults faults = {}) {
+  Cluster c(kFive, [&](RaftOptions& o) { o.faults = faults; }, {}, seed);
   for (const auto& id : kFive) c.node(id).auto_sync = false;
   Rng rng(seed * 7 + 3);
   auto any = [&] { return kFive[rng.below(kFive.size())]; };
@@ -1479,7 +1505,7 @@ std::string run_randomized(uint64_t seed, int steps, RandomizedSummary& sum) {
 
 TEST(RaftRandomized, FiveNodesStaySafeUnderDropsReordersDuplicatesPartitionsAndCrashes) {
   RandomizedSummary sum;
-  for (uint64_t seed = 1; seed <= 8; ++seed) EXPECT_EQ(run_randomized(seed, 4000, sum), "") << "seed " << seed;
+  for (uint64_t seed = 1; seed <= 12; ++seed) EXPECT_EQ(run_randomized(seed, 5000, sum), "") << "seed " << seed;
   // The run must have exercised what it claims to.
   EXPECT_GT(sum.leaders, 20u);
   EXPECT_GT(sum.max_commit, 50u);
