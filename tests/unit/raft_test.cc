@@ -867,6 +867,58 @@ TEST(RaftReplication, ConflictingFollowerLogsAreRepairedLikeFigure7) {
   EXPECT_EQ(all_violations(c), "");
 }
 
+TEST(RaftReplication, FastBacktrackingSkipsAWholeConflictingTermInOneRoundTrip) {
+  // b holds 100 entries of term 2 that the new leader's log (term 3) replaces.
+  std::vector<uint64_t> t3(101, 3), t2(101, 2);
+  t3[0] = t2[0] = 1;
+  std::map<NodeId, RecoveredState> rec;
+  for (const auto& id : kThree) {
+    RecoveredState r;
+    r.hard_state.set_term(id == "b" ? 2 : 3);
+    r.hard_state.set_commit(1);
+    r.entries = log_of_terms(id == "b" ? t2 : t3);
+    rec[id] = r;
+  }
+  Cluster c(kThree, {}, rec);
+  c.raft("a").campaign(c.now());
+  c.process("a");
+  int rejects = 0;
+  c.deliver_if([&](const Envelope& e) {
+    rejects += e.message.type() == Msg::APPEND_RESP && e.message.reject() && e.from == "b";
+    return true;
+  });
+  ASSERT_EQ(c.raft("a").role(), Role::kLeader);
+  EXPECT_EQ(rejects, 1) << "one reject names the conflicting term; the leader jumps past all of it";
+  EXPECT_EQ(c.raft("b").last_index(), 102u);
+  EXPECT_EQ(c.raft("b").log().at(50).term(), 3u);
+  EXPECT_EQ(all_violations(c), "");
+}
+
+TEST(RaftReplication, ProposalsAreRefusedWithAReasonAndALeaderHint) {
+  Cluster c(kThree, [](RaftOptions& o) {
+    o.max_entry_bytes = 100;
+    o.max_uncommitted_bytes = 250;
+  });
+  c.elect("a");
+  c.settle(0);
+  auto r = c.raft("b").propose(c.now(), "x");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().error, RaftError::kNotLeader);
+  EXPECT_EQ(r.error().leader_hint, "a");
+  r = c.raft("a").propose(c.now(), std::string(101, 'x'));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().error, RaftError::kTooLarge);
+  c.isolate("a");  // nothing commits: uncommitted data piles up
+  EXPECT_TRUE(c.raft("a").propose(c.now(), std::string(100, 'x')).has_value());
+  EXPECT_TRUE(c.raft("a").propose(c.now(), std::string(100, 'x')).has_value());
+  r = c.raft("a").propose(c.now(), std::string(100, 'x'));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().error, RaftError::kTooMuchUncommitted);
+  c.heal();
+  c.settle(100);
+  EXPECT_TRUE(c.raft("a").propose(c.now(), std::string(100, 'x')).has_value()) << "commit frees the budget";
+}
+
 TEST(RaftReplication, OnlyCurrentTermEntriesCommitByCountingFigure8) {
   // Figure 8 of the Raft paper: an entry of an old term that a later leader
   // replicated to a majority may still be overwritten; committing it by
