@@ -1,0 +1,70 @@
+// Progress: what a leader knows about one follower's log, and how it sends.
+//
+// States (etcd raft's, thesis §10.2.1 for pipelining):
+//   probe:     next is a guess; one APPEND at a time until the follower answers
+//   replicate: the follower matched; APPENDs are pipelined optimistically,
+//              at most max_inflight outstanding, next advanced on send
+//   snapshot:  the follower needs a snapshot; nothing is sent until it answers
+// Guarantees: match < next; match never decreases while the leader stays
+// leader (a reject only moves next).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+
+#include "replication/time.h"
+
+namespace stig::replication::raft {
+
+class Progress {
+ public:
+  enum class State { kProbe, kReplicate, kSnapshot };
+
+  Progress(uint64_t next, size_t max_inflight) : next_(next), max_inflight_(max_inflight) {}
+
+  State state() const { return state_; }
+  uint64_t match() const { return match_; }
+  uint64_t next() const { return next_; }
+  uint64_t pending_snapshot() const { return pending_snapshot_; }
+
+  // Nothing may be sent now: a probe is outstanding, the pipeline is full, or
+  // a snapshot is on its way.
+  bool paused() const;
+  // An APPEND carrying entries through `last` was sent.
+  void sent_append(uint64_t last, MonoTime now);
+  // An empty probe was sent.
+  void sent_probe() { probe_sent_ = true; }
+  void sent_snapshot(uint64_t index, MonoTime now);
+
+  // The follower holds our log through `index`. False if that is old news.
+  bool maybe_update(uint64_t index, MonoTime now);
+  // The follower rejected an APPEND whose previous index was `rejected`; its
+  // hint says where logs may match. False if the reject is stale.
+  bool maybe_decrease(uint64_t rejected, uint64_t hint_next);
+
+  void become_probe();
+  void become_replicate();
+
+  // A heartbeat answer: the follower is reachable; allow one more probe, and
+  // free one pipeline slot so a lost APPEND cannot stall replication forever.
+  void heard_heartbeat_resp();
+
+  // When match last advanced (or a snapshot was sent); a leader gives up on
+  // a pipeline or snapshot that made no progress for an election timeout.
+  MonoTime last_progress() const { return last_progress_; }
+
+  bool recent_active = false;  // check-quorum: heard from since the last check
+
+ private:
+  State state_ = State::kProbe;
+  uint64_t match_ = 0;
+  uint64_t next_;
+  size_t max_inflight_;
+  bool probe_sent_ = false;
+  uint64_t pending_snapshot_ = 0;
+  MonoTime last_progress_ = 0;
+  std::deque<uint64_t> inflight_;  // last index of each outstanding APPEND, ascending
+};
+
+}  // namespace stig::replication::raft
