@@ -1,6 +1,12 @@
 // The StateMachine's snapshot: one StrongSnapshot message built from ordered
 // containers only, so equal states serialize to equal bytes; restore checks
 // every field and every cross-reference before anything is used.
+//
+// Bytes: an 8-byte little-endian hash_bytes() of the message, then the
+// message. Protobuf parses a message cut at a field boundary as a valid,
+// smaller one, so without the checksum a truncated snapshot could restore
+// as a consistent but older-looking state.
+#include "replication/hash.h"
 #include "replication/invariant.h"
 #include "replication/strong/state_machine.h"
 
@@ -18,14 +24,23 @@ std::string StateMachine::snapshot() const {
   store_.to_snapshot(&s);
   locks_.to_snapshot(&s);
   dedup_.to_snapshot(&s);
-  std::string out;
-  STIG_INVARIANT(s.SerializeToString(&out), "a snapshot serializes");
-  return out;
+  std::string body;
+  STIG_INVARIANT(s.SerializeToString(&body), "a snapshot serializes");
+  const uint64_t sum = hash_bytes(body);
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((sum >> (8 * i)) & 0xff);
+  return out + body;
 }
 
 Expected<StateMachine> StateMachine::restore(std::string_view bytes, StateMachineOptions options) {
+  if (bytes.size() < 8) return Status::corruption("the strong snapshot is shorter than its checksum");
+  uint64_t sum = 0;
+  for (int i = 0; i < 8; ++i) sum |= uint64_t(static_cast<unsigned char>(bytes[i])) << (8 * i);
+  const std::string_view body = bytes.substr(8);
+  if (hash_bytes(body) != sum) return Status::corruption("the strong snapshot's checksum does not match");
+  if (body.size() > static_cast<size_t>(INT32_MAX)) return Status::corruption("the strong snapshot is too large");
   pb::StrongSnapshot s;
-  if (!s.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+  if (!s.ParseFromArray(body.data(), static_cast<int>(body.size())))
     return Status::corruption("the strong snapshot does not parse");
   if (s.format() != kSnapshotFormat)
     return Status::corruption("unknown strong snapshot format " + std::to_string(s.format()));
