@@ -858,6 +858,21 @@ TEST_F(StateMachineTest, TheLeastRecentlyActiveClientIsForgottenFirst) {
   EXPECT_EQ(Apply(Command(Put("b", "1"), "B", 1)).kind, ApplyResult::Kind::kDecided);
 }
 
+TEST_F(StateMachineTest, AClientWithAWaitingRequestIsNotForgotten) {
+  StateMachineOptions o;
+  o.dedup_max_clients = 2;
+  sm = StateMachine(o);
+  const uint64_t h = Session(), w = Session();
+  const uint64_t token = Ok(Acquire("L", h)).token();
+  Apply(Command(Acquire("L", w, 1000), "waiter", 1));
+  for (int i = 0; i < 5; ++i) Apply(Command(Put("k", "v"), "other" + std::to_string(i), 1));
+  auto rel = Run(Release("L", h, token));
+  ASSERT_EQ(rel.completions.size(), 1u);
+  auto retry = Apply(Command(Acquire("L", w, 1000), "waiter", 1));
+  EXPECT_EQ(retry.kind, ApplyResult::Kind::kDuplicate);
+  EXPECT_EQ(retry.response->token(), rel.completions[0].response.token());
+}
+
 TEST_F(StateMachineTest, TheDedupTableStaysUnderItsByteBound) {
   StateMachineOptions o;
   o.dedup_max_bytes = 64 * 1024;
