@@ -71,7 +71,11 @@ void DedupTable::enforce_bounds(const std::string& keep) {
   auto over = [&] { return clients_.size() > options_.dedup_max_clients || bytes_ > options_.dedup_max_bytes; };
   auto it = lru_.begin();
   while (over() && it != lru_.end()) {
-    if (it->second == keep) {
+    // A client with a request in a lock queue stays: its answer must be
+    // remembered when the wait ends (lock queues bound how many such
+    // clients there are).
+    const Client& c = clients_.at(it->second);
+    if (it->second == keep || c.slots.size() > c.done) {
       ++it;
       continue;
     }
@@ -113,7 +117,7 @@ Status DedupTable::from_snapshot(const pb::StrongSnapshot& in) {
   clients_.clear();
   lru_.clear();
   bytes_ = 0;
-  if (static_cast<size_t>(in.clients_size()) > options_.dedup_max_clients)
+  if (static_cast<size_t>(in.clients_size()) > options_.dedup_max_clients + options_.max_waiters_total)
     return Status::corruption("too many clients in the dedup table");
   const std::string* prev = nullptr;
   for (const auto& sc : in.clients()) {

@@ -14,7 +14,10 @@
 //    the client whose last command has the lowest log index is forgotten
 //    first. A forgotten client's retry is applied again: the guarantee holds
 //    for clients that are not crowded out.
-// Waiting slots are not counted in the window (the lock table bounds waits).
+// Waiting slots are not counted in the window, and a client with a waiting
+// request is never the one forgotten (so its answer is remembered when the
+// wait ends): the lock table's max_waiters_total bounds how far that can take
+// the client count over dedup_max_clients.
 #pragma once
 
 #include <cstdint>

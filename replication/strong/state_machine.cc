@@ -215,7 +215,7 @@ void StateMachine::retain() {
   const uint64_t floor = store_.compact_revision();
   // Compact in batches (every `keep` revisions) so the O(keys) pass is
   // amortized; at least `keep` revisions stay readable at all times.
-  if (rev > keep && rev - keep >= floor + std::max<uint64_t>(keep, 1) && rev - keep > floor) store_.compact(rev - keep);
+  if (rev - floor >= 2 * keep) store_.compact(rev - keep);
 }
 
 }  // namespace stig::replication

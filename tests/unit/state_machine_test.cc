@@ -775,6 +775,40 @@ TEST_F(StateMachineTest, DeadlockThroughAWaiterAheadInTheQueueIsRefused) {
   EXPECT_EQ(Do(Acquire("L2", a, 1000), "ca").error(), pb::DEADLOCK);              // a -> b (ahead)
 }
 
+TEST_F(StateMachineTest, SessionsAndLocksAreBounded) {
+  StateMachineOptions o;
+  o.max_sessions = 2;
+  o.max_locks = 1;
+  sm = StateMachine(o);
+  const uint64_t a = Session(), b = Session();
+  EXPECT_EQ(Do(Grant(1000)).error(), pb::BUSY);
+  Ok(Acquire("L", a));
+  EXPECT_EQ(Do(Acquire("M", b)).error(), pb::BUSY);
+  Ok(Revoke(b));
+  EXPECT_NE(Ok(Grant(1000)).session_id(), b);  // ids are never reused
+}
+
+TEST_F(StateMachineTest, PagesAreCappedInEntriesAndBytes) {
+  StateMachineOptions o;
+  o.max_range_limit = 5;
+  o.max_history_limit = 3;
+  o.max_result_bytes = 10000;
+  sm = StateMachine(o);
+  for (int i = 0; i < 8; ++i) Ok(Put("k" + std::to_string(i), "small"));
+  auto r = Read(Range("k", 100));
+  EXPECT_EQ(r.kvs_size(), 5);
+  EXPECT_TRUE(r.more());
+  for (int i = 0; i < 3; ++i) Ok(Put("big" + std::to_string(i), std::string(8000, 'x')));
+  r = Read(Range("big"));
+  EXPECT_EQ(r.kvs_size(), 1);  // one entry even when it alone is near the cap
+  EXPECT_TRUE(r.more());
+  EXPECT_EQ(r.next_start_after(), "big0");
+  for (int i = 0; i < 5; ++i) Ok(Put("h", std::to_string(i)));
+  auto h = Read(History("h", 50));
+  EXPECT_EQ(h.kvs_size(), 3);
+  EXPECT_TRUE(h.more());
+}
+
 // --- at-most-once ---------------------------------------------------------------
 
 TEST_F(StateMachineTest, ARetriedCommandIsAppliedOnceAcrossLeaders) {
@@ -822,6 +856,21 @@ TEST_F(StateMachineTest, TheLeastRecentlyActiveClientIsForgottenFirst) {
   EXPECT_EQ(Apply(Command(Put("a", "2"), "A", 2)).kind, ApplyResult::Kind::kDuplicate);
   // B was forgotten: its retry is applied again (the documented limit).
   EXPECT_EQ(Apply(Command(Put("b", "1"), "B", 1)).kind, ApplyResult::Kind::kDecided);
+}
+
+TEST_F(StateMachineTest, AClientWithAWaitingRequestIsNotForgotten) {
+  StateMachineOptions o;
+  o.dedup_max_clients = 2;
+  sm = StateMachine(o);
+  const uint64_t h = Session(), w = Session();
+  const uint64_t token = Ok(Acquire("L", h)).token();
+  Apply(Command(Acquire("L", w, 1000), "waiter", 1));
+  for (int i = 0; i < 5; ++i) Apply(Command(Put("k", "v"), "other" + std::to_string(i), 1));
+  auto rel = Run(Release("L", h, token));
+  ASSERT_EQ(rel.completions.size(), 1u);
+  auto retry = Apply(Command(Acquire("L", w, 1000), "waiter", 1));
+  EXPECT_EQ(retry.kind, ApplyResult::Kind::kDuplicate);
+  EXPECT_EQ(retry.response->token(), rel.completions[0].response.token());
 }
 
 TEST_F(StateMachineTest, TheDedupTableStaysUnderItsByteBound) {
