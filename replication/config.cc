@@ -32,6 +32,12 @@ Status Config::validate() const {
   if (merkle_fanout < 2 || merkle_fanout > 256) return Status::invalid_argument("merkle fanout must be in 2..256");
   if (merkle_depth < 1 || merkle_depth > 4) return Status::invalid_argument("merkle depth must be in 1..4");
   if (max_batch_bytes < 1024) return Status::invalid_argument("max batch bytes must be at least 1024");
+  if (raft_heartbeat_ms <= 0) return Status::invalid_argument("raft heartbeat interval must be positive");
+  if (raft_election_min_ms <= raft_heartbeat_ms)
+    return Status::invalid_argument("raft election timeout must exceed the raft heartbeat interval");
+  if (raft_election_max_ms <= raft_election_min_ms)
+    return Status::invalid_argument("raft election timeout range is empty (max must exceed min)");
+  if (strong_snapshot_entries < 1) return Status::invalid_argument("strong snapshot interval must be at least 1 entry");
   return Status::ok();
 }
 

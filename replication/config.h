@@ -26,10 +26,16 @@ struct TestFaults {
   bool set_remove_wins = false;            // a set merge lets a newer-looking absence beat an add
   bool forget_dot_counter = false;         // restart forgets issued dots (trips a core invariant)
   bool collect_tombstones_early = false;   // tombstones collected before every replica has them, leaving no grave
+  // The strong path (replication/raft/raft_faults.h says what each does).
+  bool raft_commit_from_old_term = false;
+  bool raft_vote_not_durable = false;
+  bool raft_read_without_quorum = false;
+  bool strong_reads_skip_read_index = false;  // the leader serves linearizable reads from its own state at once
 
   bool any() const {
     return lww_merge || anti_entropy_skips_bucket || counter_merge_sums || set_remove_wins || forget_dot_counter ||
-           collect_tombstones_early;
+           collect_tombstones_early || raft_commit_from_old_term || raft_vote_not_durable ||
+           raft_read_without_quorum || strong_reads_skip_read_index;
   }
 };
 
@@ -60,6 +66,15 @@ struct Config {
   size_t dedup_clients = 10000;
   size_t dedup_max_bytes = 64u << 20;
   int64_t dedup_idle_ms = 10 * 60 * 1000;
+  // The strong path: Raft's timers (an election starts after a random
+  // timeout in [min, max) without a leader), a state machine snapshot every
+  // this many applied entries (the log before it is dropped), and the MVCC
+  // history kept (revisions; older ones are compacted as writes go on).
+  int64_t raft_election_min_ms = 150;
+  int64_t raft_election_max_ms = 300;
+  int64_t raft_heartbeat_ms = 50;
+  uint64_t strong_snapshot_entries = 10000;
+  uint64_t strong_history_revisions = 100000;
   TestFaults test_faults;                // off unless a test injects a bug
 
   // Sorted ids of every node, self included.

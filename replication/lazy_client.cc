@@ -143,6 +143,8 @@ void LazyPath::on_client(ClientToken token, const pb::Request& request) {
     case pb::Request::kAdminPartition:
     case pb::Request::kAdminHeal:
       return reply_error(token, request, pb::UNKNOWN_REQUEST, "admin operations are served by the node runtime");
+    case pb::Request::kStrong:  // Replica routes these to the strong path
+      return reply_error(token, request, pb::INTERNAL, "strong request reached the lazy path");
     case pb::Request::OP_NOT_SET:
       return reply_error(token, request, pb::UNKNOWN_REQUEST, "request names no operation this node knows");
   }

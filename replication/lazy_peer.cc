@@ -37,6 +37,7 @@ void LazyPath::on_peer(const NodeId& from, const pb::PeerMessage& message) {
     case pb::PeerMessage::kAeLevel: return handle_ae_level(from, message.ae_level());
     case pb::PeerMessage::kAeKeys: return handle_ae_keys(from, message.ae_keys());
     case pb::PeerMessage::kCollect: return handle_collect(message.collect());
+    case pb::PeerMessage::kRaft:          // Replica routes these to the strong path
     case pb::PeerMessage::kHello:         // consumed by the runtime's link set-up
     case pb::PeerMessage::BODY_NOT_SET:  // from a newer peer: ignore
       return;

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "replication/hash.h"
 #include "replication/key_space.h"
 #include "replication/lazy_path.h"
 #include "replication/printable.h"
+#include "replication/strong/strong_path.h"
 
 namespace stig::replication {
 
@@ -13,7 +15,8 @@ namespace {
 
 // The key spaces some path of the core reads back at start. Anything else
 // on disk is refused: a key nobody owns means a newer or foreign format.
-constexpr KeySpace kOwnedSpaces[] = {KeySpace::kLazyKey, KeySpace::kGrave, KeySpace::kMeta};
+constexpr KeySpace kOwnedSpaces[] = {KeySpace::kLazyKey,  KeySpace::kGrave,     KeySpace::kMeta,
+                                     KeySpace::kRaftLog,  KeySpace::kRaftState, KeySpace::kSnapshot};
 
 void refuse_unowned_keys(const RecoveredState& recovered) {
   std::string owned;
@@ -62,23 +65,60 @@ Status RecoveredEntries::scan(std::string_view begin, std::string_view end, cons
 Replica::Replica(const Config& config, uint64_t seed, const RecoveredState& recovered) {
   refuse_unowned_keys(recovered);
   lazy_ = std::make_unique<LazyPath>(config, seed, recovered);
+  // Its own seed, so the lazy path's random choices do not shift Raft's.
+  strong_ = std::make_unique<StrongPath>(config, mix64(seed ^ 0x5354524f4e47ULL), recovered);
 }
 
 Replica::~Replica() = default;
 
 void Replica::step(const Now& now, Input input) {
-  // Every input belongs to the lazy path today; a Tick goes to every path.
-  if (std::holds_alternative<Persisted>(input)) return lazy_->step(now, Tick{});
+  if (auto* c = std::get_if<ClientInput>(&input); c && c->request.has_strong())
+    return strong_->on_client(now, c->token, c->request);
+  if (auto* p = std::get_if<PeerInput>(&input); p && p->message.has_raft()) {
+    if (!is_cluster_member(p->from)) return;  // only cluster members take part in Raft
+    strong_->on_peer(now, p->from, p->message.raft());
+    return lazy_->step(now, Tick{});  // the lazy path's timers still run
+  }
+  if (auto* d = std::get_if<Persisted>(&input)) {
+    strong_->on_persisted(now, d->through_output);
+    return lazy_->step(now, Tick{});
+  }
+  // Lazy requests, gossip and ticks; every path sees the time pass.
   lazy_->step(now, input);
+  strong_->on_tick(now);
 }
 
 Output Replica::take_output() {
   Output out;
   out.sync = false;
+  const uint64_t id = ++outputs_;
   merge_output(out, lazy_->take_output());
+  merge_output(out, strong_->take_output(id));
   if (out.persist.empty()) out.sync = true;  // nothing to sync; keep the safe default
-  out.id = ++outputs_;
+  add_raft_status(out);
+  out.id = id;
   return out;
+}
+
+bool Replica::is_cluster_member(const NodeId& id) const {
+  const Config& c = lazy_->config();
+  for (const auto& p : c.peers)
+    if (p.id == id) return true;
+  return false;
+}
+
+// Cluster status is the lazy path's answer; this node's Raft view is added
+// to its own line.
+void Replica::add_raft_status(Output& out) const {
+  for (auto& r : out.replies) {
+    if (!r.response.has_cluster_status()) continue;
+    for (auto& n : *r.response.mutable_cluster_status()->mutable_nodes()) {
+      if (n.id() != id()) continue;
+      n.set_role(strong_->role());
+      n.set_term(strong_->term());
+      n.set_commit_index(strong_->commit_index());
+    }
+  }
 }
 
 const NodeId& Replica::id() const { return lazy_->config().self; }
@@ -88,5 +128,9 @@ uint64_t Replica::tombstone_keys() const { return lazy_->store().tombstone_keys(
 size_t Replica::retry_cache_clients() const { return lazy_->retry_cache_clients(); }
 size_t Replica::retry_cache_bytes() const { return lazy_->retry_cache_bytes(); }
 uint64_t Replica::dot_counter() const { return lazy_->dot_counter(); }
+std::string Replica::raft_role() const { return strong_->role(); }
+uint64_t Replica::raft_term() const { return strong_->term(); }
+uint64_t Replica::raft_commit_index() const { return strong_->commit_index(); }
+NodeId Replica::raft_leader() const { return strong_->leader(); }
 
 }  // namespace stig::replication

@@ -32,6 +32,7 @@
 namespace stig::replication {
 
 class LazyPath;
+class StrongPath;
 
 // A storage write: put `value` under `key`, or erase `key`, or (erase with a
 // range_end) erase every key in [key, range_end). Keys are storage keys
@@ -119,8 +120,8 @@ struct Output {
 };
 
 // Replica: the core of one node. It routes each input to the path it
-// belongs to (the lazy path today; the strong path's Raft node and state
-// machine next, issue 7) and merges what they decide into one Output, so a
+// belongs to (LazyPath: lazy requests and gossip; StrongPath: strong
+// requests and Raft) and merges what they decide into one Output, so a
 // runtime sees one step/output contract however many paths there are.
 class Replica {
  public:
@@ -147,10 +148,19 @@ class Replica {
   size_t retry_cache_bytes() const;
   // The last dot this node issued.
   uint64_t dot_counter() const;
+  // The strong path's Raft as this node sees it.
+  std::string raft_role() const;
+  uint64_t raft_term() const;
+  uint64_t raft_commit_index() const;
+  NodeId raft_leader() const;
 
  private:
+  bool is_cluster_member(const NodeId& id) const;
+  void add_raft_status(Output& out) const;
+
   // The paths inputs are routed to; their outputs are merged into one.
   std::unique_ptr<LazyPath> lazy_;
+  std::unique_ptr<StrongPath> strong_;
   uint64_t outputs_ = 0;  // the last Output::id handed out
 };
 
