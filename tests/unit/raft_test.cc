@@ -1451,8 +1451,9 @@ struct RandomizedSummary {
   uint64_t leaders = 0, max_commit = 0, snapshots_installed = 0, crashes = 0, reads = 0;
 };
 
-std::string run_randomized(uint64_t seed, int steps, RandomizedSummary& sum, RaftFaults faults = {}) {
-  Cluster c(kFive, [&](RaftOptions& o) { o.faults = faults; }, {}, seed);
+std::string run_randomized(uint64_t seed, int steps, RandomizedSummary& sum,
+                           const std::function<void(RaftOptions&)>& tweak = {}) {
+  Cluster c(kFive, tweak, {}, seed);
   for (const auto& id : kFive) c.node(id).auto_sync = false;
   Rng rng(seed * 7 + 3);
   auto any = [&] { return kFive[rng.below(kFive.size())]; };
@@ -1528,36 +1529,57 @@ std::string run_randomized(uint64_t seed, int steps, RandomizedSummary& sum, Raf
     c.node(id).auto_sync = true;
     c.sync(id);
   }
-  std::optional<NodeId> leader;
-  for (int i = 0; i < 500 && !leader; ++i) {
-    c.advance(10);
-    leader = c.leader();
+  // Without pre-vote a node with a higher term may still depose the first
+  // leader after healing; what must hold is that the cluster gets there.
+  auto applied_everywhere = [&](const std::string& value) {
+    for (const auto& id : kFive) {
+      bool found = false;
+      for (const auto& [i, v] : c.node(id).applied) found |= v.size() >= value.size() && v.ends_with(value);
+      if (!found) return false;
+    }
+    return true;
+  };
+  bool done = false;
+  for (int attempt = 0; attempt < 20 && !done; ++attempt) {
+    std::optional<NodeId> leader;
+    for (int i = 0; i < 500 && !leader; ++i) {
+      c.advance(10);
+      leader = c.leader();
+    }
+    if (!leader) return "seed " + std::to_string(seed) + ": no leader after healing";
+    if (c.raft(*leader).propose(c.now(), "final").has_value()) c.process(*leader);
+    c.settle(500);
+    done = applied_everywhere("/final");
   }
-  if (!leader) return "seed " + std::to_string(seed) + ": no leader after healing";
-  c.settle(300);
-  leader = c.leader();
-  if (!leader) return "seed " + std::to_string(seed) + ": leader lost after healing";
-  auto p = c.raft(*leader).propose(c.now(), "final");
-  if (!p) return "seed " + std::to_string(seed) + ": the leader refused the final proposal";
-  c.process(*leader);
-  c.settle(500);
   for (const auto& id : kFive) {
     sum.leaders += c.raft(id).stats().became_leader;
     sum.snapshots_installed += c.raft(id).stats().snapshots_installed;
     sum.reads += c.node(id).reads.size();
     sum.max_commit = std::max(sum.max_commit, c.raft(id).commit_index());
   }
-  for (const auto& id : kFive) {
-    if (c.node(id).last_applied < p->index)
-      return "seed " + std::to_string(seed) + ": " + id + " did not apply the final entry (applied " +
-             std::to_string(c.node(id).last_applied) + " < " + std::to_string(p->index) + ")";
-  }
+  if (!done) return "seed " + std::to_string(seed) + ": the cluster did not commit after healing";
   return all_violations(c);
 }
 
 TEST(RaftRandomized, FiveNodesStaySafeUnderDropsReordersDuplicatesPartitionsAndCrashes) {
   RandomizedSummary sum;
   for (uint64_t seed = 1; seed <= 12; ++seed) EXPECT_EQ(run_randomized(seed, 5000, sum), "") << "seed " << seed;
+  // Other code paths: no pre-vote nor check-quorum; tiny APPENDs and a
+  // short pipeline (probe/replicate transitions all the time).
+  for (uint64_t seed = 101; seed <= 106; ++seed)
+    EXPECT_EQ(run_randomized(seed, 5000, sum, [](RaftOptions& o) {
+                o.pre_vote = false;
+                o.check_quorum = false;
+              }),
+              "")
+        << "seed " << seed;
+  for (uint64_t seed = 201; seed <= 206; ++seed)
+    EXPECT_EQ(run_randomized(seed, 5000, sum, [](RaftOptions& o) {
+                o.max_append_bytes = 8;
+                o.max_inflight_appends = 2;
+              }),
+              "")
+        << "seed " << seed;
   // The run must have exercised what it claims to.
   EXPECT_GT(sum.leaders, 20u);
   EXPECT_GT(sum.max_commit, 50u);
