@@ -275,6 +275,7 @@ void Raft::become_leader(MonoTime now) {
                  "became leader without winning this term");
   role_ = Role::kLeader;
   leader_ = opts_.self;
+  led_term_ = term_;
   ++stats_.became_leader;
   progress_.clear();
   for (const auto& v : opts_.voters)
@@ -391,6 +392,8 @@ void Raft::step(MonoTime now, const NodeId& from, const pb::RaftMessage& m) {
   }
 
   if (is_vote) return handle_vote_request(now, from, m);
+  // We led this term (and may have stepped down since): nobody else did.
+  if (from_leader && led_term_ == term_) return ignore("second leader in term");
   switch (role_) {
     case Role::kLeader: return step_leader(now, from, m);
     case Role::kCandidate:

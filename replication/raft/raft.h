@@ -266,8 +266,9 @@ class Raft {
   NodeId vote_;
   NodeId leader_;
   Role role_ = Role::kFollower;
-  // (term -> leader) seen from here, to assert election safety.
-  uint64_t leader_term_seen_ = 0;
+  // The last term this node led: nobody else can lead it, whatever a
+  // message claims after we stepped down.
+  uint64_t led_term_ = 0;
 
   MonoTime election_deadline_ = kNever;
   MonoTime heartbeat_deadline_ = kNever;

@@ -1370,6 +1370,22 @@ TEST(RaftUntrustedInput, MalformedOrForgedMessagesAreCountedAndIgnored) {
   }
 }
 
+TEST(RaftUntrustedInput, NobodyElseLeadsATermThisNodeLedAfterItStepsDown) {
+  Cluster c(kThree);
+  c.elect("a");
+  c.settle(0);
+  c.isolate("a");
+  c.settle(300);  // check-quorum: a steps down, still in its term
+  ASSERT_NE(c.raft("a").role(), Role::kLeader);
+  const uint64_t term = c.raft("a").term();
+  Msg m;
+  m.set_type(Msg::HEARTBEAT);
+  m.set_term(term);
+  c.raft("a").step(c.now(), "b", m);
+  EXPECT_EQ(c.raft("a").stats().ignored.at("second leader in term"), 1u);
+  EXPECT_EQ(c.raft("a").leader(), "");
+}
+
 TEST(RaftUntrustedInput, ACommitBeyondTheSentEntriesIsClampedToThem) {
   Cluster c(kThree);
   c.elect("a");
