@@ -21,8 +21,9 @@
 // appending, commit never decreasing nor passing the last entry, applied <=
 // commit, term never decreasing, the vote never changing within a term.
 //
-// Membership is the static voter list of RaftOptions (it is recorded in
-// snapshots so joint consensus can follow).
+// Membership is the static voter list of RaftOptions. The first leader of an
+// empty log records it as a CONFIG entry and snapshots carry it, so joint
+// consensus can follow; until then any other membership is refused.
 #pragma once
 
 #include <cstdint>
@@ -57,7 +58,7 @@ struct RaftOptions {
   MonoTime election_timeout_min_ms = 150;
   MonoTime election_timeout_max_ms = 300;
   MonoTime heartbeat_interval_ms = 50;
-  uint64_t max_append_bytes = 1 << 20;         // entry data per APPEND (at least one entry is always sent)
+  uint64_t max_append_bytes = 1 << 20;         // serialized entries per APPEND (at least one is always sent)
   size_t max_inflight_appends = 64;            // pipelined APPENDs per follower
   uint64_t max_entry_bytes = 1 << 20;          // a bigger proposal is refused
   uint64_t max_uncommitted_bytes = 64 << 20;   // proposals refused while this much waits for commit
@@ -173,9 +174,16 @@ class Raft {
   // check-quorum, leadership transfer).
   void tick(MonoTime now);
 
+  // Appends a command to the leader's log; it is sent (batched with every
+  // other proposal since the last Ready) at the next take_ready(). Refused on
+  // a follower (with the leader hint), during a leadership transfer, above
+  // max_entry_bytes, or while max_uncommitted_bytes wait for commit.
   Expected<Proposed, Refusal> propose(MonoTime now, std::string data);
-  // ReadIndex (thesis §6.4): a ReadState for request_id comes out of a later
-  // Ready once leadership is confirmed by a quorum. Leader only.
+  // ReadIndex (thesis §6.4): a ReadState{request_id, index} comes out of a
+  // later Ready once a quorum answered a heartbeat round sent after this
+  // call; the read may be served once `index` is applied. A new leader holds
+  // reads until an entry of its term commits. Reads pending when leadership
+  // is lost come out in Ready::dropped_reads. Leader only.
   Expected<Accepted, Refusal> read_index(MonoTime now, uint64_t request_id);
   // Thesis §3.10: stop taking proposals, bring `to` up to date, then
   // TIMEOUT_NOW; given up after an election timeout.
