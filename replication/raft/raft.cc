@@ -13,6 +13,9 @@ using Msg = pb::RaftMessage;
 // No honest log gets near this; anything above is forged or corrupt, and
 // refusing it keeps every index + 1 and index + count free of overflow.
 constexpr uint64_t kMaxPlausibleIndex = uint64_t{1} << 62;
+// Likewise for terms: a forged huge term would otherwise wrap our term to 0
+// at the next campaign.
+constexpr uint64_t kMaxPlausibleTerm = uint64_t{1} << 62;
 
 std::string encode_round(uint64_t round) {
   std::string out(8, '\0');
@@ -113,6 +116,7 @@ Expected<std::unique_ptr<Raft>, Status> Raft::create(RaftOptions o, uint64_t see
   }
   if (rec.entries.size() > kMaxPlausibleIndex - snap_index) return Status::corruption("raft: recovered log too long");
   const auto& hs = rec.hard_state;
+  if (hs.term() > kMaxPlausibleTerm) return Status::corruption("raft: recovered term implausible");
   if (hs.term() < prev_term) return Status::corruption("raft: hard state term below the last log term");
   if (!hs.vote().empty() && !members.count(hs.vote())) return Status::corruption("raft: recovered vote for a non-member");
   const uint64_t last = snap_index + rec.entries.size();
@@ -190,6 +194,7 @@ const char* Raft::malformed(const NodeId& from, const pb::RaftMessage& m) const 
   if (from == opts_.self || !is_voter(from)) return "unknown sender";
   if (!pb::RaftMessage_Type_IsValid(m.type()) || m.type() == Msg::UNKNOWN) return "unknown message type";
   if (m.term() == 0) return "zero term";
+  if (m.term() > kMaxPlausibleTerm) return "implausible term";
   if (m.index() > kMaxPlausibleIndex || m.commit() > kMaxPlausibleIndex || m.reject_hint() > kMaxPlausibleIndex ||
       m.snapshot().index() > kMaxPlausibleIndex)
     return "implausible index";

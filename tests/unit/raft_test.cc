@@ -450,6 +450,7 @@ TEST(RaftCreate, RefusesBadOptionsAndCorruptRecoveredStateWithAnError) {
       {"commit beyond log", [](RaftOptions&, RecoveredState& r) { r.hard_state.set_commit(4); }},
       {"term below last log term", [](RaftOptions&, RecoveredState& r) { r.hard_state.set_term(1); }},
       {"vote for a stranger", [](RaftOptions&, RecoveredState& r) { r.hard_state.set_vote("zz"); }},
+      {"term near 2^64", [](RaftOptions&, RecoveredState& r) { r.hard_state.set_term(UINT64_MAX); }},
       {"applied beyond commit", [](RaftOptions&, RecoveredState& r) { r.applied = 3; }},
       {"config entry of other members",
        [](RaftOptions&, RecoveredState& r) {
@@ -1216,6 +1217,12 @@ TEST(RaftUntrustedInput, MalformedOrForgedMessagesAreCountedAndIgnored) {
       {"unknown message type", "b", "a", [&](uint64_t t, uint64_t) { return msg(static_cast<Msg::Type>(99), t); }},
       {"unknown message type", "b", "a", [&](uint64_t t, uint64_t) { return msg(Msg::UNKNOWN, t); }},
       {"zero term", "b", "a", [&](uint64_t, uint64_t l) { return append(0, l, 0); }},
+      {"implausible term", "b", "c", [&](uint64_t, uint64_t l) {
+         Msg m = msg(Msg::VOTE, kMax);
+         m.set_index(l);
+         m.set_log_term(1);
+         return m;
+       }},
       {"implausible index", "b", "a", [&](uint64_t t, uint64_t) { return append(t, kMax, t); }},
       {"implausible index", "b", "a",
        [&](uint64_t t, uint64_t l) {
