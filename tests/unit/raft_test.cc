@@ -868,6 +868,37 @@ TEST(RaftReplication, ConflictingFollowerLogsAreRepairedLikeFigure7) {
   EXPECT_EQ(all_violations(c), "");
 }
 
+TEST(RaftReplication, AConflictTruncatesTheFollowerLogInTheReadyAndOnDisk) {
+  std::map<NodeId, RecoveredState> rec;
+  for (const auto& id : kThree) {
+    RecoveredState r;
+    r.hard_state.set_term(id == "b" ? 2 : 3);
+    r.hard_state.set_commit(1);
+    r.entries = log_of_terms(id == "b" ? std::vector<uint64_t>{1, 2, 2} : std::vector<uint64_t>{1, 3});
+    rec[id] = r;
+  }
+  Cluster c(kThree, {}, rec);
+  c.node("b").auto_sync = false;
+  c.raft("a").campaign(c.now());
+  c.process("a");
+  c.deliver_all();
+  ASSERT_EQ(c.raft("a").role(), Role::kLeader);
+  c.sync("b");  // b's vote and its reject of the leader's probe leave
+  c.deliver_all();
+  ASSERT_FALSE(c.node("b").unsynced.empty());
+  uint64_t truncated = 0;
+  for (const auto& rd : c.node("b").unsynced)
+    if (rd.truncate_from != 0) truncated = rd.truncate_from;
+  EXPECT_EQ(truncated, 2u) << "b's entries 2..3 of term 2 are replaced";
+  EXPECT_EQ(c.node("b").log.size(), 3u) << "nothing durable changed before the sync";
+  c.sync("b");
+  c.settle(0);
+  ASSERT_EQ(c.node("b").log.size(), 3u);
+  EXPECT_EQ(c.node("b").log.at(2).term(), 3u);
+  EXPECT_EQ(c.node("b").log.at(3).term(), 4u);
+  EXPECT_EQ(all_violations(c), "");
+}
+
 TEST(RaftReplication, FastBacktrackingSkipsAWholeConflictingTermInOneRoundTrip) {
   // b holds 100 entries of term 2 that the new leader's log (term 3) replaces.
   std::vector<uint64_t> t3(101, 3), t2(101, 2);
