@@ -677,6 +677,9 @@ bool Raft::maybe_commit(MonoTime now) {
   const uint64_t old = log_.committed();
   if (n <= old) return false;
   STIG_INVARIANT(n <= log_.last_index(), "quorum match beyond the leader's log");
+  size_t durable = log_.stable() >= n ? 1 : 0;
+  for (const auto& [id, pr] : progress_) durable += pr.match() >= n;
+  STIG_INVARIANT(durable >= quorum(), "commit without a quorum of durable copies");
   // Thesis §3.6.2: only an entry of the current term is committed by counting.
   if (*log_.term(n) != term_ && !opts_.faults.commit_from_old_term) return false;
   log_.commit_to(n);
@@ -814,6 +817,12 @@ Ready Raft::take_ready() {
   rd.truncate_from = log_.pending_truncate();
   rd.entries = log_.take_unpersisted();
   auto hs = hard_state();
+  // What reaches the disk never moves backwards.
+  STIG_INVARIANT(hs.term() >= emitted_hard_state_.term(), "term went backwards");
+  STIG_INVARIANT(hs.term() != emitted_hard_state_.term() || emitted_hard_state_.vote().empty() ||
+                     hs.vote() == emitted_hard_state_.vote(),
+                 "vote changed within a term");
+  STIG_INVARIANT(hs.commit() >= emitted_hard_state_.commit(), "commit went backwards");
   if (!same_hard_state(hs, emitted_hard_state_)) {
     emitted_hard_state_ = hs;
     rd.hard_state = std::move(hs);
