@@ -180,6 +180,14 @@ class Cluster {
       }
       for (const auto& e : rd.committed) apply(id, e);
       if (!rd.committed.empty()) n.raft->applied_to(rd.committed.back().index());
+      for (const auto& rs : rd.read_states) {
+        // Linearizable reads: the index covers every commit seen anywhere
+        // before the read was asked for.
+        auto floor = read_floor_.find(rs.request_id);
+        if (floor != read_floor_.end() && rs.index < floor->second)
+          violate("stale read: " + id + " answered read " + std::to_string(rs.request_id) + " at index " +
+                  std::to_string(rs.index) + " after index " + std::to_string(floor->second) + " committed");
+      }
       n.reads.insert(n.reads.end(), rd.read_states.begin(), rd.read_states.end());
       n.dropped_reads.insert(n.dropped_reads.end(), rd.dropped_reads.begin(), rd.dropped_reads.end());
       // Messages that need nothing durable leave at once; the others wait
@@ -304,6 +312,15 @@ class Cluster {
     return leader();
   }
 
+  // A ReadIndex request through the checker: returns its id (0 if refused).
+  uint64_t read(const NodeId& id) {
+    const uint64_t request = next_read_id_++;
+    read_floor_[request] = committed_.empty() ? 0 : committed_.rbegin()->first;
+    const bool accepted = raft(id).read_index(now_, request).has_value();
+    process(id);
+    return accepted ? request : 0;
+  }
+
   Proposed propose(const NodeId& id, const std::string& data) {
     auto r = raft(id).propose(now_, data);
     EXPECT_TRUE(r.has_value()) << id << " refused a proposal";
@@ -421,6 +438,8 @@ class Cluster {
   std::map<uint64_t, std::pair<std::string, uint64_t>> committed_;  // index -> (entry, term first seen)
   std::map<uint64_t, std::string> applied_global_;
   std::vector<std::string> violations_;
+  std::map<uint64_t, uint64_t> read_floor_;  // read request -> highest index committed anywhere when asked
+  uint64_t next_read_id_ = 1000;
 };
 
 const std::vector<NodeId> kThree = {"a", "b", "c"};
@@ -1101,7 +1120,8 @@ TEST(RaftReadIndex, ADeposedLeaderNeverAnswersUnlessTheFaultSkipsTheQuorum) {
     c.propose("b", "new");
     c.settle(0);
     ASSERT_EQ(c.raft("a").role(), Role::kLeader) << "a has not noticed yet";
-    ASSERT_TRUE(c.raft("a").read_index(c.now(), 1).has_value());
+    const uint64_t read = c.read("a");
+    ASSERT_NE(read, 0u);
     c.settle(500);
     if (!fault) {
       EXPECT_TRUE(c.node("a").reads.empty());
@@ -1109,10 +1129,12 @@ TEST(RaftReadIndex, ADeposedLeaderNeverAnswersUnlessTheFaultSkipsTheQuorum) {
       c.settle(200);  // a learns of the new term and steps down: the read is dropped
       EXPECT_NE(c.raft("a").role(), Role::kLeader);
       EXPECT_TRUE(c.node("a").reads.empty());
-      EXPECT_EQ(c.node("a").dropped_reads, std::vector<uint64_t>{1});
+      EXPECT_EQ(c.node("a").dropped_reads, std::vector<uint64_t>{read});
+      EXPECT_EQ(all_violations(c), "");
     } else {
       ASSERT_EQ(c.node("a").reads.size(), 1u);
       EXPECT_LT(c.node("a").reads[0].index, c.raft("b").commit_index()) << "a stale read";
+      EXPECT_NE(all_violations(c).find("stale read"), std::string::npos) << "the checker must catch it";
     }
   }
 }
@@ -1539,8 +1561,7 @@ std::string run_randomized(uint64_t seed, int steps, RandomizedSummary& sum,
     } else if (r < 870) {
       for (const auto& id : kFive)
         if (c.up(id) && c.raft(id).role() == Role::kLeader) {
-          (void)c.raft(id).read_index(c.now(), static_cast<uint64_t>(step));
-          c.process(id);
+          c.read(id);
         }
     } else if (r < 880) {
       int down = 0;
