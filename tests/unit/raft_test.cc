@@ -1667,5 +1667,16 @@ TEST(RaftRandomized, FiveNodesStaySafeUnderDropsReordersDuplicatesPartitionsAndC
               static_cast<unsigned long long>(sum.reads));
 }
 
+TEST(RaftRandomized, TheRandomizedCheckerCatchesStaleReads) {
+  // The deterministic tests show each fault switch caught; here the random
+  // runs must catch at least the stale-read one on their own.
+  RandomizedSummary sum;
+  int caught = 0;
+  for (uint64_t seed = 1; seed <= 20; ++seed)
+    caught += run_randomized(seed, 5000, sum, [](RaftOptions& o) { o.faults.read_without_quorum = true; })
+                  .find("stale read") != std::string::npos;
+  EXPECT_GT(caught, 0);
+}
+
 }  // namespace
 }  // namespace stig::replication::raft
