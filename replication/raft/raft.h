@@ -167,6 +167,8 @@ class Raft {
   // state is an error value, never an abort.
   static Expected<std::unique_ptr<Raft>, Status> create(RaftOptions options, uint64_t seed, RecoveredState recovered,
                                                         MonoTime now);
+  Raft(const Raft&) = delete;
+  Raft& operator=(const Raft&) = delete;
 
   // A message from `from` (the id the connection authenticated).
   void step(MonoTime now, const NodeId& from, const pb::RaftMessage& message);

@@ -451,6 +451,47 @@ std::string all_violations(const Cluster& c) {
   return out;
 }
 
+// --- the log -------------------------------------------------------------------
+
+TEST(RaftLog, TracksWhatWasHandedOutWhatIsDurableAndWhatATruncationUndid) {
+  RaftLog log;
+  log.append(log_of_terms({1, 1, 2, 2}));
+  EXPECT_EQ(log.take_unpersisted().size(), 4u);
+  EXPECT_TRUE(log.stable_to(2, 1));
+  EXPECT_EQ(log.stable(), 2u);
+  // A new leader replaces 3..4: the runtime must erase from 3 first.
+  log.append({make_entry(3, 3, "new")});
+  EXPECT_EQ(log.pending_truncate(), 3u);
+  EXPECT_EQ(log.stable(), 2u);
+  // The old Ready's entries become durable late: (4, 2) is gone, ignored.
+  EXPECT_FALSE(log.stable_to(4, 2));
+  auto fresh = log.take_unpersisted();
+  ASSERT_EQ(fresh.size(), 1u);
+  EXPECT_EQ(fresh[0].data(), "new");
+  EXPECT_EQ(log.pending_truncate(), 0u);
+  EXPECT_TRUE(log.stable_to(3, 3));
+  // Only committed and durable entries are handed out to apply.
+  log.commit_to(3);
+  EXPECT_EQ(log.take_committed(UINT64_MAX).size(), 3u);
+  log.applied_to(3);
+  log.compact(2);
+  EXPECT_EQ(log.first_index(), 3u);
+  EXPECT_EQ(log.term(2), std::optional<uint64_t>(1));
+  EXPECT_EQ(log.term(1), std::nullopt);
+}
+
+TEST(RaftLog, FindsTheLastIndexAtOrBelowATermForFastBacktracking) {
+  RaftLog log;
+  log.append(log_of_terms({1, 1, 2, 2, 5, 5}));
+  EXPECT_EQ(log.find_conflict_by_term(6, 4), std::make_pair(uint64_t{4}, uint64_t{2}));
+  EXPECT_EQ(log.find_conflict_by_term(6, 5), std::make_pair(uint64_t{6}, uint64_t{5}));
+  EXPECT_EQ(log.find_conflict_by_term(100, 1), std::make_pair(uint64_t{2}, uint64_t{1}));
+  EXPECT_EQ(log.find_conflict_by_term(6, 0), std::make_pair(uint64_t{0}, uint64_t{0}));
+  EXPECT_EQ(log.find_conflict(log_of_terms({1, 1, 2})), 0u);
+  EXPECT_EQ(log.find_conflict({make_entry(5, 4), make_entry(6, 4)}), 5u);
+  EXPECT_EQ(log.find_conflict({make_entry(6, 5), make_entry(7, 5)}), 7u);
+}
+
 // --- construction ------------------------------------------------------------
 
 TEST(RaftCreate, RefusesBadOptionsAndCorruptRecoveredStateWithAnError) {
