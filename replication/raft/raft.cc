@@ -93,6 +93,7 @@ Expected<std::unique_ptr<Raft>, Status> Raft::create(RaftOptions o, uint64_t see
     return Status::invalid_argument("raft: heartbeat interval must be positive and below the election timeout");
   if (o.max_append_bytes == 0 || o.max_inflight_appends == 0 || o.max_entry_bytes == 0 || o.max_apply_bytes == 0)
     return Status::invalid_argument("raft: size limits must be positive");
+  if (o.snapshot_timeout_ms <= 0) return Status::invalid_argument("raft: snapshot timeout must be positive");
 
   uint64_t snap_index = 0, snap_term = 0;
   if (rec.snapshot) {
@@ -551,11 +552,11 @@ void Raft::handle_append_resp(MonoTime now, const NodeId& from, const pb::RaftMe
   if (m.reject()) {
     uint64_t hint = std::min(m.reject_hint(), log_.last_index());
     if (m.log_term() > 0) hint = log_.find_conflict_by_term(hint, m.log_term()).first;
-    if (pr.state() == Progress::State::kSnapshot) {
-      pr.become_probe();
-    } else if (!pr.maybe_decrease(m.index(), hint + 1)) {
-      return;  // stale
-    } else if (pr.state() == Progress::State::kReplicate) {
+    // No APPEND goes out while a snapshot is on its way: a reject then
+    // answers an older one.
+    if (pr.state() == Progress::State::kSnapshot) return;
+    if (!pr.maybe_decrease(m.index(), hint + 1)) return;  // stale
+    if (pr.state() == Progress::State::kReplicate) {
       pr.become_probe();
     }
     send_append(now, from, true);
@@ -566,7 +567,6 @@ void Raft::handle_append_resp(MonoTime now, const NodeId& from, const pb::RaftMe
   if (pr.state() == Progress::State::kProbe) {
     pr.become_replicate();
   } else if (pr.state() == Progress::State::kSnapshot && pr.match() >= pr.pending_snapshot()) {
-    pr.become_probe();
     pr.become_replicate();
   }
   if (maybe_commit(now)) {
@@ -590,10 +590,13 @@ void Raft::handle_heartbeat_resp(MonoTime now, const NodeId& from, const pb::Raf
   if (pr.match() < log_.last_index()) {
     // The follower is reachable but its pipeline (or snapshot) made no
     // progress for a while: an APPEND or SNAPSHOT was lost. Probe again.
-    const MonoTime stall = pr.state() == Progress::State::kSnapshot ? opts_.election_timeout_min_ms
+    const MonoTime stall = pr.state() == Progress::State::kSnapshot ? opts_.snapshot_timeout_ms
                                                                     : 2 * opts_.heartbeat_interval_ms;
     if (pr.state() != Progress::State::kProbe && now - pr.last_progress() >= stall) pr.become_probe();
-    while (send_append(now, from, false)) {
+    // A probe goes out even when empty: its answer is what moves next.
+    if (send_append(now, from, pr.state() == Progress::State::kProbe)) {
+      while (send_append(now, from, false)) {
+      }
     }
   }
   if (m.context().empty() || reads_.empty()) return;

@@ -63,6 +63,10 @@ struct RaftOptions {
   uint64_t max_entry_bytes = 1 << 20;          // a bigger proposal is refused
   uint64_t max_uncommitted_bytes = 64 << 20;   // proposals refused while this much waits for commit
   uint64_t max_apply_bytes = 16 << 20;         // committed entry data handed out per Ready
+  // A SNAPSHOT still unanswered after this long (while the follower answers
+  // heartbeats) is taken as lost and sent again. Generous: installing a big
+  // snapshot durably takes a while, and resending it early only adds load.
+  MonoTime snapshot_timeout_ms = 5000;
   bool check_quorum = true;
   bool pre_vote = true;
   RaftFaults faults;  // test only

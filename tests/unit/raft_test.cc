@@ -1251,6 +1251,34 @@ TEST(RaftSnapshot, ALaggingFollowerCatchesUpFromASnapshotAfterCompaction) {
   EXPECT_EQ(all_violations(c), "");
 }
 
+TEST(RaftSnapshot, ALostSnapshotIsSentAgainAfterTheSnapshotTimeout) {
+  Cluster c(kThree);
+  c.elect("a");
+  c.settle(0);
+  c.crash("c");
+  for (int i = 0; i < 10; ++i) c.propose("a", "v");
+  c.settle(0);
+  c.compact("a");
+  c.restart("c");
+  bool dropped = false;
+  for (int i = 0; i < 100 && !dropped; ++i) {
+    c.tick(10);
+    c.deliver_if([&](const Envelope& e) {
+      if (e.message.type() != Msg::SNAPSHOT || dropped) return true;
+      dropped = true;
+      return false;
+    });
+  }
+  ASSERT_TRUE(dropped);
+  c.settle(1000);
+  EXPECT_EQ(c.raft("c").stats().snapshots_installed, 0u) << "not resent while it may still be installing";
+  c.settle(5000);
+  EXPECT_EQ(c.raft("a").stats().snapshots_sent, 2u);
+  EXPECT_EQ(c.raft("c").stats().snapshots_installed, 1u);
+  EXPECT_EQ(c.node("c").applied, c.node("a").applied);
+  EXPECT_EQ(all_violations(c), "");
+}
+
 TEST(RaftSnapshot, AStaleSnapshotIsIgnored) {
   Cluster c(kThree);
   c.elect("a");
