@@ -105,6 +105,19 @@ Expected<std::unique_ptr<Raft>, Status> Raft::create(RaftOptions o, uint64_t see
     snap_index = s.index();
     snap_term = s.term();
   }
+  // A crash between storing a snapshot and erasing the log it covers leaves
+  // covered entries behind: they are redundant, drop them (the one at the
+  // snapshot's index must agree with it).
+  size_t covered = 0;
+  while (covered < rec.entries.size() && rec.entries[covered].index() <= snap_index) {
+    const auto& e = rec.entries[covered];
+    if (covered > 0 && e.index() != rec.entries[covered - 1].index() + 1)
+      return Status::corruption("raft: recovered log not contiguous at entry " + std::to_string(e.index()));
+    if (e.index() == snap_index && e.term() != snap_term)
+      return Status::corruption("raft: recovered entry at the snapshot's index has another term");
+    ++covered;
+  }
+  rec.entries.erase(rec.entries.begin(), rec.entries.begin() + static_cast<std::ptrdiff_t>(covered));
   uint64_t prev_term = snap_term;
   for (size_t i = 0; i < rec.entries.size(); ++i) {
     const auto& e = rec.entries[i];
@@ -116,9 +129,14 @@ Expected<std::unique_ptr<Raft>, Status> Raft::create(RaftOptions o, uint64_t see
     prev_term = e.term();
   }
   if (rec.entries.size() > kMaxPlausibleIndex - snap_index) return Status::corruption("raft: recovered log too long");
-  const auto& hs = rec.hard_state;
+  pb::HardState hs = rec.hard_state;
   if (hs.term() > kMaxPlausibleTerm) return Status::corruption("raft: recovered term implausible");
-  if (hs.term() < prev_term) return Status::corruption("raft: hard state term below the last log term");
+  if (hs.term() < prev_term) {
+    // A crash after a Ready's entries but before its hard state: we were in
+    // the entries' term. No vote in it was durable, so none was released.
+    hs.set_term(prev_term);
+    hs.clear_vote();
+  }
   if (!hs.vote().empty() && !members.count(hs.vote())) return Status::corruption("raft: recovered vote for a non-member");
   const uint64_t last = snap_index + rec.entries.size();
   if (hs.commit() > last) return Status::corruption("raft: recovered commit beyond the recovered log (entries lost)");
@@ -129,6 +147,7 @@ Expected<std::unique_ptr<Raft>, Status> Raft::create(RaftOptions o, uint64_t see
 
   RaftLog log(snap_index, snap_term, std::move(rec.entries), commit, applied);
   std::unique_ptr<Raft> r(new Raft(std::move(o), seed, std::move(log), hs, now));
+  r->emitted_hard_state_ = rec.hard_state;  // what the disk holds: a raised term is written again
   if (rec.snapshot) {
     r->snapshot_meta_ = *rec.snapshot;
     if (!rec.snapshot_data.empty()) r->snapshot_data_ = std::make_shared<const std::string>(std::move(rec.snapshot_data));

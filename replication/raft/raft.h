@@ -77,7 +77,7 @@ struct RecoveredState {
   pb::HardState hard_state;
   std::optional<pb::SnapshotMeta> snapshot;
   std::string snapshot_data;              // the snapshot itself, to send to followers that lag behind it
-  std::vector<pb::RaftEntry> entries;     // the log after the snapshot, contiguous
+  std::vector<pb::RaftEntry> entries;     // the log after the snapshot, contiguous (entries it covers are dropped)
   uint64_t applied = 0;                   // state machine durable through this index (0: the snapshot's)
 };
 
@@ -133,10 +133,12 @@ struct SnapshotToInstall {
 };
 
 struct Ready {
-  // Persist, in this order: the snapshot (it replaces the whole log: erase
-  // every log entry, store the snapshot, restore the state machine from it),
-  // the truncation (erase log entries >= truncate_from), the entries, the
-  // hard state. Then call stable_to(entries.back()).
+  // Persist, in this order: the snapshot (it replaces the whole log: in one
+  // atomic write, erase every log entry and store the snapshot; restore the
+  // state machine from it), the truncation (erase log entries >=
+  // truncate_from), the entries, the hard state. Ideally the whole Ready in
+  // one atomic write batch; a crash between the parts in this order is safe.
+  // Then call stable_to(entries.back()).
   std::optional<SnapshotToInstall> snapshot;
   uint64_t truncate_from = 0;  // 0: nothing truncated
   std::vector<pb::RaftEntry> entries;

@@ -161,6 +161,23 @@ class Cluster {
     n.unsynced.clear();  // never durable
   }
 
+  // A crash in the middle of a sync: the oldest unsynced Ready reached the
+  // disk up to its entries (in the documented order), not its hard state.
+  void crash_torn(const NodeId& id) {
+    auto& n = nodes_.at(id);
+    if (!n.unsynced.empty()) {
+      const Ready& rd = n.unsynced.front();
+      if (rd.snapshot) {
+        n.log.clear();
+        n.snapshot = rd.snapshot->meta;
+        n.snapshot_data = *rd.snapshot->data;
+      }
+      if (rd.truncate_from != 0) n.log.erase(n.log.lower_bound(rd.truncate_from), n.log.end());
+      for (const auto& e : rd.entries) n.log[e.index()] = e;
+    }
+    crash(id);
+  }
+
   void restart(const NodeId& id) {
     auto& n = nodes_.at(id);
     if (n.raft) return;
@@ -508,7 +525,6 @@ TEST(RaftCreate, RefusesBadOptionsAndCorruptRecoveredStateWithAnError) {
       {"terms go backwards", [](RaftOptions&, RecoveredState& r) { r.entries[0].set_term(2); }},
       {"zero entry term", [](RaftOptions&, RecoveredState& r) { r.entries[0].set_term(0); }},
       {"commit beyond log", [](RaftOptions&, RecoveredState& r) { r.hard_state.set_commit(4); }},
-      {"term below last log term", [](RaftOptions&, RecoveredState& r) { r.hard_state.set_term(1); }},
       {"vote for a stranger", [](RaftOptions&, RecoveredState& r) { r.hard_state.set_vote("zz"); }},
       {"term near 2^64", [](RaftOptions&, RecoveredState& r) { r.hard_state.set_term(UINT64_MAX); }},
       {"applied beyond commit", [](RaftOptions&, RecoveredState& r) { r.applied = 3; }},
@@ -556,6 +572,45 @@ TEST(RaftCreate, RefusesBadOptionsAndCorruptRecoveredStateWithAnError) {
     auto created = Raft::create(o, 1, std::move(r), 0);
     EXPECT_FALSE(created.has_value()) << c.name;
   }
+}
+
+TEST(RaftCreate, DropsRecoveredEntriesThatTheSnapshotCovers) {
+  // A crash between storing a snapshot and erasing the log it covers.
+  auto recovered = [](uint64_t term_at_snapshot) {
+    RecoveredState r;
+    r.hard_state.set_term(2);
+    r.hard_state.set_commit(3);
+    pb::SnapshotMeta s;
+    s.set_index(2);
+    s.set_term(1);
+    for (const auto& v : kThree) s.mutable_config()->add_voters(v);
+    r.snapshot = s;
+    r.entries = log_of_terms({1, term_at_snapshot, 2, 2});
+    return r;
+  };
+  auto created = Raft::create(options_for("a", kThree), 1, recovered(1), 0);
+  ASSERT_TRUE(created.has_value()) << created.error().message();
+  EXPECT_EQ(created.value()->log().first_index(), 3u);
+  EXPECT_EQ(created.value()->last_index(), 4u);
+  EXPECT_EQ(created.value()->commit_index(), 3u);
+  EXPECT_EQ(created.value()->applied(), 2u);
+  EXPECT_FALSE(Raft::create(options_for("a", kThree), 1, recovered(2), 0).has_value())
+      << "the entry at the snapshot's index disagrees with it";
+}
+
+TEST(RaftCreate, AHardStateOlderThanTheLogTakesTheLogsTermWithoutAVote) {
+  // A crash after a Ready's entries but before its hard state.
+  RecoveredState r;
+  r.hard_state.set_term(1);
+  r.hard_state.set_vote("b");
+  r.entries = log_of_terms({1, 2, 3});
+  auto created = Raft::create(options_for("a", kThree), 1, std::move(r), 0);
+  ASSERT_TRUE(created.has_value());
+  EXPECT_EQ(created.value()->term(), 3u);
+  EXPECT_EQ(created.value()->vote(), "");
+  auto rd = created.value()->take_ready();
+  ASSERT_TRUE(rd.hard_state);
+  EXPECT_EQ(rd.hard_state->term(), 3u);
 }
 
 TEST(RaftCreate, RecoversTermVoteCommitAndLog) {
@@ -1641,7 +1696,10 @@ std::string run_randomized(uint64_t seed, int steps, RandomizedSummary& sum,
         sum.snapshots_installed += c.raft(id).stats().snapshots_installed;
         sum.reads += c.node(id).reads.size();
         ++sum.crashes;
-        c.crash(id);
+        if (rng.below(2) == 0)
+          c.crash(id);
+        else
+          c.crash_torn(id);
       }
     } else if (r < 910) {
       const auto id = any();
