@@ -145,7 +145,8 @@ struct Ready {
   std::optional<pb::HardState> hard_state;
 
   std::vector<OutMessage> messages;
-  // Committed, durable entries to apply in order; report with applied_to().
+  // Committed, durable entries to apply in order, after restoring `snapshot`
+  // if there is one; report progress with applied_to().
   std::vector<pb::RaftEntry> committed;
   std::vector<ReadState> read_states;
   std::vector<uint64_t> dropped_reads;  // read requests that can no longer be served here (leadership lost)
