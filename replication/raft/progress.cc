@@ -62,8 +62,9 @@ bool Progress::maybe_decrease(uint64_t rejected, uint64_t hint_next) {
 
 void Progress::become_probe() {
   state_ = State::kProbe;
-  // After a snapshot, the follower holds at least the snapshot.
-  next_ = std::max(match_ + 1, pending_snapshot_ + 1);
+  // Only what the follower acknowledged is known: a snapshot in flight may
+  // have been lost (a delivered one comes back as a match).
+  next_ = match_ + 1;
   pending_snapshot_ = 0;
   probe_sent_ = false;
   inflight_.clear();

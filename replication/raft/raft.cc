@@ -13,6 +13,9 @@ using Msg = pb::RaftMessage;
 // No honest log gets near this; anything above is forged or corrupt, and
 // refusing it keeps every index + 1 and index + count free of overflow.
 constexpr uint64_t kMaxPlausibleIndex = uint64_t{1} << 62;
+// Likewise for terms: a forged huge term would otherwise wrap our term to 0
+// at the next campaign.
+constexpr uint64_t kMaxPlausibleTerm = uint64_t{1} << 62;
 
 std::string encode_round(uint64_t round) {
   std::string out(8, '\0');
@@ -90,6 +93,7 @@ Expected<std::unique_ptr<Raft>, Status> Raft::create(RaftOptions o, uint64_t see
     return Status::invalid_argument("raft: heartbeat interval must be positive and below the election timeout");
   if (o.max_append_bytes == 0 || o.max_inflight_appends == 0 || o.max_entry_bytes == 0 || o.max_apply_bytes == 0)
     return Status::invalid_argument("raft: size limits must be positive");
+  if (o.snapshot_timeout_ms <= 0) return Status::invalid_argument("raft: snapshot timeout must be positive");
 
   uint64_t snap_index = 0, snap_term = 0;
   if (rec.snapshot) {
@@ -101,6 +105,19 @@ Expected<std::unique_ptr<Raft>, Status> Raft::create(RaftOptions o, uint64_t see
     snap_index = s.index();
     snap_term = s.term();
   }
+  // A crash between storing a snapshot and erasing the log it covers leaves
+  // covered entries behind: they are redundant, drop them (the one at the
+  // snapshot's index must agree with it).
+  size_t covered = 0;
+  while (covered < rec.entries.size() && rec.entries[covered].index() <= snap_index) {
+    const auto& e = rec.entries[covered];
+    if (covered > 0 && e.index() != rec.entries[covered - 1].index() + 1)
+      return Status::corruption("raft: recovered log not contiguous at entry " + std::to_string(e.index()));
+    if (e.index() == snap_index && e.term() != snap_term)
+      return Status::corruption("raft: recovered entry at the snapshot's index has another term");
+    ++covered;
+  }
+  rec.entries.erase(rec.entries.begin(), rec.entries.begin() + static_cast<std::ptrdiff_t>(covered));
   uint64_t prev_term = snap_term;
   for (size_t i = 0; i < rec.entries.size(); ++i) {
     const auto& e = rec.entries[i];
@@ -112,8 +129,14 @@ Expected<std::unique_ptr<Raft>, Status> Raft::create(RaftOptions o, uint64_t see
     prev_term = e.term();
   }
   if (rec.entries.size() > kMaxPlausibleIndex - snap_index) return Status::corruption("raft: recovered log too long");
-  const auto& hs = rec.hard_state;
-  if (hs.term() < prev_term) return Status::corruption("raft: hard state term below the last log term");
+  pb::HardState hs = rec.hard_state;
+  if (hs.term() > kMaxPlausibleTerm) return Status::corruption("raft: recovered term implausible");
+  if (hs.term() < prev_term) {
+    // A crash after a Ready's entries but before its hard state: we were in
+    // the entries' term. No vote in it was durable, so none was released.
+    hs.set_term(prev_term);
+    hs.clear_vote();
+  }
   if (!hs.vote().empty() && !members.count(hs.vote())) return Status::corruption("raft: recovered vote for a non-member");
   const uint64_t last = snap_index + rec.entries.size();
   if (hs.commit() > last) return Status::corruption("raft: recovered commit beyond the recovered log (entries lost)");
@@ -124,6 +147,7 @@ Expected<std::unique_ptr<Raft>, Status> Raft::create(RaftOptions o, uint64_t see
 
   RaftLog log(snap_index, snap_term, std::move(rec.entries), commit, applied);
   std::unique_ptr<Raft> r(new Raft(std::move(o), seed, std::move(log), hs, now));
+  r->emitted_hard_state_ = rec.hard_state;  // what the disk holds: a raised term is written again
   if (rec.snapshot) {
     r->snapshot_meta_ = *rec.snapshot;
     if (!rec.snapshot_data.empty()) r->snapshot_data_ = std::make_shared<const std::string>(std::move(rec.snapshot_data));
@@ -190,6 +214,7 @@ const char* Raft::malformed(const NodeId& from, const pb::RaftMessage& m) const 
   if (from == opts_.self || !is_voter(from)) return "unknown sender";
   if (!pb::RaftMessage_Type_IsValid(m.type()) || m.type() == Msg::UNKNOWN) return "unknown message type";
   if (m.term() == 0) return "zero term";
+  if (m.term() > kMaxPlausibleTerm) return "implausible term";
   if (m.index() > kMaxPlausibleIndex || m.commit() > kMaxPlausibleIndex || m.reject_hint() > kMaxPlausibleIndex ||
       m.snapshot().index() > kMaxPlausibleIndex)
     return "implausible index";
@@ -275,6 +300,7 @@ void Raft::become_leader(MonoTime now) {
                  "became leader without winning this term");
   role_ = Role::kLeader;
   leader_ = opts_.self;
+  led_term_ = term_;
   ++stats_.became_leader;
   progress_.clear();
   for (const auto& v : opts_.voters)
@@ -391,6 +417,8 @@ void Raft::step(MonoTime now, const NodeId& from, const pb::RaftMessage& m) {
   }
 
   if (is_vote) return handle_vote_request(now, from, m);
+  // We led this term (and may have stepped down since): nobody else did.
+  if (from_leader && led_term_ == term_) return ignore("second leader in term");
   switch (role_) {
     case Role::kLeader: return step_leader(now, from, m);
     case Role::kCandidate:
@@ -543,11 +571,11 @@ void Raft::handle_append_resp(MonoTime now, const NodeId& from, const pb::RaftMe
   if (m.reject()) {
     uint64_t hint = std::min(m.reject_hint(), log_.last_index());
     if (m.log_term() > 0) hint = log_.find_conflict_by_term(hint, m.log_term()).first;
-    if (pr.state() == Progress::State::kSnapshot) {
-      pr.become_probe();
-    } else if (!pr.maybe_decrease(m.index(), hint + 1)) {
-      return;  // stale
-    } else if (pr.state() == Progress::State::kReplicate) {
+    // No APPEND goes out while a snapshot is on its way: a reject then
+    // answers an older one.
+    if (pr.state() == Progress::State::kSnapshot) return;
+    if (!pr.maybe_decrease(m.index(), hint + 1)) return;  // stale
+    if (pr.state() == Progress::State::kReplicate) {
       pr.become_probe();
     }
     send_append(now, from, true);
@@ -558,7 +586,6 @@ void Raft::handle_append_resp(MonoTime now, const NodeId& from, const pb::RaftMe
   if (pr.state() == Progress::State::kProbe) {
     pr.become_replicate();
   } else if (pr.state() == Progress::State::kSnapshot && pr.match() >= pr.pending_snapshot()) {
-    pr.become_probe();
     pr.become_replicate();
   }
   if (maybe_commit(now)) {
@@ -582,10 +609,13 @@ void Raft::handle_heartbeat_resp(MonoTime now, const NodeId& from, const pb::Raf
   if (pr.match() < log_.last_index()) {
     // The follower is reachable but its pipeline (or snapshot) made no
     // progress for a while: an APPEND or SNAPSHOT was lost. Probe again.
-    const MonoTime stall = pr.state() == Progress::State::kSnapshot ? opts_.election_timeout_min_ms
+    const MonoTime stall = pr.state() == Progress::State::kSnapshot ? opts_.snapshot_timeout_ms
                                                                     : 2 * opts_.heartbeat_interval_ms;
     if (pr.state() != Progress::State::kProbe && now - pr.last_progress() >= stall) pr.become_probe();
-    while (send_append(now, from, false)) {
+    // A probe goes out even when empty: its answer is what moves next.
+    if (send_append(now, from, pr.state() == Progress::State::kProbe)) {
+      while (send_append(now, from, false)) {
+      }
     }
   }
   if (m.context().empty() || reads_.empty()) return;
@@ -669,6 +699,9 @@ bool Raft::maybe_commit(MonoTime now) {
   const uint64_t old = log_.committed();
   if (n <= old) return false;
   STIG_INVARIANT(n <= log_.last_index(), "quorum match beyond the leader's log");
+  size_t durable = log_.stable() >= n ? 1 : 0;
+  for (const auto& [id, pr] : progress_) durable += pr.match() >= n;
+  STIG_INVARIANT(durable >= quorum(), "commit without a quorum of durable copies");
   // Thesis §3.6.2: only an entry of the current term is committed by counting.
   if (*log_.term(n) != term_ && !opts_.faults.commit_from_old_term) return false;
   log_.commit_to(n);
@@ -806,6 +839,12 @@ Ready Raft::take_ready() {
   rd.truncate_from = log_.pending_truncate();
   rd.entries = log_.take_unpersisted();
   auto hs = hard_state();
+  // What reaches the disk never moves backwards.
+  STIG_INVARIANT(hs.term() >= emitted_hard_state_.term(), "term went backwards");
+  STIG_INVARIANT(hs.term() != emitted_hard_state_.term() || emitted_hard_state_.vote().empty() ||
+                     hs.vote() == emitted_hard_state_.vote(),
+                 "vote changed within a term");
+  STIG_INVARIANT(hs.commit() >= emitted_hard_state_.commit(), "commit went backwards");
   if (!same_hard_state(hs, emitted_hard_state_)) {
     emitted_hard_state_ = hs;
     rd.hard_state = std::move(hs);

@@ -21,8 +21,9 @@
 // appending, commit never decreasing nor passing the last entry, applied <=
 // commit, term never decreasing, the vote never changing within a term.
 //
-// Membership is the static voter list of RaftOptions (it is recorded in
-// snapshots so joint consensus can follow).
+// Membership is the static voter list of RaftOptions. The first leader of an
+// empty log records it as a CONFIG entry and snapshots carry it, so joint
+// consensus can follow; until then any other membership is refused.
 #pragma once
 
 #include <cstdint>
@@ -57,11 +58,15 @@ struct RaftOptions {
   MonoTime election_timeout_min_ms = 150;
   MonoTime election_timeout_max_ms = 300;
   MonoTime heartbeat_interval_ms = 50;
-  uint64_t max_append_bytes = 1 << 20;         // entry data per APPEND (at least one entry is always sent)
+  uint64_t max_append_bytes = 1 << 20;         // serialized entries per APPEND (at least one is always sent)
   size_t max_inflight_appends = 64;            // pipelined APPENDs per follower
   uint64_t max_entry_bytes = 1 << 20;          // a bigger proposal is refused
   uint64_t max_uncommitted_bytes = 64 << 20;   // proposals refused while this much waits for commit
   uint64_t max_apply_bytes = 16 << 20;         // committed entry data handed out per Ready
+  // A SNAPSHOT still unanswered after this long (while the follower answers
+  // heartbeats) is taken as lost and sent again. Generous: installing a big
+  // snapshot durably takes a while, and resending it early only adds load.
+  MonoTime snapshot_timeout_ms = 5000;
   bool check_quorum = true;
   bool pre_vote = true;
   RaftFaults faults;  // test only
@@ -72,7 +77,7 @@ struct RecoveredState {
   pb::HardState hard_state;
   std::optional<pb::SnapshotMeta> snapshot;
   std::string snapshot_data;              // the snapshot itself, to send to followers that lag behind it
-  std::vector<pb::RaftEntry> entries;     // the log after the snapshot, contiguous
+  std::vector<pb::RaftEntry> entries;     // the log after the snapshot, contiguous (entries it covers are dropped)
   uint64_t applied = 0;                   // state machine durable through this index (0: the snapshot's)
 };
 
@@ -128,17 +133,20 @@ struct SnapshotToInstall {
 };
 
 struct Ready {
-  // Persist, in this order: the snapshot (it replaces the whole log: erase
-  // every log entry, store the snapshot, restore the state machine from it),
-  // the truncation (erase log entries >= truncate_from), the entries, the
-  // hard state. Then call stable_to(entries.back()).
+  // Persist, in this order: the snapshot (it replaces the whole log: in one
+  // atomic write, erase every log entry and store the snapshot; restore the
+  // state machine from it), the truncation (erase log entries >=
+  // truncate_from), the entries, the hard state. Ideally the whole Ready in
+  // one atomic write batch; a crash between the parts in this order is safe.
+  // Then call stable_to(entries.back()).
   std::optional<SnapshotToInstall> snapshot;
   uint64_t truncate_from = 0;  // 0: nothing truncated
   std::vector<pb::RaftEntry> entries;
   std::optional<pb::HardState> hard_state;
 
   std::vector<OutMessage> messages;
-  // Committed, durable entries to apply in order; report with applied_to().
+  // Committed, durable entries to apply in order, after restoring `snapshot`
+  // if there is one; report progress with applied_to().
   std::vector<pb::RaftEntry> committed;
   std::vector<ReadState> read_states;
   std::vector<uint64_t> dropped_reads;  // read requests that can no longer be served here (leadership lost)
@@ -166,6 +174,8 @@ class Raft {
   // state is an error value, never an abort.
   static Expected<std::unique_ptr<Raft>, Status> create(RaftOptions options, uint64_t seed, RecoveredState recovered,
                                                         MonoTime now);
+  Raft(const Raft&) = delete;
+  Raft& operator=(const Raft&) = delete;
 
   // A message from `from` (the id the connection authenticated).
   void step(MonoTime now, const NodeId& from, const pb::RaftMessage& message);
@@ -173,9 +183,16 @@ class Raft {
   // check-quorum, leadership transfer).
   void tick(MonoTime now);
 
+  // Appends a command to the leader's log; it is sent (batched with every
+  // other proposal since the last Ready) at the next take_ready(). Refused on
+  // a follower (with the leader hint), during a leadership transfer, above
+  // max_entry_bytes, or while max_uncommitted_bytes wait for commit.
   Expected<Proposed, Refusal> propose(MonoTime now, std::string data);
-  // ReadIndex (thesis §6.4): a ReadState for request_id comes out of a later
-  // Ready once leadership is confirmed by a quorum. Leader only.
+  // ReadIndex (thesis §6.4): a ReadState{request_id, index} comes out of a
+  // later Ready once a quorum answered a heartbeat round sent after this
+  // call; the read may be served once `index` is applied. A new leader holds
+  // reads until an entry of its term commits. Reads pending when leadership
+  // is lost come out in Ready::dropped_reads. Leader only.
   Expected<Accepted, Refusal> read_index(MonoTime now, uint64_t request_id);
   // Thesis §3.10: stop taking proposals, bring `to` up to date, then
   // TIMEOUT_NOW; given up after an election timeout.
@@ -266,8 +283,9 @@ class Raft {
   NodeId vote_;
   NodeId leader_;
   Role role_ = Role::kFollower;
-  // (term -> leader) seen from here, to assert election safety.
-  uint64_t leader_term_seen_ = 0;
+  // The last term this node led: nobody else can lead it, whatever a
+  // message claims after we stepped down.
+  uint64_t led_term_ = 0;
 
   MonoTime election_deadline_ = kNever;
   MonoTime heartbeat_deadline_ = kNever;
