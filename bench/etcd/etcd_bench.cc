@@ -16,6 +16,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -102,6 +103,40 @@ std::string find_leader(const std::vector<std::string>& endpoints, std::string& 
   }
   if (why.empty()) why = "no endpoint says it is the leader";
   return "";
+}
+
+// txn and cas: learns every bench key's mod_revision and value with paginated
+// linearizable Ranges, so the measured conflicts come from concurrent writers,
+// not from keys an earlier run left behind. Returns "" or what went wrong.
+std::string learn_keys(const std::shared_ptr<grpc::Channel>& channel, Shared& sh) {
+  auto kv = etcdserverpb::KV::NewStub(channel);
+  std::string from = "bench/";
+  const std::string end = "bench0";  // the prefix's range end ('/' + 1)
+  int64_t revision = 0;
+  for (;;) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    etcdserverpb::RangeRequest req;
+    req.set_key(from);
+    req.set_range_end(end);
+    req.set_limit(1000);
+    req.set_revision(revision);  // one consistent snapshot across pages
+    etcdserverpb::RangeResponse resp;
+    const auto st = kv->Range(&ctx, req, &resp);
+    if (!st.ok()) return st.error_message();
+    if (revision == 0) revision = resp.header().revision();
+    for (const auto& item : resp.kvs()) {
+      const std::string& key = item.key();
+      char* stop = nullptr;
+      const unsigned long k = std::strtoul(key.c_str() + 6, &stop, 10);
+      if (stop == nullptr || *stop != '\0' || k >= static_cast<unsigned long>(sh.keys)) continue;
+      sh.mod_revision[k].store(item.mod_revision());
+      sh.values[k].known = true;
+      sh.values[k].value = item.value();
+    }
+    if (!resp.more() || resp.kvs_size() == 0) return "";
+    from = resp.kvs(resp.kvs_size() - 1).key() + std::string(1, '\0');
+  }
 }
 
 }  // namespace
@@ -199,6 +234,12 @@ Examples:
       return fail("cannot connect to etcd at " + ep + " (is it running? bench/etcd-cluster up starts one)");
     }
     channels.push_back(std::move(ch));
+  }
+
+  if (sh->workload == Workload::kTxn || sh->workload == Workload::kCas) {
+    if (const std::string err = learn_keys(channels[0], *sh); !err.empty()) {
+      return fail("cannot read the existing bench/ keys: " + err);
+    }
   }
 
   const int nthreads = std::min(opt.threads, opt.clients);
