@@ -1,8 +1,7 @@
 // etcd-bench: a load generator for etcd over its native gRPC API (not the JSON
 // gateway), to put etcd's numbers next to stig-bench's strong workloads.
 //
-//   etcd-bench --endpoints 127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379
-//              --workload txn --clients 64 --duration 10s
+//   etcd-bench --endpoints "$(bench/etcd-cluster up)" --workload txn --clients 64 --duration 10s
 //
 // C clients, each a closed loop with one request in flight, share --conns
 // gRPC connections (HTTP/2 multiplexes many clients over one, as etcd's own
@@ -181,9 +180,10 @@ with the client's lease. txn and cas count conflicts (compare failed) as complet
 report succeeded/conflicts apart.
 
 Examples:
-  bench/etcd-cluster up                    # prints the endpoints
-  etcd-bench --endpoints 127.0.0.1:2379,127.0.0.1:2380 --workload put --clients 64 --duration 10s
-  etcd-bench --endpoints ... --workload txn --clients 16 --conns 4 --threads 2 --json)");
+  EP=$(bench/etcd-cluster up)              # a local 3-node cluster; prints its endpoints
+  etcd-bench --endpoints "$EP" --workload put --clients 64 --duration 10s
+  etcd-bench --endpoints "$EP" --workload txn --clients 16 --conns 4 --threads 2 --target leader --json
+  bench/etcd-cluster down)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
