@@ -65,8 +65,10 @@ Status RecoveredEntries::scan(std::string_view begin, std::string_view end, cons
 Replica::Replica(const Config& config, uint64_t seed, const RecoveredState& recovered) {
   refuse_unowned_keys(recovered);
   lazy_ = std::make_unique<LazyPath>(config, seed, recovered);
-  // Its own seed, so the lazy path's random choices do not shift Raft's.
-  strong_ = std::make_unique<StrongPath>(config, mix64(seed ^ 0x5354524f4e47ULL), recovered);
+  // Its own seed, so the lazy path's random choices do not shift Raft's,
+  // and mixed with the node's id: nodes handed one seed must still draw
+  // different election timeouts, or their elections split forever.
+  strong_ = std::make_unique<StrongPath>(config, mix64(seed ^ hash_bytes(config.self)), recovered);
 }
 
 Replica::~Replica() = default;

@@ -153,7 +153,7 @@ class TestCluster {
     uint64_t d = 0;
     bool first = true;
     for (auto& [id, n] : nodes_) {
-      n->take_output();  // settle
+      drain(id);  // settle
       if (first) d = n->state_digest(), first = false;
       if (n->state_digest() != d) return false;
     }
