@@ -446,7 +446,49 @@ void Server::release(runtime::ReleaseQueue::Released& out) {
 // --- shutdown -----------------------------------------------------------------------
 
 void Server::stop() {
-  if (stopping_) return;
+  if (stopping_ || handing_off_) return;
+  // A Raft leader first hands its leadership to a caught-up follower, so
+  // strong clients wait for a transfer, not an election timeout. Clients
+  // are no longer accepted; peers keep talking until it is done.
+  if (replica_.raft_role() == "leader" && !options_.config.peers.empty()) {
+    handing_off_ = true;
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    spdlog::info("handing Raft leadership to a follower before stopping");
+    replica_.step(now(), replication::Leave{});
+    schedule_flush();
+    signals_.async_wait([this](const boost::system::error_code& e, int) {
+      if (e || !handing_off_) return;
+      spdlog::warn("second signal: stopping without waiting for the handoff");
+      handing_off_ = false;
+      stop_now();
+    });
+    wait_for_handoff(std::chrono::steady_clock::now() +
+                     std::chrono::milliseconds(2 * options_.config.raft_election_max_ms));
+    return;
+  }
+  stop_now();
+}
+
+void Server::wait_for_handoff(std::chrono::steady_clock::time_point deadline) {
+  if (replica_.raft_role() != "leader" || std::chrono::steady_clock::now() >= deadline) {
+    if (replica_.raft_role() == "leader")
+      spdlog::warn("no follower took over Raft leadership in time; stopping anyway (an election follows)");
+    else
+      spdlog::info("Raft leadership handed to {}", replica_.raft_leader().empty() ? "(election under way)"
+                                                                                   : replica_.raft_leader());
+    handing_off_ = false;
+    stop_now();
+    return;
+  }
+  shutdown_timer_.expires_after(std::chrono::milliseconds(5));
+  shutdown_timer_.async_wait([this, deadline](const boost::system::error_code& ec) {
+    if (ec) return;
+    wait_for_handoff(deadline);
+  });
+}
+
+void Server::stop_now() {
   // Let the inputs already stepped reach the pipeline before refusing more.
   flush();
   stopping_ = true;

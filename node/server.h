@@ -98,6 +98,9 @@ class Server final : public ConnectionHost {
   void flush();
   void arm_wake(replication::MonoTime at);
   void release(runtime::ReleaseQueue::Released& out);
+  // Shutdown: a leader's handoff first (bounded), then stop_now.
+  void wait_for_handoff(std::chrono::steady_clock::time_point deadline);
+  void stop_now();
   void handle_partition(Connection& conn, const stigmergy::v1::Request& request);
   void handle_heal(Connection& conn, const stigmergy::v1::Request& request);
   void on_storage_failure(const StorageStatus& status);
@@ -137,6 +140,7 @@ class Server final : public ConnectionHost {
   CommitPipeline pipeline_;
   bool stopping_ = false;
   bool finishing_ = false;
+  bool handing_off_ = false;  // a leader transferring leadership before stopping
   int exit_code_ = 0;
 };
 

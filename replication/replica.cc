@@ -81,6 +81,10 @@ void Replica::step(const Now& now, Input input) {
     strong_->on_peer(now, p->from, p->message.raft());
     return lazy_->step(now, Tick{});  // the lazy path's timers still run
   }
+  if (std::holds_alternative<Leave>(input)) {
+    strong_->on_leave(now);
+    return lazy_->step(now, Tick{});
+  }
   if (auto* d = std::get_if<Persisted>(&input)) {
     strong_->on_persisted(now, d->through_output);
     return lazy_->step(now, Tick{});

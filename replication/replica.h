@@ -101,7 +101,13 @@ struct Persisted {
   uint64_t through_output = 0;
 };
 
-using Input = std::variant<ClientInput, PeerInput, Tick, Persisted>;
+// The node is shutting down gracefully: a Raft leader hands its leadership
+// to the most up-to-date follower (thesis §3.10), so the cluster does not
+// wait an election timeout. The runtime keeps stepping peer messages until
+// raft_role() is no longer "leader" or a short grace period ends.
+struct Leave {};
+
+using Input = std::variant<ClientInput, PeerInput, Tick, Persisted, Leave>;
 
 struct Output {
   // 1, 2, 3... in the order take_output returned them, per Replica object.

@@ -172,6 +172,24 @@ void StrongPath::on_persisted(const Now& now, uint64_t through_output) {
   after_input(now);
 }
 
+void StrongPath::on_leave(const Now& now) {
+  now_ = now;
+  if (!raft_) start(now);
+  if (raft_->role() == raft::Role::kLeader) {
+    NodeId best;
+    uint64_t best_match = 0;
+    for (const auto& p : config_.peers) {
+      const raft::Progress* progress = raft_->progress(p.id);
+      if (progress && (best.empty() || progress->match() > best_match)) {
+        best = p.id;
+        best_match = progress->match();
+      }
+    }
+    if (!best.empty()) (void)raft_->transfer_leadership(now.mono, best);
+  }
+  after_input(now);
+}
+
 // Leadership changes are noticed after every input: a deposed leader drops
 // what it was doing before anything else can happen.
 void StrongPath::after_input(const Now& now) {

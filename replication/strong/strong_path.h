@@ -54,6 +54,9 @@ class StrongPath {
   void on_peer(const Now& now, const NodeId& from, const pb::RaftMessage& message);
   void on_tick(const Now& now);
   void on_persisted(const Now& now, uint64_t through_output);
+  // Graceful shutdown: a leader transfers leadership to the follower that
+  // has the most of its log.
+  void on_leave(const Now& now);
 
   // What was decided since the last call, for the output Replica will
   // number `output_id`.
