@@ -66,8 +66,8 @@ std::optional<Endpoint> parse_endpoint(std::string_view text, std::string* error
 ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
   CLI::App app{
       "stigd: one node of a Stigmergy cluster. It serves clients and peers on one TCP port,\n"
-      "keeps every key, gossips updates to its peers and makes writes durable in RocksDB\n"
-      "before acknowledging them.\n\n"
+      "keeps every key, gossips lazy updates to its peers, runs Raft for the strong path and\n"
+      "makes writes durable in RocksDB before acknowledging them.\n\n"
       "Example:\n"
       "  stigd --id n1 --listen 127.0.0.1:7101 --peers n2=127.0.0.1:7102,n3=127.0.0.1:7103 --data-dir /var/lib/stig/n1\n",
       "stigd"};
@@ -101,6 +101,11 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
   uint64_t retry_cache_clients = defaults.dedup_clients;
   uint64_t retry_cache_bytes = defaults.dedup_max_bytes;
   int64_t retry_cache_idle_ms = defaults.dedup_idle_ms;
+  int64_t raft_election_min_ms = defaults.raft_election_min_ms;
+  int64_t raft_election_max_ms = defaults.raft_election_max_ms;
+  int64_t raft_heartbeat_ms = defaults.raft_heartbeat_ms;
+  uint64_t strong_snapshot_entries = defaults.strong_snapshot_entries;
+  uint64_t strong_history_revisions = defaults.strong_history_revisions;
 
   app.add_option("--id", id, "This node's id (letters, digits, '-', '_', '.'), unique in the cluster")->required();
   app.add_option("--listen", listen, "HOST:PORT to serve clients and peers on, e.g. 127.0.0.1:7101")->required();
@@ -185,6 +190,26 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
   app.add_option("--retry-cache-idle-ms", retry_cache_idle_ms,
                  "A client silent for this long is forgotten by the retry cache")
       ->check(CLI::Range(int64_t{1000}, int64_t{7} * 24 * 3600 * 1000))
+      ->capture_default_str();
+  app.add_option("--raft-election-min-ms", raft_election_min_ms,
+                 "Strong path: a follower that hears no leader for a random time in [min, max) starts an\n"
+                 "election (same value on every node)")
+      ->check(CLI::Range(int64_t{10}, int64_t{60000}))
+      ->capture_default_str();
+  app.add_option("--raft-election-max-ms", raft_election_max_ms, "Strong path: see --raft-election-min-ms")
+      ->check(CLI::Range(int64_t{11}, int64_t{120000}))
+      ->capture_default_str();
+  app.add_option("--raft-heartbeat-ms", raft_heartbeat_ms,
+                 "Strong path: the leader's heartbeat interval (well below the election timeout)")
+      ->check(CLI::Range(int64_t{1}, int64_t{10000}))
+      ->capture_default_str();
+  app.add_option("--strong-snapshot-entries", strong_snapshot_entries,
+                 "Strong path: snapshot the state machine (and drop the log before it) every this many entries")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{100000000}))
+      ->capture_default_str();
+  app.add_option("--strong-history-revisions", strong_history_revisions,
+                 "Strong path: revisions of MVCC history kept readable (older ones are compacted);\n"
+                 "0 keeps everything until an explicit compact")
       ->capture_default_str();
   app.add_flag("--enable-admin", enable_admin,
                "Allow admin verbs (stig admin partition / heal: fault injection) on this node;\n"
@@ -279,6 +304,11 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
     c.dedup_clients = retry_cache_clients;
     c.dedup_max_bytes = retry_cache_bytes;
     c.dedup_idle_ms = retry_cache_idle_ms;
+    c.raft_election_min_ms = raft_election_min_ms;
+    c.raft_election_max_ms = raft_election_max_ms;
+    c.raft_heartbeat_ms = raft_heartbeat_ms;
+    c.strong_snapshot_entries = strong_snapshot_entries;
+    c.strong_history_revisions = strong_history_revisions;
     // Peer batches and one key's whole state must fit in a frame the peers
     // accept (--max-frame-bytes is meant to be the same cluster-wide).
     c.max_batch_bytes = std::min<uint32_t>(c.max_batch_bytes, o.max_frame_bytes / 2);
