@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "raft.pb.h"
+#include "replication/expected.h"
 #include "replication/raft/progress.h"
 #include "replication/raft/raft_faults.h"
 #include "replication/raft/raft_log.h"
@@ -87,24 +88,6 @@ const char* raft_error_name(RaftError error);
 struct Refusal {
   RaftError error = RaftError::kNotLeader;
   NodeId leader_hint;  // empty when unknown
-};
-
-// A value or an error (std::expected is C++23).
-template <class T, class E>
-class Expected {
- public:
-  Expected(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit on purpose
-  Expected(E error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
-  bool has_value() const { return v_.index() == 0; }
-  explicit operator bool() const { return has_value(); }
-  T& value() { return std::get<0>(v_); }
-  const T& value() const { return std::get<0>(v_); }
-  const E& error() const { return std::get<1>(v_); }
-  T* operator->() { return &value(); }
-  const T* operator->() const { return &value(); }
-
- private:
-  std::variant<T, E> v_;
 };
 
 struct Proposed {

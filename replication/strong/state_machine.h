@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "replication/strong/dedup_table.h"
-#include "replication/strong/expected.h"
+#include "replication/expected.h"
 #include "replication/strong/lock_table.h"
 #include "replication/strong/mvcc_store.h"
 #include "replication/strong/options.h"

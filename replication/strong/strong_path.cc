@@ -100,7 +100,7 @@ StrongPath::StrongPath(const Config& config, uint64_t seed, const RecoveredState
   sm_options.history_retention_revisions = config_.strong_history_revisions;
   if (r.snapshot) {
     auto sm = StateMachine::restore(snapshot_data, sm_options);
-    if (!sm) throw std::invalid_argument("stored state machine snapshot is corrupt: " + sm.status().message());
+    if (!sm) throw std::invalid_argument("stored state machine snapshot is corrupt: " + sm.error().message());
     sm_ = std::make_unique<StateMachine>(std::move(*sm));
     r.snapshot_data = std::move(snapshot_data);
   } else {
@@ -293,7 +293,7 @@ void StrongPath::drain_ready(const Now& now) {
         sm_ = std::make_unique<StateMachine>(std::move(*sm));
       } else {
         broken_ = true;  // the leader sent a snapshot we cannot read: stop rather than diverge
-        broken_reason_ = "the snapshot received from the leader does not restore (" + sm.status().message() +
+        broken_reason_ = "the snapshot received from the leader does not restore (" + sm.error().message() +
                          "); this node serves no strong requests until restarted with its data dir cleared";
       }
     }

@@ -944,7 +944,7 @@ TEST_F(StateMachineTest, SnapshotRoundTripsByteForByte) {
   Run(Acquire("L", b, 3000), "waiter");
   const std::string snap = sm.snapshot();
   auto restored = StateMachine::restore(snap);
-  ASSERT_TRUE(restored.has_value()) << restored.status().message();
+  ASSERT_TRUE(restored.has_value()) << restored.error().message();
   EXPECT_EQ(restored->snapshot(), snap);
   EXPECT_EQ(restored->applied_index(), sm.applied_index());
   EXPECT_EQ(restored->revision(), sm.revision());
@@ -989,7 +989,7 @@ TEST_F(StateMachineTest, CorruptSnapshotsAreRefusedNotFatal) {
     auto r = StateMachine::restore(Seal(s));
     EXPECT_FALSE(r.has_value());
     if (!r.has_value()) {
-      EXPECT_EQ(r.status().code(), Status::Code::kCorruption);
+      EXPECT_EQ(r.error().code(), Status::Code::kCorruption);
     }
   };
   mutate([](pb::StrongSnapshot& s) { s.set_format(9); });
@@ -1122,7 +1122,7 @@ TEST(StateMachineDeterminism, TwoReplicasFedTheSameLogAgreeByteForByte) {
       if (i % 1000 == 0) {
         // A replica that restarts from a snapshot rejoins in lockstep.
         auto restored = StateMachine::restore(a.snapshot(), o);
-        ASSERT_TRUE(restored.has_value()) << restored.status().message();
+        ASSERT_TRUE(restored.has_value()) << restored.error().message();
         ASSERT_EQ(restored->snapshot(), a.snapshot());
         b = std::move(*restored);
       }
@@ -1165,7 +1165,7 @@ TEST(StateMachineUntrusted, GarbageCommandsNeverAbort) {
   }
   EXPECT_GT(parsed, 5000u);
   auto restored = StateMachine::restore(sm.snapshot());
-  ASSERT_TRUE(restored.has_value()) << restored.status().message();
+  ASSERT_TRUE(restored.has_value()) << restored.error().message();
   EXPECT_EQ(restored->snapshot(), sm.snapshot());
 }
 
