@@ -125,7 +125,7 @@ void add_lock_verbs(CLI::App& app, Globals& g, std::function<int()>& action, std
                    "Session TTL: if stig dies, the lock frees this long after the last keepalive (default 10s; "
                    "100ms..24h)");
   lock->add_option("--wait", a.wait_text, "How long to wait for the lock (default 60s; 0 = fail at once if held; max 1h)");
-  lock->footer(R"(Usage: stig lock NAME [--ttl D] [--wait D] -- CMD [ARGS...]
+  lock->footer(R"HELP(Usage: stig lock NAME [--ttl D] [--wait D] -- CMD [ARGS...]
        stig lock try NAME
 
 Runs CMD while holding lock NAME. CMD gets STIG_LOCK_NAME, STIG_FENCE_TOKEN (and
@@ -138,17 +138,17 @@ If the lock cannot be had in time (held: BUSY): one line on stderr, exit 3.
 
 Examples:
   stig lock charge:order-17 -- ./charge.sh order-17
-  stig lock nightly-report --wait 0 -- sh -c 'echo "token $STIG_FENCE_TOKEN"')");
+  stig lock nightly-report --wait 0 -- sh -c 'echo "token $STIG_FENCE_TOKEN"')HELP");
 
   auto* try_cmd = lock->add_subcommand("try", "Take the lock if it is free at once and release it again; exit 3 if held");
   try_cmd->add_option("NAME", a.name, "Lock name")->required();
-  try_cmd->footer(R"(Acquires NAME without waiting, prints the fencing token it got, and releases it
+  try_cmd->footer(R"HELP(Acquires NAME without waiting, prints the fencing token it got, and releases it
 before exiting (it does not stay held). Useful for scripts that check whether a lock
 is free: exit 0 = it was free, exit 3 = held (one line on stderr naming the holder).
 Output: "acquired NAME with token T (released)"; --json: {"lock":NAME,"acquired":true,"token":T}.
 
 Example:
-  stig lock try nightly-report && echo free)");
+  stig lock try nightly-report && echo free)HELP");
   try_cmd->callback([&g, &action] {
     action = [&g]() -> int {
       auto c = connect(g);

@@ -72,7 +72,7 @@ void add_strong_verbs(CLI::App& app, Globals& g, std::function<int()>& action) {
   static Args a;
   auto* strong = app.add_subcommand("strong", "Linearizable versioned keys (one leader; CAS, transactions, fences)");
   strong->require_subcommand(1);
-  strong->footer(R"(Every strong operation goes to the Raft leader (stig follows the hints of other
+  strong->footer(R"HELP(Every strong operation goes to the Raft leader (stig follows the hints of other
 nodes and retries with the same request id, so a write applies at most once).
 Keys carry a version (1 on create, +1 per write) and revisions.
 
@@ -83,7 +83,7 @@ Examples:
   stig strong list stock: --limit 20
 
 Exit status: 0 ok, 1 no leader/unreachable, 2 bad input, 3 refused (CAS, expected
-version, compare, stale fence), 4 outcome unknown (the write may or may not have applied).)");
+version, compare, stale fence), 4 outcome unknown (the write may or may not have applied).)HELP");
 
   // put
   auto* put = strong->add_subcommand("put", "Write a value (optionally only at an expected version, or fenced)");
@@ -93,10 +93,10 @@ version, compare, stale fence), 4 outcome unknown (the write may or may not have
                                  "Refuse (exit 3) unless the key is at this version; 0 = must not exist")
                      ->check(CLI::Range(int64_t{0}, INT64_MAX));
   add_fence_option(put, a);
-  put->footer(R"(Examples:
+  put->footer(R"HELP(Examples:
   stig strong put order-17 packed
   stig strong put stock:sku-9 5 --expect-version 0          # create, never overwrite
-  stig strong put order-17 charged --fence charge:order-17:42)");
+  stig strong put order-17 charged --fence charge:order-17:42)HELP");
   auto* expect_put = a.expect_opt;
   auto* fence_put = a.fence_opt;
   put->callback([&g, &action, expect_put, fence_put] {
@@ -134,14 +134,14 @@ version, compare, stale fence), 4 outcome unknown (the write may or may not have
       ->excludes(rev);
   get->add_flag("--stale", a.stale,
                 "Answer from the node asked, without the leader: works without a leader, may miss recent writes");
-  get->footer(R"(A missing key prints 'not found' (JSON: value null, version 0) and exits 0.
+  get->footer(R"HELP(A missing key prints 'not found' (JSON: value null, version 0) and exits 0.
 --json prints exactly:
   {"key":K,"value":V,"version":N,"create_revision":C,"mod_revision":R,"modified_by":A,"modified_at":T}
 
 Examples:
   stig strong get stock:sku-9
   stig --json strong get stock:sku-9 --rev 41
-  stig strong get stock:sku-9 --at 2024-05-01T12:00:00Z)");
+  stig strong get stock:sku-9 --at 2024-05-01T12:00:00Z)HELP");
   get->callback([&g, &action] {
     action = [&g]() -> int {
       stigmergy::GetOptions o;
@@ -175,11 +175,11 @@ Examples:
                          ->check(CLI::Range(int64_t{0}, INT64_MAX));
   add_fence_option(del, a);
   auto* fence_del = a.fence_opt;
-  del->footer(R"(Deleting a missing key is not an error: it prints 'not found' (JSON: "deleted":false).
+  del->footer(R"HELP(Deleting a missing key is not an error: it prints 'not found' (JSON: "deleted":false).
 
 Examples:
   stig strong del order-17
-  stig --json strong del order-17 --expect-version 3)");
+  stig --json strong del order-17 --expect-version 3)HELP");
   del->callback([&g, &action, expect_del, fence_del] {
     action = [&g, expect_del, fence_del]() -> int {
       a.fence_opt = fence_del;
@@ -210,11 +210,11 @@ Examples:
   cas->add_option("NEW", a.value, "The value to set")->required();
   add_fence_option(cas, a);
   auto* fence_cas = a.fence_opt;
-  cas->footer(R"(Refused (exit 3, one line saying why) when the key is missing or holds another value.
+  cas->footer(R"HELP(Refused (exit 3, one line saying why) when the key is missing or holds another value.
 
 Examples:
   stig strong cas stock:sku-9 1 0
-  stig strong cas order-17 reserved charged --fence charge:order-17:42)");
+  stig strong cas order-17 reserved charged --fence charge:order-17:42)HELP");
   cas->callback([&g, &action, fence_cas] {
     action = [&g, fence_cas]() -> int {
       a.fence_opt = fence_cas;
@@ -238,7 +238,7 @@ Examples:
 
   // txn
   auto* txn = strong->add_subcommand("txn", "Run a JSON transaction read from stdin (compares, then success or failure ops)");
-  txn->footer(R"(Reads one JSON object from standard input:
+  txn->footer(R"HELP(Reads one JSON object from standard input:
   {"compare": [ {"key":"k","version":3},             # op defaults to "="
                 {"key":"k","value":"v","op":"!="},   # ops: = != < >
                 {"key":"k","exists":false},          # exists: = and != only
@@ -255,7 +255,7 @@ A transaction whose compares fail is not an error (exit 0, "succeeded": false).
 Example:
   echo '{"compare":[{"key":"stock:sku-9","value":"1"}],
          "success":[{"put":{"key":"stock:sku-9","value":"0"}},{"put":{"key":"order-17","value":"reserved"}}],
-         "failure":[{"get":{"key":"stock:sku-9"}}]}' | stig strong txn)");
+         "failure":[{"get":{"key":"stock:sku-9"}}]}' | stig strong txn)HELP");
   txn->callback([&g, &action] {
     action = [&g]() -> int {
       std::ostringstream in;
@@ -323,9 +323,9 @@ Example:
   auto* history = strong->add_subcommand("history", "A key's versions, newest first (deletions included)");
   history->add_option("KEY", a.key, "Key")->required();
   history->add_option("--limit", a.limit, "At most this many versions (default: the node's page, 100)");
-  history->footer(R"(Examples:
+  history->footer(R"HELP(Examples:
   stig strong history order-17
-  stig --json strong history order-17 --limit 5)");
+  stig --json strong history order-17 --limit 5)HELP");
   history->callback([&g, &action] {
     action = [&g]() -> int {
       auto c = connect(g);
@@ -370,11 +370,11 @@ Example:
   list->add_option("PREFIX", a.prefix, "Key prefix (\"\" lists every key)")->required();
   list->add_option("--limit", a.limit, "At most this many keys (default: all, fetched page by page)");
   list->add_option("--rev", a.rev, "List as of this revision")->check(CLI::PositiveNumber);
-  list->footer(R"(All pages are read at the revision of the first, so the listing is one snapshot.
+  list->footer(R"HELP(All pages are read at the revision of the first, so the listing is one snapshot.
 
 Examples:
   stig strong list stock:
-  stig --json strong list order- --limit 100 --rev 812)");
+  stig --json strong list order- --limit 100 --rev 812)HELP");
   list->callback([&g, &action] {
     action = [&g]() -> int {
       auto c = connect(g);
