@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "client/asio.h"
+#include "client/internal.h"
 #include "stigmergy.pb.h"
 #include "stigmergy/text.h"
 #include "wire/envelope.h"
@@ -41,6 +42,14 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kUnavailable: return "UNAVAILABLE";
     case ErrorCode::kStaleRequest: return "STALE_REQUEST";
     case ErrorCode::kPermissionDenied: return "PERMISSION_DENIED";
+    case ErrorCode::kConflict: return "CONFLICT";
+    case ErrorCode::kBusy: return "BUSY";
+    case ErrorCode::kDeadlock: return "DEADLOCK";
+    case ErrorCode::kNotLeader: return "NOT_LEADER";
+    case ErrorCode::kNotFound: return "NOT_FOUND";
+    case ErrorCode::kCompacted: return "COMPACTED";
+    case ErrorCode::kSessionExpired: return "SESSION_EXPIRED";
+    case ErrorCode::kOutcomeUnknown: return "OUTCOME_UNKNOWN";
     case ErrorCode::kServerOther: return "SERVER_ERROR";
     case ErrorCode::kInvalidArgument: return "INVALID_ARGUMENT";
     case ErrorCode::kUnreachable: return "UNREACHABLE";
@@ -51,7 +60,7 @@ const char* error_code_name(ErrorCode code) {
 
 bool is_server_error(ErrorCode code) {
   return code != ErrorCode::kOk && code != ErrorCode::kInvalidArgument && code != ErrorCode::kUnreachable &&
-         code != ErrorCode::kProtocol;
+         code != ErrorCode::kProtocol && code != ErrorCode::kOutcomeUnknown;
 }
 
 std::string Error::to_string() const {
@@ -205,6 +214,14 @@ ErrorCode from_pb(pb::ErrorCode e) {
     case pb::UNAVAILABLE: return ErrorCode::kUnavailable;
     case pb::STALE_REQUEST: return ErrorCode::kStaleRequest;
     case pb::PERMISSION_DENIED: return ErrorCode::kPermissionDenied;
+    case pb::CONFLICT: return ErrorCode::kConflict;
+    case pb::BUSY: return ErrorCode::kBusy;
+    case pb::DEADLOCK: return ErrorCode::kDeadlock;
+    case pb::NOT_LEADER: return ErrorCode::kNotLeader;
+    case pb::OUTCOME_UNKNOWN: return ErrorCode::kOutcomeUnknown;
+    case pb::NOT_FOUND: return ErrorCode::kNotFound;
+    case pb::COMPACTED: return ErrorCode::kCompacted;
+    case pb::SESSION_EXPIRED: return ErrorCode::kSessionExpired;
     default: return ErrorCode::kServerOther;
   }
 }
@@ -438,8 +455,9 @@ PutReply parse_put(const pb::Response& r, std::string_view key) {
 // remembered contexts of one Client.
 class Client::Impl {
  public:
-  Impl(ClientOptions o, std::vector<Endpoint> eps) : opts_(std::move(o)) {
+  Impl(ClientOptions o, std::vector<Endpoint> eps) : opts_(std::move(o)), rng_(std::random_device{}()) {
     for (auto& ep : eps) conns_.push_back(std::make_unique<Connection>(io_, std::move(ep)));
+    configured_ = conns_.size();
   }
 
   const ClientOptions& opts() const { return opts_; }
@@ -488,6 +506,8 @@ class Client::Impl {
     return std::move(r.response);
   }
 
+  Result<pb::Response> call_strong(const pb::StrongRequest& sr, Clock::duration extra_wait, bool write);
+
   Result<GetReply> get(std::string_view key);
   void remember(const std::string& key, const std::string& context, bool deleted);
 
@@ -529,11 +549,30 @@ class Client::Impl {
     return make_error(ErrorCode::kUnreachable, msg);
   }
 
+  // The connection for a leader address from a NOT_LEADER hint: one of the
+  // endpoints, or a new connection (at most kMaxLearned beyond them, so a
+  // confused node cannot make the client open unbounded connections).
+  std::optional<size_t> index_for(const std::string& address) {
+    auto ep = parse_endpoint(address);
+    if (!ep) return std::nullopt;
+    for (size_t i = 0; i < conns_.size(); ++i) {
+      const auto& known = conns_[i]->endpoint();
+      if (known.host == ep->host && known.port == ep->port) return i;
+    }
+    constexpr size_t kMaxLearned = 8;
+    if (conns_.size() >= configured_ + kMaxLearned) return std::nullopt;
+    conns_.push_back(std::make_unique<Connection>(io_, std::move(*ep)));
+    return conns_.size() - 1;
+  }
+
   ClientOptions opts_;
   asio::io_context io_;
   std::vector<std::unique_ptr<Connection>> conns_;
+  size_t configured_ = 0;            // conns_[0, configured_) are the endpoints given
   size_t current_ = 0;
+  std::optional<size_t> leader_;     // the strong path's leader, when known
   uint64_t next_seq_ = 1;
+  std::mt19937_64 rng_;              // backoff jitter only
 
   struct Remembered {
     VersionVector vv;
@@ -571,6 +610,90 @@ void Client::Impl::remember(const std::string& key, const std::string& context, 
   auto& slot = remembered_[key];
   slot.vv = merge(slot.vv, *vv);
   slot.deleted = deleted;
+}
+
+// The strong path's request loop. Why each answer leads where:
+//  - OK or a refusal (CONFLICT, BUSY, ...): final; this node is the leader.
+//  - NOT_LEADER with a leader address: go there at once (a few hops at most
+//    before backing off, so two nodes that disagree cannot ping-pong us).
+//  - NOT_LEADER without one (election under way), UNAVAILABLE, a transport
+//    failure: next endpoint; after a round of failures, back off.
+//  - OUTCOME_UNKNOWN: the leader was lost mid-write; back off and retry the
+//    same (client id, seq) to learn the outcome from the next leader.
+// The request, and so its seq, is built once: every retry is the same
+// logical request, which the state machine applies at most once.
+Result<pb::Response> Client::Impl::call_strong(const pb::StrongRequest& sr, Clock::duration extra_wait, bool write) {
+  pb::Request req = new_request();
+  *req.mutable_strong() = sr;
+  const auto start = Clock::now();
+  const auto deadline = start + opts_.strong_deadline + extra_wait;
+  size_t target = leader_.value_or(current_);
+  Clock::duration backoff = opts_.strong_backoff_initial;
+  bool maybe_applied = false;   // a write may have been applied: never report "failed"
+  bool saw_no_leader = false;   // some node answered that it is not the leader
+  std::string last_reason;
+  size_t failures_in_round = 0;
+  int hops = 0;
+  while (Clock::now() < deadline) {
+    auto a = attempt(target, req, std::min(deadline, Clock::now() + opts_.timeout + extra_wait));
+    const std::string where = conns_[target]->endpoint().to_string();
+    bool pause = false;
+    if (!a.ok()) {
+      maybe_applied |= write && a.failure->maybe_applied;
+      last_reason = where + ": " + a.failure->reason;
+    } else {
+      const pb::Response& r = a.response;
+      if (r.error() == pb::NOT_LEADER) {
+        saw_no_leader = true;
+        last_reason = where + ": " + (r.error_message().empty() ? "not the leader" : r.error_message());
+        if (leader_ == target) leader_.reset();
+        if (!r.leader_address().empty() && hops < 3) {
+          if (auto idx = index_for(r.leader_address()); idx && *idx != target) {
+            target = *idx;
+            ++hops;
+            continue;
+          }
+        }
+      } else if (r.error() == pb::UNAVAILABLE) {
+        last_reason = where + ": " + r.error_message();
+        pause = true;
+      } else if (r.error() == pb::OUTCOME_UNKNOWN) {
+        maybe_applied |= write;
+        last_reason = where + ": " + r.error_message();
+        pause = true;
+      } else {
+        leader_ = target;
+        current_ = target;
+        if (r.error() != pb::OK) return server_error(r);
+        return std::move(a.response);
+      }
+    }
+    if (leader_ == target) leader_.reset();
+    target = (target + 1) % conns_.size();
+    if (pause || ++failures_in_round >= conns_.size() || hops >= 3) {
+      failures_in_round = 0;
+      hops = 0;
+      const auto left = deadline - Clock::now();
+      if (left <= Clock::duration::zero()) break;
+      // Full jitter in [backoff/2, backoff]: clients that failed together
+      // do not retry together.
+      const auto half = std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::microseconds>(backoff).count() / 2);
+      const auto sleep = std::chrono::microseconds(half + static_cast<int64_t>(rng_() % static_cast<uint64_t>(half + 1)));
+      std::this_thread::sleep_for(std::min<Clock::duration>(sleep, left));
+      backoff = std::min<Clock::duration>(backoff * 2, opts_.strong_backoff_max);
+    }
+  }
+  const std::string waited = millis_text(Clock::now() - start);
+  if (maybe_applied) {
+    return make_error(ErrorCode::kOutcomeUnknown,
+                      "outcome unknown: the write may or may not have been applied (no answer for its request id "
+                      "within " + waited + "; last: " + last_reason + ")");
+  }
+  if (saw_no_leader) {
+    return make_error(ErrorCode::kNotLeader, "no leader found within " + waited + " (last: " + last_reason + ")");
+  }
+  return make_error(ErrorCode::kUnreachable, "cannot reach the strong path's leader within " + waited +
+                                                 (last_reason.empty() ? std::string() : " (last: " + last_reason + ")"));
 }
 
 Result<GetReply> Client::Impl::get(std::string_view key) {
@@ -655,6 +778,14 @@ Result<Client> Client::create(ClientOptions options) {
 
 const std::string& Client::client_id() const { return impl_->opts().client_id; }
 const std::string& Client::agent() const { return impl_->opts().agent; }
+const ClientOptions& Client::options() const { return impl_->opts(); }
+
+namespace internal {
+Result<stigmergy::v1::Response> strong_call(Client::Impl& impl, const stigmergy::v1::StrongRequest& request,
+                                            std::chrono::milliseconds extra_wait, bool write) {
+  return impl.call_strong(request, extra_wait, write);
+}
+}  // namespace internal
 std::string Client::current_endpoint() const { return impl_->current_endpoint(); }
 
 Result<GetReply> Client::get(std::string_view key) {
@@ -783,7 +914,7 @@ Result<ClusterStatus> Client::cluster_status() {
   out.node = r->node();
   for (const auto& n : r->cluster_status().nodes()) {
     out.nodes.push_back(NodeStatus{n.id(), n.address(), n.state(), n.keys(), n.tombstones(), n.digest(),
-                                   n.last_heard_ms_ago()});
+                                   n.last_heard_ms_ago(), n.role(), n.term(), n.commit_index()});
   }
   return out;
 }

@@ -4,8 +4,11 @@
 //
 // Guarantees: on success prints one result (exactly one JSON object with
 // --json) on stdout and exits 0; on failure prints exactly one line
-// "stig: error: ..." on stderr and exits 1 (the cluster refused or could not
-// be reached) or 2 (the command line was wrong). See docs/cli.md.
+// "stig: error: ..." on stderr and exits 1 (the cluster refused, could not
+// be reached or has no leader), 2 (the command line or its input was wrong),
+// 3 (strong path: a condition was refused) or 4 (strong path: the outcome of
+// a write is unknown). `stig lock ... -- CMD` exits with CMD's status. See
+// docs/cli.md.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -20,88 +23,18 @@
 #include <string>
 #include <vector>
 
+#include "client/cli/common.h"
 #include "stigmergy/client.h"
 #include "stigmergy/text.h"
 
 namespace {
 
-using json = nlohmann::ordered_json;
+using namespace stig_cli;  // NOLINT: the CLI's shared helpers
 using stigmergy::Client;
 using stigmergy::Error;
 using stigmergy::ErrorCode;
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;  // the cluster refused the request or could not be reached
-constexpr int kExitUsage = 2;    // the command line was wrong
-
 const char* kDefaultEndpoints = "127.0.0.1:7101";
-
-int fail(const std::string& message, int code) {
-  std::string line = message;
-  for (char& c : line) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
-  std::cerr << "stig: error: " << line << "\n";
-  return code;
-}
-
-int fail(const Error& e) {
-  return fail(e.to_string(), e.code == ErrorCode::kInvalidArgument ? kExitUsage : kExitFailure);
-}
-
-// Bytes as JSON: a string when they are UTF-8 text, else {"base64": "..."}.
-json bytes_json(const std::string& bytes) {
-  if (stigmergy::is_valid_utf8(bytes)) return bytes;
-  return json{{"base64", stigmergy::base64_encode(bytes)}};
-}
-
-// Bytes for people: the text itself, or "base64:..." for binary.
-std::string bytes_human(const std::string& bytes) {
-  if (stigmergy::is_valid_utf8(bytes)) return bytes;
-  return "base64:" + stigmergy::base64_encode(bytes);
-}
-
-// A key for people: the text itself, or "base64:..." when it is binary or
-// holds control characters (which could rewrite the user's terminal).
-std::string key_human(const std::string& key) {
-  const bool plain = stigmergy::is_valid_utf8(key) &&
-                     std::none_of(key.begin(), key.end(), [](char c) {
-                       const auto b = static_cast<unsigned char>(c);
-                       return b < 0x20 || b == 0x7F;
-                     });
-  return plain ? key : "base64:" + stigmergy::base64_encode(key);
-}
-
-std::string shell_quote(const std::string& s) {
-  if (!s.empty() && s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_./:@,+=") ==
-                        std::string::npos) {
-    return s;
-  }
-  if (key_human(s) != s) {  // binary or control characters: bash's $'...' with \xNN escapes
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string out = "$'";
-    for (char c : s) {
-      const auto b = static_cast<unsigned char>(c);
-      if (b < 0x20 || b >= 0x7F || c == '\\' || c == '\'') {
-        out += "\\x";
-        out += kHex[b >> 4];
-        out += kHex[b & 0xF];
-      } else {
-        out += c;
-      }
-    }
-    return out + "'";
-  }
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
 
 json version_json(const stigmergy::Version& v) {
   json j;
@@ -116,28 +49,6 @@ std::string hex16(uint64_t v) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
   return buf;
-}
-
-void print_json(const json& j) { std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n"; }
-
-// Options every verb shares; filled by CLI11 before any verb runs.
-struct Globals {
-  std::string endpoints;
-  std::string agent;
-  int64_t timeout_ms = 3000;
-  bool json = false;
-};
-
-// Everything a verb needs to talk to the cluster.
-stigmergy::Result<Client> connect(const Globals& g) {
-  stigmergy::ClientOptions o;
-  auto eps = stigmergy::parse_endpoints(g.endpoints);
-  if (!eps) return eps.error();
-  for (const auto& ep : *eps) o.endpoints.push_back(ep.to_string());
-  o.agent = g.agent;
-  o.timeout = std::chrono::milliseconds(g.timeout_ms);
-  o.connect_timeout = std::min(o.timeout, std::chrono::milliseconds(1000));
-  return Client::create(std::move(o));
 }
 
 // --- verbs ---------------------------------------------------------------------
@@ -250,20 +161,25 @@ void print_status(const stigmergy::ClusterStatus& s, bool as_json) {
                                 {"keys", n.keys},
                                 {"tombstones", n.tombstones},
                                 {"digest", hex16(n.digest)},
-                                {"last_heard_ms_ago", n.last_heard_ms_ago}});
+                                {"last_heard_ms_ago", n.last_heard_ms_ago},
+                                {"role", n.role.empty() ? json(nullptr) : json(n.role)},
+                                {"term", n.role.empty() ? json(nullptr) : json(n.term)},
+                                {"commit_index", n.role.empty() ? json(nullptr) : json(n.commit_index)}});
     }
     j["node"] = bytes_json(s.node);
     print_json(j);
     return;
   }
-  std::vector<std::vector<std::string>> rows = {{"ID", "ADDRESS", "STATE", "KEYS", "TOMBSTONES", "DIGEST", "LAST HEARD"}};
+  std::vector<std::vector<std::string>> rows = {{"ID", "ADDRESS", "STATE", "KEYS", "TOMBSTONES", "DIGEST", "LAST HEARD", "ROLE", "TERM", "COMMIT"}};
   std::set<uint64_t> digests;
   for (const auto& n : s.nodes) {
     digests.insert(n.digest);
     rows.push_back({n.id, n.address, n.state, std::to_string(n.keys), std::to_string(n.tombstones), hex16(n.digest),
                     n.state == "self" ? "-"
                     : n.last_heard_ms_ago < 0 ? "never"
-                                              : std::to_string(n.last_heard_ms_ago) + " ms ago"});
+                                              : std::to_string(n.last_heard_ms_ago) + " ms ago",
+                    n.role.empty() ? "-" : n.role, n.role.empty() ? "-" : std::to_string(n.term),
+                    n.role.empty() ? "-" : std::to_string(n.commit_index)});
   }
   std::vector<size_t> width(rows.front().size(), 0);
   for (const auto& row : rows) {
@@ -291,9 +207,13 @@ void print_admin(const stigmergy::AdminReply& r, bool as_json) {
 
 // --- command line --------------------------------------------------------------
 
-const std::vector<std::string> kVerbs = {"put", "get", "del", "counter", "set", "cluster", "admin"};
+const std::vector<std::string> kVerbs = {"put", "get", "del", "counter", "set", "strong", "lock", "cluster", "admin"};
 const std::vector<std::pair<std::string, std::vector<std::string>>> kSubVerbs = {
-    {"counter", {"add", "get"}}, {"set", {"add", "rm", "get"}}, {"cluster", {"status"}}, {"admin", {"partition", "heal"}}};
+    {"counter", {"add", "get"}},
+    {"set", {"add", "rm", "get"}},
+    {"strong", {"put", "get", "del", "cas", "txn", "history", "list"}},
+    {"cluster", {"status"}},
+    {"admin", {"partition", "heal"}}};
 
 std::string join_or(const std::vector<std::string>& words) {
   std::string out;
@@ -308,8 +228,10 @@ std::string join_or(const std::vector<std::string>& words) {
 // gets a message that names it. Returns an error message, or "" when fine;
 // `path` receives the verb words ("counter add") for help hints.
 std::string check_verbs(int argc, char** argv, std::string& path) {
-  static const std::set<std::string> with_value = {"--endpoints", "--agent", "--timeout", "--context",
-                                                   "--durability", "--drop"};
+  static const std::set<std::string> with_value = {"--endpoints", "--agent",          "--timeout", "--context",
+                                                   "--durability", "--drop",           "--expect-version",
+                                                   "--fence",      "--rev",            "--at",
+                                                   "--limit",      "--ttl",            "--wait"};
   std::vector<std::string> words;
   for (int i = 1; i < argc; ++i) {
     const std::string t = argv[i];
@@ -382,6 +304,8 @@ int main(int argc, char** argv) {
   del KEY [--context C] [--durability local|quorum|all]
   counter add KEY N | counter get KEY
   set add KEY ELEM | set rm KEY ELEM | set get KEY
+  strong put|get|del|cas|txn|history|list ...   (linearizable; 'stig strong --help')
+  lock NAME [--ttl D] [--wait D] -- CMD... | lock try NAME
   cluster status
   admin partition --drop ID[,ID...] | admin heal
 
@@ -392,8 +316,12 @@ Examples:
   stig --json counter add visits 1
   STIG_AGENT=support-bot stig set add order-17:tags refund-requested
   stig cluster status
+  stig strong put stock:sku-9 1 --expect-version 0   # linearizable, versioned (see 'stig strong --help')
+  stig lock charge:order-17 -- ./charge.sh           # runs under a lock, token in $STIG_FENCE_TOKEN
 
-Exit status: 0 ok, 1 the cluster refused or could not be reached, 2 bad command line.
+Exit status: 0 ok, 1 the cluster refused, could not be reached or has no leader, 2 bad command
+line or input, 3 strong: a condition was refused (CAS, expected version, stale fence, lock busy),
+4 strong: the outcome of a write is unknown.
 Run 'stig VERB --help' for details of one verb.)");
 
   std::function<int()> action;
@@ -634,6 +562,22 @@ Examples:
   on_run(
       heal, [&](stigmergy::Client& c) { return c.admin_heal(); },
       [&](const stigmergy::AdminReply& r, stigmergy::Client&) { print_admin(r, g.json); });
+
+  // strong and lock verbs live in strong_verbs.cc and lock_verbs.cc.
+  add_strong_verbs(app, g, action);
+  std::vector<std::string> lock_command;
+  add_lock_verbs(app, g, action, lock_command);
+
+  // `stig lock NAME ... -- CMD ARGS...`: everything after the first "--"
+  // is the command, never parsed as stig options.
+  for (int i = 1; i < argc; ++i) {
+    std::string lock_path;
+    if (std::string(argv[i]) == "--" && check_verbs(argc, argv, lock_path).empty() && lock_path == "lock") {
+      for (int j = i + 1; j < argc; ++j) lock_command.emplace_back(argv[j]);
+      argc = i;
+      break;
+    }
+  }
 
   std::string verb_path;
   if (const std::string problem = check_verbs(argc, argv, verb_path); !problem.empty()) {

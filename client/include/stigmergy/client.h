@@ -13,13 +13,16 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "stigmergy/context.h"
 #include "stigmergy/result.h"
+#include "stigmergy/strong.h"
 
 namespace stigmergy {
 
@@ -72,6 +75,14 @@ struct ClientOptions {
   std::chrono::milliseconds read_your_writes_budget{500};
   // Unique per client instance; empty: 16 random hex characters.
   std::string client_id;
+
+  // Strong path. One strong call (leader discovery, hint following and
+  // retries with the same request id included) gives up after
+  // `strong_deadline` (plus the wait of a lock acquire). Between rounds of
+  // failed attempts it sleeps a capped exponential backoff with jitter.
+  std::chrono::milliseconds strong_deadline{10000};
+  std::chrono::milliseconds strong_backoff_initial{20};
+  std::chrono::milliseconds strong_backoff_max{500};
 };
 
 // One version of a register key: a concurrent sibling, or the only value.
@@ -138,6 +149,11 @@ struct NodeStatus {
   uint64_t tombstones = 0;
   uint64_t digest = 0;
   int64_t last_heard_ms_ago = -1;  // -1 if never
+  // The strong path's Raft as the node reports itself; role empty when not
+  // reported (a node fills only its own row).
+  std::string role;  // leader | follower | candidate | pre-candidate
+  uint64_t term = 0;
+  uint64_t commit_index = 0;
 };
 
 // Reply to cluster status: every node of the cluster, the answering one included.
@@ -178,6 +194,8 @@ struct AdminReply {
 // - admin_partition / admin_heal act on the node of the first endpoint only
 //   (no failover: acting on another node would fault the wrong node).
 //
+// - Strong calls: see the section below.
+//
 // Not thread-safe: use one Client per thread. Movable, not copyable.
 class Client {
  public:
@@ -217,8 +235,58 @@ class Client {
   Result<AdminReply> admin_partition(const std::vector<std::string>& drop_ids);
   Result<AdminReply> admin_heal();
 
+  // --- Strong path (linearizable; docs/strong-path.md) -----------------------
+  //
+  // Every strong call goes to the Raft leader. The client starts at the
+  // endpoint it last used, follows NOT_LEADER hints (the leader's address,
+  // even one not in `endpoints`) and remembers the leader; on connection
+  // failures and "no leader known" answers it tries the other endpoints,
+  // sleeping a capped exponential backoff with jitter after each round,
+  // until `strong_deadline`. Every retry of one call carries the same
+  // (client id, seq), so a write is applied at most once even across leader
+  // changes. When a write's outcome cannot be learned in time (the leader
+  // answered OUTCOME_UNKNOWN, or the connection broke after sending, and no
+  // retry got the answer) the error is kOutcomeUnknown, never a plain
+  // failure. No leader in time: kNotLeader; nothing reachable: kUnreachable.
+  // Refusals are values: kConflict (expected version, CAS, compare or
+  // stale fence), kBusy, kDeadlock, kNotFound, kSessionExpired, kCompacted.
+  Result<StrongWriteReply> strong_put(std::string_view key, std::string_view value, const PutOptions& options = {});
+  Result<StrongGetReply> strong_get(std::string_view key, const GetOptions& options = {});
+  Result<StrongWriteReply> strong_delete(std::string_view key, const DeleteOptions& options = {});
+  // Sets `new_value` if the key's value is `expected`; CONFLICT otherwise
+  // (including when the key is missing).
+  Result<StrongWriteReply> strong_cas(std::string_view key, std::string_view expected, std::string_view new_value,
+                                      const std::optional<Fence>& fence = std::nullopt);
+  Result<TxnReply> strong_txn(const Txn& txn);
+  Result<HistoryReply> strong_history(std::string_view key, const HistoryOptions& options = {});
+  // One page of the live keys starting with `prefix` (empty: every key).
+  Result<ListReply> strong_list(std::string_view prefix, const ListOptions& options = {});
+  // Every page of a listing at one revision, up to `max_keys` keys (0: no
+  // limit); `more` tells whether keys were left out.
+  Result<ListReply> strong_list_all(std::string_view prefix, uint64_t revision = 0, size_t max_keys = 0);
+
+  // Optimistic read-modify-write: reads `key`, calls fn(current value or
+  // nullopt when missing) and writes its result with the version read as
+  // the expected version; on CONFLICT (someone wrote in between) starts
+  // over, up to `max_attempts` times. An error returned by fn aborts and is
+  // returned as is.
+  using UpdateFn = std::function<Result<std::string>(const std::optional<std::string>& current)>;
+  Result<StrongWriteReply> update(std::string_view key, const UpdateFn& fn, int max_attempts = 10);
+
+  // Sessions: a lease that locks are tied to. ttl 100 ms .. 1 day.
+  Result<Session> grant(std::chrono::milliseconds ttl);
+  Result<Session> keepalive(uint64_t session_id);
+  Result<void> revoke(uint64_t session_id);
+
+  // Locks. wait 0 = try: kBusy at once when held. Otherwise waits in FIFO
+  // order up to `wait` (kBusy when it runs out); the call blocks that long.
+  // The session must be kept alive meanwhile (LockGuard does it).
+  Result<LockHold> lock_acquire(std::string_view name, uint64_t session_id, std::chrono::milliseconds wait);
+  Result<void> lock_release(std::string_view name, uint64_t session_id, uint64_t token);
+
   const std::string& client_id() const;
   const std::string& agent() const;
+  const ClientOptions& options() const;
   // The endpoint the client currently sticks to, as "host:port".
   std::string current_endpoint() const;
 

@@ -30,6 +30,20 @@ enum class ErrorCode {
   kUnavailable,       // the node is shutting down or cannot serve
   kStaleRequest,      // the node already answered a newer request of this client
   kPermissionDenied,  // the node does not allow this request (admin verbs need stigd --enable-admin)
+  // Reported by a node on the strong path.
+  kConflict,          // compare, expected version or CAS failed, or the fence's token is stale
+  kBusy,              // try-lock on a held lock, a full wait queue, or a lock wait that timed out
+  kDeadlock,          // the lock wait would close a wait-for cycle between sessions
+  kNotLeader,         // no leader could be found (after following hints and retrying)
+  kNotFound,          // unknown session, or a lock that is not held
+  kCompacted,         // the revision asked for was compacted away
+  kSessionExpired,    // the session expired or was revoked
+  // The outcome of a strong write is unknown: the leader was lost (or the
+  // connection dropped after sending) and no retry with the same request id
+  // learned the answer within the deadline. The write may or may not have
+  // been applied; it will not be applied later by this request id's retries
+  // beyond what already happened. Never reported as a plain failure.
+  kOutcomeUnknown,
   kServerOther,       // an error code this client version does not know
   // Detected by the client.
   kInvalidArgument,   // the caller passed something unusable (endpoint, context, key)
