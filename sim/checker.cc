@@ -357,6 +357,8 @@ std::vector<std::unique_ptr<Checker>> lazy_checkers() {
 std::vector<CheckResult> run_checkers(const History& history, const FinalState& final_state) {
   std::vector<CheckResult> out;
   for (const auto& c : lazy_checkers()) out.push_back(c->check(history, final_state));
+  if (has_strong_ops(history))
+    for (const auto& c : strong_checkers()) out.push_back(c->check(history, final_state));
   return out;
 }
 

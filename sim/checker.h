@@ -40,6 +40,14 @@ struct NodeFinal {
   std::map<std::string, std::vector<SeenVersion>> registers;  // key -> live versions
   std::map<std::string, int64_t> counters;
   std::map<std::string, std::set<std::string>> sets;
+  // The strong path, read locally (stale reads) after the quiet period.
+  bool strong_read = false;  // set when the history had strong ops and the node was read
+  std::string raft_role;
+  uint64_t raft_term = 0;
+  uint64_t commit_index = 0;
+  std::map<std::string, RegisterValue> strong;  // key -> latest applied value
+  // (key, revision) -> the key as of that revision: one per acknowledged write
+  std::map<std::pair<std::string, uint64_t>, RegisterValue> strong_at;
 };
 
 // Every replica's final state plus what the runtime measured about convergence.
@@ -54,6 +62,9 @@ struct FinalState {
 struct CheckResult {
   std::string name;
   bool ok = true;
+  // Neither a pass nor a violation (a search ran out of budget): ok stays
+  // true so a sweep goes on, but it is printed and summarised as such.
+  bool inconclusive = false;
   std::string summary;                // one line
   std::vector<std::string> findings;  // one line each (capped)
 };
@@ -68,6 +79,10 @@ class Checker {
 
 // The checkers of the lazy path, in report order.
 std::vector<std::unique_ptr<Checker>> lazy_checkers();
+// The checkers of the strong path (linearizable, lock-safety,
+// committed-not-lost); run_checkers adds them when the history has strong ops.
+std::vector<std::unique_ptr<Checker>> strong_checkers();
+bool has_strong_ops(const History& history);
 std::vector<CheckResult> run_checkers(const History& history, const FinalState& final_state);
 
 // Keys the history touched, by type (what a final read must cover).
@@ -80,6 +95,22 @@ TouchedKeys touched_keys(const History& history);
 // response out) into `out`: how the simulator and the real-cluster nemesis
 // test both take a replica's final state.
 void read_final_values(const TouchedKeys& keys,
+                       const std::function<stigmergy::v1::Response(stigmergy::v1::Request)>& ask, NodeFinal& out);
+
+// An acknowledged strong write: the value `key` took at `revision`.
+struct AckedWrite {
+  uint64_t op = 0;
+  std::string key, value;
+  bool deleted = false;
+  uint64_t revision = 0;
+  uint64_t version = 0;  // 0 when the reply did not say (txn)
+};
+std::vector<AckedWrite> acknowledged_strong_writes(const History& history);
+// Keys the history's strong ops touched.
+std::set<std::string> strong_keys(const History& history);
+// Reads every strong key, and each acknowledged write's key as of its
+// revision, from one node with local (stale) reads through `ask`.
+void read_final_strong(const History& history,
                        const std::function<stigmergy::v1::Response(stigmergy::v1::Request)>& ask, NodeFinal& out);
 
 }  // namespace stig::sim

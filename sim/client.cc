@@ -15,7 +15,8 @@ SimClient::SimClient(int index, int nodes, Scheduler& scheduler, SimRandom& rand
       workloads_(std::move(workloads)),
       options_(options),
       send_(std::move(send)),
-      node_(static_cast<int>(random.below(static_cast<uint64_t>(nodes)))) {}
+      node_(static_cast<int>(random.below(static_cast<uint64_t>(nodes)))),
+      strong_node_(node_) {}
 
 void SimClient::start() {
   if (workloads_.empty()) return;
@@ -33,12 +34,13 @@ void SimClient::begin() {
   c.request.set_agent("agent-" + name_);
   c.workload = w;
   c.invoked = scheduler_.now();
+  c.strong = c.request.has_strong();
   HistoryEvent e;
   e.time = scheduler_.now();
   e.process = name_;
   e.type = EventType::kInvoke;
   e.op = c.op;
-  e.node = "n" + std::to_string(node_ + 1);
+  e.node = "n" + std::to_string((c.strong ? strong_node_ : node_) + 1);
   describe_request(c.request, e);
   history_.add(std::move(e));
   current_ = std::move(c);
@@ -50,15 +52,28 @@ void SimClient::attempt() {
   ++c.attempts;
   const replication::ClientToken token = (static_cast<uint64_t>(index_) << 32) | ++next_token_;
   c.tokens.insert(token);
+  c.last_token = token;
   const uint64_t op = c.op;
   const int n = c.attempts;
-  send_(node_, token, c.request);
+  send_(c.strong ? strong_node_ : node_, token, c.request);
   scheduler_.after(options_.attempt_timeout_ms, [this, op, n] { timeout(op, n); });
 }
 
 void SimClient::timeout(uint64_t op, int attempt_number) {
   if (!current_ || current_->op != op || current_->attempts != attempt_number) return;
   current_->uncertain = true;
+  if (current_->strong) {
+    ++current_->timeouts;
+    if (current_->timeouts >= options_.max_attempts) {
+      complete(EventType::kInfo, nullptr, "timeout: no reply after " + std::to_string(current_->attempts) + " attempts");
+      return;
+    }
+    if (nodes_ > 1)
+      strong_node_ =
+          (strong_node_ + 1 + static_cast<int>(random_.below(static_cast<uint64_t>(nodes_ - 1)))) % nodes_;
+    attempt();
+    return;
+  }
   if (current_->attempts >= options_.max_attempts) {
     complete(EventType::kInfo, nullptr,
              "timeout: no reply after " + std::to_string(current_->attempts) + " attempts");
@@ -71,6 +86,7 @@ void SimClient::timeout(uint64_t op, int attempt_number) {
 
 void SimClient::on_reply(replication::ClientToken token, const pb::Response& response) {
   if (!current_ || !current_->tokens.count(token)) return;  // late reply to a finished op
+  if (current_->strong) return on_strong_reply(token, response);
   switch (response.error()) {
     case pb::OK: return complete(EventType::kOk, &response, "");
     case pb::UNAVAILABLE:
@@ -83,6 +99,65 @@ void SimClient::on_reply(replication::ClientToken token, const pb::Response& res
   }
 }
 
+void SimClient::on_strong_reply(replication::ClientToken token, const pb::Response& response) {
+  Current& c = *current_;
+  switch (response.error()) {
+    case pb::OK:
+      return complete(EventType::kOk, &response, "");
+    case pb::CONFLICT:
+    case pb::BUSY:
+    case pb::DEADLOCK:
+    case pb::SESSION_EXPIRED:
+    case pb::NOT_FOUND:
+      // Applied (or answered from the dedup table) as a refusal: definite.
+      return complete(EventType::kOk, &response, "");
+    case pb::OUTCOME_UNKNOWN:
+    case pb::UNAVAILABLE:
+      c.uncertain = true;
+      if (token != c.last_token) return;  // an older attempt: the current one is still in flight
+      return strong_retry(response.leader_hint());
+    case pb::NOT_LEADER:
+      if (token != c.last_token) return;
+      return strong_retry(response.leader_hint());
+    default:
+      return complete(c.uncertain ? EventType::kInfo : EventType::kFail, &response, "");
+  }
+}
+
+void SimClient::strong_retry(const std::string& leader_hint) {
+  Current& c = *current_;
+  if (scheduler_.now() - c.invoked >= options_.attempt_timeout_ms * options_.max_attempts) {
+    const std::string why = "no leader answered within " + std::to_string(options_.max_attempts) +
+                            " attempt timeouts (" + std::to_string(c.attempts) + " attempts)";
+    return complete(c.uncertain ? EventType::kInfo : EventType::kFail, nullptr, why);
+  }
+  int hinted = -1;
+  if (leader_hint.size() >= 2 && leader_hint[0] == 'n') {
+    int k = 0;
+    for (size_t i = 1; i < leader_hint.size() && k < 100000; ++i) {
+      if (leader_hint[i] < '0' || leader_hint[i] > '9') {
+        k = 0;
+        break;
+      }
+      k = k * 10 + (leader_hint[i] - '0');
+    }
+    if (k >= 1 && k <= nodes_) hinted = k - 1;
+  }
+  int64_t backoff = random_.range(1, 5);
+  if (hinted >= 0 && hinted != strong_node_) {
+    strong_node_ = hinted;
+  } else {
+    strong_node_ = (strong_node_ + 1) % nodes_;
+    backoff = random_.range(20, 60);  // no leader known (an election): do not spin
+  }
+  const uint64_t op = c.op;
+  const int n = c.attempts;
+  scheduler_.after(backoff, [this, op, n] {
+    if (!current_ || current_->op != op || current_->attempts != n) return;
+    attempt();
+  });
+}
+
 void SimClient::complete(EventType type, const pb::Response* response, const std::string& error) {
   Current c = std::move(*current_);
   current_.reset();
@@ -93,12 +168,13 @@ void SimClient::complete(EventType type, const pb::Response* response, const std
   e.op = c.op;
   describe_request(c.request, e);
   e.context.reset();
-  e.value.clear();
+  if (!c.strong) e.value.clear();
   if (c.request.has_put()) e.value = c.request.put().value();
   if (c.request.has_set_add()) e.value = c.request.set_add().element();
   if (c.request.has_set_remove()) e.value = c.request.set_remove().element();
   e.durability.clear();
   if (response) describe_response(*response, e);
+  if (c.strong && response && response->error() != pb::OK && type == EventType::kOk) e.succeeded = false;
   if (!error.empty()) e.error = error;
   e.attempts = c.attempts;
   history_.add(std::move(e));

@@ -8,6 +8,13 @@
 // reply), fail (a definite error and no attempt that might have applied it)
 // or info (unknown: every attempt timed out, or an error after a timeout).
 //
+// Strong requests (Request.strong) go to the leader the client last heard
+// of: NOT_LEADER is followed to its leader hint (or the next node), with the
+// same seq; OUTCOME_UNKNOWN and timeouts make the op uncertain and retry it
+// (the state machine applies a (client id, seq) at most once). Definite
+// refusals (CONFLICT, BUSY, DEADLOCK, SESSION_EXPIRED, NOT_FOUND) are
+// recorded as ok with succeeded=false: the op took effect as a refusal.
+//
 // Guarantees: at most one operation in flight per client; replies to any
 // attempt of the current operation complete it; late replies are ignored.
 #pragma once
@@ -60,7 +67,18 @@ class SimClient {
     bool uncertain = false;  // an attempt timed out: it may have been applied
     std::set<replication::ClientToken> tokens;
     SimTime invoked = 0;
+    // The strong path: redirects follow NOT_LEADER hints; timeouts are
+    // counted apart from redirects.
+    bool strong = false;
+    int timeouts = 0;
+    replication::ClientToken last_token = 0;
   };
+  void on_strong_reply(replication::ClientToken token, const stigmergy::v1::Response& response);
+  // Another attempt of the current strong op: to the hinted leader if it
+  // names another node, else the next node, after a short backoff; gives up
+  // (fail, or info when an attempt may have applied) once the op is older
+  // than max_attempts attempt timeouts.
+  void strong_retry(const std::string& leader_hint);
   void begin();
   void attempt();
   void timeout(uint64_t op, int attempt);
@@ -76,6 +94,7 @@ class SimClient {
   ClientOptions options_;
   Send send_;
   int node_;  // sticky node
+  int strong_node_;  // where strong requests go: the leader last heard of
   bool stopped_ = false;
   uint64_t seq_ = 0;
   uint32_t next_token_ = 0;

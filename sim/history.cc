@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -39,6 +40,132 @@ size_t History::faults() const {
 
 namespace {
 
+const char* compare_target_name(TxnCompare::Target t) {
+  switch (t) {
+    case TxnCompare::Target::kValue: return "value";
+    case TxnCompare::Target::kVersion: return "version";
+    case TxnCompare::Target::kExists: return "exists";
+  }
+  return "?";
+}
+
+const char* txn_op_name(TxnOp::Kind k) {
+  switch (k) {
+    case TxnOp::Kind::kPut: return "put";
+    case TxnOp::Kind::kDelete: return "del";
+    case TxnOp::Kind::kGet: return "get";
+  }
+  return "?";
+}
+
+Json ops_json(const std::vector<TxnOp>& ops) {
+  Json a = Json::array();
+  for (const auto& o : ops) {
+    Json x;
+    x["op"] = txn_op_name(o.kind);
+    x["key"] = o.key;
+    if (o.kind == TxnOp::Kind::kPut) x["value"] = o.value;
+    a.push_back(x);
+  }
+  return a;
+}
+
+// The strong path's fields, after the lazy ones, each only when set.
+void add_strong_fields(const HistoryEvent& e, Json& j) {
+  if (e.expected_version) j["expected_version"] = *e.expected_version;
+  if (e.expected_value) j["expected_value"] = *e.expected_value;
+  if (e.stale) j["stale"] = true;
+  if (e.found) j["found"] = *e.found;
+  if (e.version) j["version"] = *e.version;
+  if (e.revision) j["revision"] = e.revision;
+  if (e.succeeded) j["succeeded"] = *e.succeeded;
+  if (e.session) j["session"] = e.session;
+  if (e.token) j["token"] = e.token;
+  if (!e.fence.empty()) j["fence"] = e.fence;
+  if (e.ttl_ms) j["ttl_ms"] = e.ttl_ms;
+  if (!e.compares.empty() || !e.success_ops.empty() || !e.failure_ops.empty()) {
+    Json t;
+    Json cs = Json::array();
+    for (const auto& c : e.compares) {
+      Json x;
+      x["key"] = c.key;
+      x["target"] = compare_target_name(c.target);
+      x["equal"] = c.equal;
+      if (c.target == TxnCompare::Target::kValue) x["value"] = c.value;
+      if (c.target == TxnCompare::Target::kVersion) x["version"] = c.version;
+      if (c.target == TxnCompare::Target::kExists) x["exists"] = c.exists;
+      cs.push_back(x);
+    }
+    t["compare"] = cs;
+    t["success"] = ops_json(e.success_ops);
+    t["failure"] = ops_json(e.failure_ops);
+    j["txn"] = t;
+  }
+  if (!e.reads.empty()) {
+    Json rs = Json::array();
+    for (const auto& r : e.reads)
+      rs.push_back(r.exists ? Json{{"value", r.value}, {"version", r.version}} : Json(nullptr));
+    j["reads"] = rs;
+  }
+}
+
+std::vector<TxnOp> ops_from_json(const Json& a) {
+  std::vector<TxnOp> out;
+  if (!a.is_array()) return out;
+  for (const auto& x : a) {
+    TxnOp o;
+    const std::string op = x.value("op", "get");
+    o.kind = op == "put" ? TxnOp::Kind::kPut : op == "del" ? TxnOp::Kind::kDelete : TxnOp::Kind::kGet;
+    o.key = x.value("key", "");
+    o.value = x.value("value", "");
+    out.push_back(o);
+  }
+  return out;
+}
+
+void strong_fields_from_json(const Json& j, HistoryEvent& e) {
+  if (j.contains("expected_version")) e.expected_version = j["expected_version"].get<uint64_t>();
+  if (j.contains("expected_value")) e.expected_value = j["expected_value"].get<std::string>();
+  e.stale = j.value("stale", false);
+  if (j.contains("found")) e.found = j["found"].get<bool>();
+  if (j.contains("version")) e.version = j["version"].get<uint64_t>();
+  e.revision = j.value("revision", uint64_t{0});
+  if (j.contains("succeeded")) e.succeeded = j["succeeded"].get<bool>();
+  e.session = j.value("session", uint64_t{0});
+  e.token = j.value("token", uint64_t{0});
+  e.fence = j.value("fence", "");
+  e.ttl_ms = j.value("ttl_ms", int64_t{0});
+  if (j.contains("txn") && j["txn"].is_object()) {
+    const Json& t = j["txn"];
+    if (t.contains("compare") && t["compare"].is_array())
+      for (const auto& x : t["compare"]) {
+        TxnCompare c;
+        c.key = x.value("key", "");
+        const std::string target = x.value("target", "value");
+        c.target = target == "version" ? TxnCompare::Target::kVersion
+                   : target == "exists" ? TxnCompare::Target::kExists
+                                        : TxnCompare::Target::kValue;
+        c.equal = x.value("equal", true);
+        c.value = x.value("value", "");
+        c.version = x.value("version", uint64_t{0});
+        c.exists = x.value("exists", true);
+        e.compares.push_back(c);
+      }
+    if (t.contains("success")) e.success_ops = ops_from_json(t["success"]);
+    if (t.contains("failure")) e.failure_ops = ops_from_json(t["failure"]);
+  }
+  if (j.contains("reads") && j["reads"].is_array())
+    for (const auto& x : j["reads"]) {
+      RegisterValue r;
+      if (x.is_object()) {
+        r.exists = true;
+        r.value = x.value("value", "");
+        r.version = x.value("version", uint64_t{0});
+      }
+      e.reads.push_back(r);
+    }
+}
+
 Json to_json(const HistoryEvent& e) {
   Json j;
   j["process"] = e.process;
@@ -57,8 +184,10 @@ Json to_json(const HistoryEvent& e) {
     Json vals = Json::array();
     for (const auto& v : e.versions) vals.push_back(v.value);
     j["value"] = done && e.type == EventType::kOk ? vals : Json(nullptr);
-  } else if (e.f == "del") {
+  } else if (e.f == "del" || e.f == "strong_del") {
     j["value"] = nullptr;
+  } else if (e.f == "strong_get") {
+    j["value"] = done && e.found && *e.found ? Json(e.value) : Json(nullptr);
   } else {
     j["value"] = e.value;
   }
@@ -79,6 +208,7 @@ Json to_json(const HistoryEvent& e) {
   if (!e.durability.empty()) j["durability"] = e.durability;
   if (!e.error.empty()) j["error"] = e.error;
   if (e.attempts) j["attempts"] = e.attempts;
+  add_strong_fields(e, j);
   return j;
 }
 
@@ -186,6 +316,7 @@ std::string event_from_json(const Json& j, HistoryEvent& e) try {
         e.versions.push_back(sv);
       }
     }
+    strong_fields_from_json(j, e);
     return {};
 } catch (const Json::exception& ex) {
   return std::string("bad field: ") + ex.what();
@@ -210,6 +341,161 @@ const char* durability_name(pb::Durability d) {
   }
 }
 }  // namespace
+
+namespace {
+
+std::string fence_text(const pb::Fence& f) {
+  if (f.lock().empty()) return {};
+  return f.lock() + ":" + std::to_string(f.token());
+}
+
+TxnOp txn_op(const pb::TxnOp& o) {
+  TxnOp t;
+  if (o.has_put()) {
+    t.kind = TxnOp::Kind::kPut;
+    t.key = o.put().key();
+    t.value = o.put().value();
+  } else if (o.has_delete_()) {
+    t.kind = TxnOp::Kind::kDelete;
+    t.key = o.delete_().key();
+  } else {
+    t.kind = TxnOp::Kind::kGet;
+    t.key = o.get().key();
+  }
+  return t;
+}
+
+void describe_strong_request(const pb::StrongRequest& s, HistoryEvent& e) {
+  switch (s.op_case()) {
+    case pb::StrongRequest::kPut:
+      e.f = "strong_put";
+      e.key = s.put().key();
+      e.value = s.put().value();
+      if (s.put().has_expected_version()) e.expected_version = s.put().expected_version();
+      e.fence = fence_text(s.put().fence());
+      break;
+    case pb::StrongRequest::kGet:
+      e.f = "strong_get";
+      e.key = s.get().key();
+      e.stale = s.get().stale();
+      break;
+    case pb::StrongRequest::kDelete:
+      e.f = "strong_del";
+      e.key = s.delete_().key();
+      if (s.delete_().has_expected_version()) e.expected_version = s.delete_().expected_version();
+      e.fence = fence_text(s.delete_().fence());
+      break;
+    case pb::StrongRequest::kCas:
+      e.f = "strong_cas";
+      e.key = s.cas().key();
+      e.expected_value = s.cas().expected_value();
+      e.value = s.cas().new_value();
+      e.fence = fence_text(s.cas().fence());
+      break;
+    case pb::StrongRequest::kTxn: {
+      e.f = "strong_txn";
+      const auto& t = s.txn();
+      for (const auto& c : t.compare()) {
+        TxnCompare x;
+        x.key = c.key();
+        x.target = c.target() == pb::Compare::VERSION ? TxnCompare::Target::kVersion
+                   : c.target() == pb::Compare::EXISTS ? TxnCompare::Target::kExists
+                                                       : TxnCompare::Target::kValue;
+        x.equal = c.op() != pb::Compare::NOT_EQUAL;
+        x.value = c.value();
+        x.version = c.number();
+        x.exists = c.exists();
+        e.compares.push_back(x);
+      }
+      for (const auto& o : t.success()) e.success_ops.push_back(txn_op(o));
+      for (const auto& o : t.failure()) e.failure_ops.push_back(txn_op(o));
+      std::set<std::string> keys;
+      for (const auto& c : e.compares) keys.insert(c.key);
+      for (const auto& o : e.success_ops) keys.insert(o.key);
+      for (const auto& o : e.failure_ops) keys.insert(o.key);
+      for (const auto& k : keys) e.key += (e.key.empty() ? "" : ",") + k;
+      e.fence = fence_text(t.fence());
+      break;
+    }
+    case pb::StrongRequest::kSessionGrant:
+      e.f = "session_grant";
+      e.ttl_ms = s.session_grant().ttl_ms();
+      break;
+    case pb::StrongRequest::kSessionKeepalive:
+      e.f = "session_keepalive";
+      e.session = s.session_keepalive().session_id();
+      break;
+    case pb::StrongRequest::kSessionRevoke:
+      e.f = "session_revoke";
+      e.session = s.session_revoke().session_id();
+      break;
+    case pb::StrongRequest::kLockAcquire:
+      e.f = "lock_acquire";
+      e.key = s.lock_acquire().name();
+      e.session = s.lock_acquire().session_id();
+      e.ttl_ms = s.lock_acquire().wait_ms();
+      break;
+    case pb::StrongRequest::kLockRelease:
+      e.f = "lock_release";
+      e.key = s.lock_release().name();
+      e.session = s.lock_release().session_id();
+      e.token = s.lock_release().token();
+      break;
+    default:
+      e.f = "strong_other";
+      break;
+  }
+}
+
+RegisterValue seen(const pb::StrongResponse& r) {
+  RegisterValue v;
+  if (r.found() || r.kv().version() != 0) {
+    v.exists = true;
+    v.value = r.kv().value();
+    v.version = r.kv().version();
+  }
+  return v;
+}
+
+void describe_strong_response(const pb::StrongResponse& s, HistoryEvent& e) {
+  e.revision = s.revision();
+  if (e.f == "strong_get") {
+    const RegisterValue v = seen(s);
+    e.found = v.exists;
+    e.value = v.value;
+    if (v.exists) e.version = v.version;
+    e.reads = {v};
+  } else if (e.f == "strong_put" || e.f == "strong_cas") {
+    e.succeeded = true;
+    e.version = s.kv().version();
+    e.reads = {RegisterValue{true, e.value, s.kv().version()}};
+  } else if (e.f == "strong_del") {
+    e.succeeded = true;
+    e.found = s.found();
+  } else if (e.f == "strong_txn") {
+    e.succeeded = s.succeeded();
+    const auto& ops = s.succeeded() ? e.success_ops : e.failure_ops;
+    for (size_t i = 0; i < ops.size(); ++i)
+      if (ops[i].kind == TxnOp::Kind::kGet)
+        e.reads.push_back(i < static_cast<size_t>(s.results_size()) ? seen(s.results(static_cast<int>(i)))
+                                                                    : RegisterValue{});
+  } else if (e.f == "session_grant") {
+    e.session = s.session_id();
+    e.ttl_ms = s.ttl_ms();
+    e.succeeded = true;
+  } else if (e.f == "lock_acquire") {
+    e.token = s.token();
+    e.succeeded = true;
+  } else {
+    e.succeeded = true;
+  }
+}
+
+}  // namespace
+
+bool is_strong_f(const std::string& f) {
+  return f.rfind("strong_", 0) == 0 || f.rfind("session_", 0) == 0 || f.rfind("lock_", 0) == 0;
+}
 
 void describe_request(const pb::Request& r, HistoryEvent& e) {
   switch (r.op_case()) {
@@ -256,6 +542,9 @@ void describe_request(const pb::Request& r, HistoryEvent& e) {
       e.f = "set_get";
       e.key = r.set_get().key();
       break;
+    case pb::Request::kStrong:
+      describe_strong_request(r.strong(), e);
+      break;
     default:
       e.f = "other";
       break;
@@ -276,6 +565,9 @@ void describe_response(const pb::Response& r, HistoryEvent& e) {
     return;
   }
   switch (r.result_case()) {
+    case pb::Response::kStrong:
+      describe_strong_response(r.strong(), e);
+      break;
     case pb::Response::kGet:
       add_versions(r.get().versions(), e);
       e.context = decode_version_map(r.get().context());

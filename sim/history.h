@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "sim/linearizability.h"
 #include "stigmergy.pb.h"
 
 namespace stig::sim {
@@ -60,6 +61,27 @@ struct HistoryEvent {
   std::string durability;              // writes: local | quorum | all
   std::string error;                   // fail/info: why
   int attempts = 0;                    // completion: requests sent (one per node tried)
+
+  // --- the strong path (f strong_put strong_get strong_del strong_cas
+  // strong_txn session_grant session_keepalive session_revoke lock_acquire
+  // lock_release); every field is optional in the JSON, so lazy lines are
+  // unchanged.
+  std::optional<uint64_t> expected_version;  // put/del with an expected version (0 = must not exist)
+  std::optional<std::string> expected_value; // cas
+  bool stale = false;                        // strong_get served locally without ReadIndex
+  std::optional<bool> found;                 // strong_get ok: the key exists
+  std::optional<uint64_t> version;           // ok: version read (get) or written (put, cas)
+  uint64_t revision = 0;                     // ok: revision the write committed at / the read was served at
+  std::optional<bool> succeeded;             // ok: compares held / lock granted (false: definite refusal)
+  uint64_t session = 0;                      // session and lock ops
+  uint64_t token = 0;                        // lock_acquire ok: the fencing token; lock_release: the token released
+  std::string fence;                         // fenced writes: "lock:token"
+  int64_t ttl_ms = 0;                        // session_grant; lock_acquire: the wait
+  // strong_txn: the compares and branches (invoke); ok: what each get read
+  // (strong_get ok and put/cas ok fill `reads` with the one value seen).
+  std::vector<TxnCompare> compares;
+  std::vector<TxnOp> success_ops, failure_ops;
+  std::vector<RegisterValue> reads;
 };
 
 class History {
@@ -86,6 +108,8 @@ class History {
 void describe_request(const stigmergy::v1::Request& request, HistoryEvent& e);
 // Fills node, versions, dot, context, counter, elements and error from a reply.
 void describe_response(const stigmergy::v1::Response& response, HistoryEvent& e);
+// True for the strong path's f names (strong_*, session_*, lock_*).
+bool is_strong_f(const std::string& f);
 // Decodes context bytes (empty optional if they do not decode).
 std::optional<VersionMap> decode_version_map(const std::string& bytes);
 

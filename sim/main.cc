@@ -104,7 +104,8 @@ int main(int argc, char** argv) {
                  "KIND=RATE: faults per simulated second (default 0.1)")
       ->capture_default_str();
   app.add_option("--scenario", scenario_path, "JSON file of timed fault events (replaces --nemesis)");
-  app.add_option("--workload", workload, "comma list of registers, counters, sets")->capture_default_str();
+  app.add_option("--workload", workload,
+                 "comma list of registers, counters, sets (lazy path), strong, locks (strong path)")->capture_default_str();
   app.add_option("--keys", o.workload.keys, "keys per workload (fewer keys: more contention)")->check(CLI::Range(1, 100000))->capture_default_str();
   app.add_option("--history", history_path, "write the history as JSON lines to this file");
   app.add_option("--report", report_path, "write a self-contained HTML report to this file");
@@ -137,7 +138,7 @@ int main(int argc, char** argv) {
   o.workloads.clear();
   if (workload != "none") {
     for (const auto& w : split(workload, ',')) {
-      if (!make_workload(w, o.workload)) return fail("unknown workload '" + w + "' (known: registers, counters, sets, none)");
+      if (!make_workload(w, o.workload)) return fail("unknown workload '" + w + "' (known: registers, counters, sets, strong, locks, none)");
       o.workloads.push_back(w);
     }
   }
@@ -217,9 +218,15 @@ int main(int argc, char** argv) {
     if (auto err = write_report(result, replay_command(argc, argv, o.seed), report_path); !err.empty())
       return fail(err);
   for (const auto& c : result.checks) {
-    if (c.ok && !verbose) continue;
-    std::cout << (c.ok ? "pass " : "FAIL ") << c.name << ": " << c.summary << "\n";
+    if (c.ok && !c.inconclusive && !verbose) continue;
+    std::cout << (!c.ok ? "FAIL " : c.inconclusive ? "INCONCLUSIVE " : "pass ") << c.name << ": " << c.summary << "\n";
     for (const auto& f : c.findings) std::cout << "  " << f << "\n";
+  }
+  if (verbose) {
+    for (const auto& l : result.leaders) std::cout << "leader: " << leader_line(l) << "\n";
+    for (const auto& [f, c] : strong_op_stats(result.history))
+      std::cout << "strong: " << f << " " << c.ok << " ok, " << c.refused << " refused, " << c.fail << " fail, "
+                << c.unknown << " unknown\n";
   }
   if (bench)
     std::printf("bench: %.1f simulated s in %.3f wall s = %.1f simulated s per wall s; %llu events, %.0f events/s\n",

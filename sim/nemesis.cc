@@ -13,7 +13,9 @@ using Json = nlohmann::json;
 
 std::string node_name(int index) { return "n" + std::to_string(index + 1); }
 
-std::vector<std::string> nemesis_kinds() { return {"partition", "loss", "dup", "reorder", "spike", "crash", "clock"}; }
+std::vector<std::string> nemesis_kinds() {
+  return {"partition", "loss", "dup", "reorder", "spike", "crash", "clock", "leader"};
+}
 
 std::string parse_duration(const std::string& text, int64_t& ms) {
   if (text.empty()) return "empty duration";
@@ -84,8 +86,31 @@ SimTime gap(double rate, SimRandom& random) {
 Scenario random_scenario(const NemesisOptions& o, int nodes, SimTime duration, SimRandom& random) {
   Scenario s;
   s.description = "random nemesis";
+  // The leader kind draws from its own generator, forked without consuming a
+  // draw, so adding it leaves every other kind's timeline as it was.
+  SimRandom fork = random;
+  SimRandom leader_random(fork.next() ^ 0x6c65616465720000ULL);
   // Kinds in a fixed order (the map is ordered) so draws replay.
   for (const auto& [kind, rate] : o.rates) {
+    if (kind == "leader") {
+      // Partitions aimed at whoever leads when they start: isolated, deaf
+      // (its inbound links cut) or mute (its outbound links cut).
+      static const std::vector<std::string> shapes = {"isolate-leader", "isolate-leader", "leader-deaf", "leader-mute"};
+      for (SimTime t = gap(rate, leader_random); t < duration;) {
+        FaultEvent e;
+        e.at = t;
+        e.kind = FaultKind::kPartition;
+        e.shape = leader_random.pick(shapes);
+        const SimTime end = t + leader_random.range(1000, 6000);
+        s.events.push_back(e);
+        FaultEvent h;
+        h.at = end;
+        h.kind = FaultKind::kHeal;
+        s.events.push_back(h);
+        t = end + gap(rate, leader_random);
+      }
+      continue;
+    }
     SimTime t = gap(rate, random);
     std::vector<SimTime> down_until(static_cast<size_t>(nodes), 0);
     while (t < duration) {
@@ -217,9 +242,11 @@ std::string parse_event(const Json& j, int nodes, FaultEvent& e) {
       return {};
     }
     e.shape = j.value("shape", "halves");
-    static const std::vector<std::string> shapes = {"halves", "isolate", "bridge", "oneway", "random"};
+    static const std::vector<std::string> shapes = {"halves", "isolate",        "bridge",     "oneway",
+                                                    "random", "isolate-leader", "leader-deaf", "leader-mute"};
     if (std::find(shapes.begin(), shapes.end(), e.shape) == shapes.end())
-      return "unknown partition shape '" + e.shape + "' (halves, isolate, bridge, oneway, random, or \"groups\")";
+      return "unknown partition shape '" + e.shape +
+             "' (halves, isolate, bridge, oneway, random, isolate-leader, leader-deaf, leader-mute, or \"groups\")";
     if (j.contains("node"))
       if (auto err = parse_node(j["node"], nodes, e.node); !err.empty()) return err;
     if (e.shape == "oneway" && j.contains("from")) {

@@ -1,5 +1,8 @@
 #include "sim/report.h"
 
+#include <algorithm>
+#include <cstdio>
+
 #include <fstream>
 #include <map>
 
@@ -44,7 +47,9 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
 <svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="1200" height="100"></svg>
 <h2 style="font-size:15px">Checkers</h2>
 <table id="checks"><tr><th>checker</th><th>verdict</th><th>summary</th><th>findings</th></tr></table>
-<h2 style="font-size:15px">Faults</h2>
+<h2 style="font-size:15px">Strong operations</h2>
+<table id="strong"><tr><th>f</th><th>ok</th><th>refused (ok, succeeded=false)</th><th>fail</th><th>unknown</th></tr></table>
+<h2 style="font-size:15px">Faults and leadership</h2>
 <table id="faults"><tr><th>time</th><th>fault</th><th>what</th></tr></table>
 <script type="application/json" id="data">@DATA@</script>
 <script>
@@ -93,6 +98,10 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
       var fill = sp.kind === "partition" ? "rgba(120,120,255,.25)" : "rgba(255,160,0,.25)";
       el("rect", {x:x(sp.start), y:top, width:w, height:nodeLanes*laneH, fill:fill, "class":"fault"},
          sp.kind + " " + secs(sp.start) + "-" + secs(sp.end) + ": " + sp.label);
+    } else if (sp.kind === "leader") {
+      el("rect", {x:x(sp.start)-1, y:top + laneIndex[sp.lane]*laneH + 1, width:3, height:laneH-2, fill:"#e6a800", "class":"leader"},
+         secs(sp.start) + ": " + sp.label);
+      return;
     } else if (sp.kind === "clock") {
       el("rect", {x:x(sp.start)-1, y:top + laneIndex[sp.lane]*laneH + 1, width:3, height:laneH-2, fill:"#7b1fa2", "class":"fault"},
          secs(sp.start) + ": " + sp.label);
@@ -134,13 +143,19 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
   var checks = document.getElementById("checks");
   data.checks.forEach(function(c){
     var tr = document.createElement("tr");
-    [c.name, c.ok ? "pass" : "FAIL", c.summary, c.findings.join("\n")].forEach(function(v, i){
+    [c.name, c.ok ? (c.inconclusive ? "INCONCLUSIVE" : "pass") : "FAIL", c.summary, c.findings.join("\n")].forEach(function(v, i){
       var td = document.createElement("td"); td.textContent = v;
       if (i === 1) td.className = c.ok ? "pass" : "fail";
       if (i === 3) td.style.whiteSpace = "pre-wrap";
       tr.appendChild(td);
     });
     checks.appendChild(tr);
+  });
+  var strong = document.getElementById("strong");
+  (data.strong || []).forEach(function(row){
+    var tr = document.createElement("tr");
+    row.forEach(function(v){ var td = document.createElement("td"); td.textContent = v; tr.appendChild(td); });
+    strong.appendChild(tr);
   });
   var faults = document.getElementById("faults");
   data.faults.forEach(function(f){
@@ -157,6 +172,35 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
 )HTML";
 
 }  // namespace
+
+std::string leader_line(const LeaderEvent& l) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%.3fs %s became leader of term %llu", static_cast<double>(l.time) / 1000.0,
+                l.node.c_str(), static_cast<unsigned long long>(l.term));
+  return buf;
+}
+
+std::map<std::string, StrongOpCounts> strong_op_stats(const History& h) {
+  std::map<std::string, StrongOpCounts> out;
+  std::map<uint64_t, std::string> open;
+  for (const auto& e : h.events()) {
+    if (!e.op || !is_strong_f(e.f)) continue;
+    std::string f = e.f == "strong_get" && e.stale ? "strong_get_stale" : e.f;
+    if (e.type == EventType::kInvoke) {
+      open[e.op] = f;
+      continue;
+    }
+    auto it = open.find(e.op);
+    if (it == open.end()) continue;
+    StrongOpCounts& c = out[it->second];
+    if (e.type == EventType::kOk) (e.succeeded.value_or(true) ? c.ok : c.refused)++;
+    else if (e.type == EventType::kFail) c.fail++;
+    else c.unknown++;
+    open.erase(it);
+  }
+  for (const auto& [op, f] : open) out[f].unknown++;  // never completed
+  return out;
+}
 
 std::string render_report(const RunResult& r, const std::string& command_line) {
   Json data;
@@ -218,10 +262,26 @@ std::string render_report(const RunResult& r, const std::string& command_line) {
   for (const auto& s : r.spans)
     spans.push_back(Json{{"lane", s.lane}, {"start", s.start}, {"end", s.end}, {"kind", s.kind}, {"label", s.label},
                          {"sides", s.sides}});
+  // Elections on the node lanes and in the list of faults, in time order.
+  for (const auto& l : r.leaders) {
+    const std::string what = leader_line(l);
+    spans.push_back(Json{{"lane", l.node}, {"start", l.time}, {"end", l.time}, {"kind", "leader"}, {"label", what},
+                         {"sides", Json::array()}});
+    faults.push_back(Json{{"time", l.time}, {"f", "leader"}, {"value", what}});
+  }
+  std::vector<Json> sorted(faults.begin(), faults.end());
+  std::stable_sort(sorted.begin(), sorted.end(),
+                   [](const Json& a, const Json& b) { return a["time"].get<int64_t>() < b["time"].get<int64_t>(); });
+  faults = Json::array();
+  for (auto& f : sorted) faults.push_back(std::move(f));
   data["spans"] = spans;
   data["faults"] = faults;
+  Json strong = Json::array();
+  for (const auto& [f, c] : strong_op_stats(r.history))
+    strong.push_back(Json::array({f, c.ok, c.refused, c.fail, c.unknown}));
+  data["strong"] = strong;
   Json checks = Json::array();
-  for (const auto& c : r.checks) checks.push_back(Json{{"name", c.name}, {"ok", c.ok}, {"summary", c.summary}, {"findings", c.findings}});
+  for (const auto& c : r.checks) checks.push_back(Json{{"name", c.name}, {"ok", c.ok}, {"inconclusive", c.inconclusive}, {"summary", c.summary}, {"findings", c.findings}});
   data["checks"] = checks;
 
   std::string json = data.dump(-1, ' ', false, Json::error_handler_t::replace);

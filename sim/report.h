@@ -7,11 +7,21 @@
 // the moment the replicas converged, and what every checker found.
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "sim/simulation.h"
 
 namespace stig::sim {
+
+// "12.345s n3 became leader of term 7"
+std::string leader_line(const LeaderEvent& l);
+
+// Per strong f (stale gets as strong_get_stale): how the operations ended.
+struct StrongOpCounts {
+  uint64_t ok = 0, refused = 0, fail = 0, unknown = 0;
+};
+std::map<std::string, StrongOpCounts> strong_op_stats(const History& h);
 
 std::string render_report(const RunResult& result, const std::string& command_line);
 // Returns an error message, empty on success.

@@ -16,7 +16,9 @@ using replication::ClientToken;
 
 std::vector<std::string> injectable_bugs() {
   return {"lww-merge",          "anti-entropy-skips-bucket", "counter-merge-sums",      "set-remove-wins",
-          "forget-dot-counter", "collect-tombstones-early",  "reply-before-fsync"};
+          "forget-dot-counter", "collect-tombstones-early",  "reply-before-fsync",
+          "raft-commit-old-term", "raft-vote-not-durable", "raft-read-without-quorum",
+          "strong-reads-skip-read-index"};
 }
 
 std::string inject_bug(const std::string& name, SimOptions& o) {
@@ -28,8 +30,18 @@ std::string inject_bug(const std::string& name, SimOptions& o) {
   else if (name == "set-remove-wins") f.set_remove_wins = true;
   else if (name == "forget-dot-counter") f.forget_dot_counter = true;
   else if (name == "collect-tombstones-early") f.collect_tombstones_early = true;
+  else if (name == "raft-commit-old-term") f.raft_commit_from_old_term = true;
+  else if (name == "raft-vote-not-durable") f.raft_vote_not_durable = true;
+  else if (name == "raft-read-without-quorum") f.raft_read_without_quorum = true;
+  else if (name == "strong-reads-skip-read-index") f.strong_reads_skip_read_index = true;
   else return "unknown bug '" + name + "'";
   return {};
+}
+
+size_t RunResult::leader_changes() const {
+  size_t n = 0;
+  for (size_t i = 1; i < leaders.size(); ++i) n += leaders[i].node != leaders[i - 1].node;
+  return n;
 }
 
 size_t RunResult::violations() const {
@@ -45,10 +57,16 @@ std::string RunResult::summary_line() const {
     std::snprintf(conv, sizeof conv, "converged %.3fs after heal", static_cast<double>(*final_state.converged_after_ms) / 1000.0);
   else
     std::snprintf(conv, sizeof conv, "did not converge");
-  std::string failing;
-  for (const auto& c : checks)
+  std::string failing, inconclusive;
+  for (const auto& c : checks) {
     if (!c.ok) failing += (failing.empty() ? " (" : ", ") + c.name;
+    if (c.inconclusive) inconclusive += (inconclusive.empty() ? ", inconclusive: " : ", ") + c.name;
+  }
   if (!failing.empty()) failing += ")";
+  failing += inconclusive;
+  if (!leaders.empty())
+    failing += ", " + std::to_string(leaders.size()) + " elections, " + std::to_string(leader_changes()) +
+               " leader changes";
   return "seed " + std::to_string(options.seed) + ": " + std::to_string(history.operations()) + " operations, " +
          std::to_string(history.faults()) + " faults, " + std::to_string(violations()) + " violations" + failing +
          ", " + conv + ", " + std::to_string(end_ms / 1000) + "s simulated";
@@ -99,8 +117,13 @@ class Simulation {
   void script_op(const FaultEvent& e);
   void script_reply(ClientToken token, const pb::Response& r);
   FinalState read_final();
+  void poll_leaders();
+  int current_leader() const;  // -1: no up node is leader
 
   SimOptions o_;
+  bool strong_ = false;  // a strong workload runs: the quiet period waits for Raft too
+  std::vector<LeaderEvent> leaders_;
+  std::map<std::string, uint64_t> leader_term_;  // node -> last term it was seen leading
   Scheduler sched_;
   SimRandom random_;
   History history_;
@@ -150,8 +173,10 @@ void Simulation::build() {
         },
         [this](int from, replication::Reply r) { to_client(from, std::move(r)); }));
   }
-  for (const auto& w : o_.workloads)
+  for (const auto& w : o_.workloads) {
     if (auto made = make_workload(w, o_.workload)) workloads_.push_back(std::move(made));
+    if (w == "strong" || w == "locks") strong_ = true;
+  }
   for (int c = 0; c < o_.clients; ++c) {
     std::vector<std::unique_ptr<ClientWorkload>> per;
     for (const auto& w : workloads_) per.push_back(w->for_client(c));
@@ -241,7 +266,27 @@ void Simulation::apply(const FaultEvent& e) {
     case FaultKind::kPartition: {
       std::string desc;
       net_->heal_links();
-      for (const auto& [a, b] : partition_links(e, o_.nodes, random_, desc)) net_->block(a, b);
+      FaultEvent shaped = e;
+      std::string prefix;
+      if (e.shape == "isolate-leader" || e.shape == "leader-deaf" || e.shape == "leader-mute") {
+        // Ask who leads now: the highest-term leader among the up nodes.
+        const int leader = current_leader();
+        prefix = leader >= 0 ? "leader " : "no leader: ";
+        const int target = leader >= 0 ? leader : static_cast<int>(random_.below(static_cast<uint64_t>(o_.nodes)));
+        std::vector<int> rest;
+        for (int i = 0; i < o_.nodes; ++i)
+          if (i != target) rest.push_back(i);
+        if (e.shape == "isolate-leader") {
+          shaped.shape = "isolate";
+          shaped.node = target;
+        } else {
+          shaped.shape = "oneway";  // deaf: nobody reaches it; mute: it reaches nobody
+          shaped.groups = e.shape == "leader-deaf" ? std::vector<std::vector<int>>{rest, {target}}
+                                                   : std::vector<std::vector<int>>{{target}, rest};
+        }
+      }
+      for (const auto& [a, b] : partition_links(shaped, o_.nodes, random_, desc)) net_->block(a, b);
+      desc = prefix + desc;
       record_fault("partition", desc);
       Span span{"network", 0, 0, "partition", desc, {}};
       // Sides: nodes that reach exactly the same set of nodes are on one side.
@@ -322,6 +367,31 @@ void Simulation::apply(const FaultEvent& e) {
   }
 }
 
+int Simulation::current_leader() const {
+  int best = -1;
+  uint64_t term = 0;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    SimNode& n = *nodes_[i];
+    if (!n.up() || n.replica().raft_role() != "leader") continue;
+    if (best < 0 || n.replica().raft_term() > term) best = static_cast<int>(i), term = n.replica().raft_term();
+  }
+  return best;
+}
+
+// Every 10 ms: which nodes lead, for the report's timeline. Reads only.
+void Simulation::poll_leaders() {
+  for (auto& np : nodes_) {
+    SimNode& n = *np;
+    if (!n.up() || n.replica().raft_role() != "leader") continue;
+    const uint64_t term = n.replica().raft_term();
+    auto [it, inserted] = leader_term_.try_emplace(n.id(), 0);
+    if (it->second == term) continue;
+    it->second = term;
+    leaders_.push_back(LeaderEvent{sched_.now(), n.id(), term});
+  }
+  if (!stable_) sched_.after(kSampleMs, [this] { poll_leaders(); });
+}
+
 void Simulation::heal_all() {
   healed_at_ = sched_.now();
   net_->heal_links();
@@ -351,6 +421,8 @@ void Simulation::sample() {
     const uint64_t d = nodes_[i]->replica().state_digest();
     if (i == 0) digest = d;
     equal &= d == digest;
+    // The strong path settles too: every node has committed the same prefix.
+    if (strong_) equal &= nodes_[i]->replica().raft_commit_index() == nodes_[0]->replica().raft_commit_index();
   }
   if (!equal)
     equal_since_ = -1;
@@ -434,6 +506,7 @@ FinalState Simulation::read_final() {
   f.healed_at = healed_at_;
   if (equal_since_ >= 0) f.converged_after_ms = std::max<int64_t>(0, equal_since_ - healed_at_);
   const TouchedKeys keys = touched_keys(history_);
+  const bool strong_history = has_strong_ops(history_);
   for (auto& np : nodes_) {
     SimNode& n = *np;
     NodeFinal nf;
@@ -456,6 +529,12 @@ FinalState Simulation::read_final() {
       return pb::Response();
     };
     read_final_values(keys, ask, nf);
+    if (strong_history) {
+      nf.raft_role = r.raft_role();
+      nf.raft_term = r.raft_term();
+      nf.commit_index = r.raft_commit_index();
+      read_final_strong(history_, ask, nf);
+    }
     f.nodes.push_back(std::move(nf));
   }
   return f;
@@ -470,6 +549,7 @@ RunResult Simulation::run() {
     sched_.at(e.at, [this, e] { apply(e); });
   }
   for (auto& c : clients_) c->start();
+  sched_.after(0, [this] { poll_leaders(); });
   sched_.run_until(o_.duration_ms);
   heal_all();
   sched_.run_until(o_.duration_ms + std::max<int64_t>(o_.quiet_ms, last_script_at_ - o_.duration_ms),
@@ -485,6 +565,7 @@ RunResult Simulation::run() {
   result.events = sched_.events_run();
   result.network = net_->stats();
   for (const auto& n : nodes_) result.crashes += n->crashes();
+  result.leaders = std::move(leaders_);
   return result;
 }
 

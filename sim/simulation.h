@@ -49,7 +49,9 @@ struct SimOptions {
 struct SimOptions;
 // Test-only bugs by name: in the core "lww-merge", "anti-entropy-skips-bucket",
 // "counter-merge-sums", "set-remove-wins", "forget-dot-counter",
-// "collect-tombstones-early"; in the
+// "collect-tombstones-early"; in the strong path "raft-commit-old-term",
+// "raft-vote-not-durable", "raft-read-without-quorum",
+// "strong-reads-skip-read-index"; in the
 // simulated runtime "reply-before-fsync". Returns an error for unknown names.
 std::vector<std::string> injectable_bugs();
 std::string inject_bug(const std::string& name, SimOptions& options);
@@ -61,6 +63,13 @@ struct Span {
   std::string kind;  // down, partition, loss, dup, reorder, spike, clock
   std::string label;
   std::vector<int> sides;  // partition: per node, which side it is on (same number: can talk)
+};
+
+// A node became Raft leader (seen by polling every node's role).
+struct LeaderEvent {
+  int64_t time = 0;
+  std::string node;
+  uint64_t term = 0;
 };
 
 // What a run produced: the history, the final replica states, each checker's
@@ -75,7 +84,10 @@ struct RunResult {
   uint64_t events = 0;  // scheduler events run
   NetworkStats network;
   uint64_t crashes = 0;
+  std::vector<LeaderEvent> leaders;  // elections won, in time order
 
+  // Leader changes: elections won by a node other than the previous leader.
+  size_t leader_changes() const;
   size_t violations() const;
   bool ok() const { return violations() == 0; }
   // "seed 7: 5123 ops, 14 faults, 0 violations, converged 0.412s after heal"

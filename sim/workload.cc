@@ -141,15 +141,248 @@ class SetWorkload : public Workload {
   WorkloadOptions options_;
 };
 
+
+// --- the strong path -----------------------------------------------------------------
+
+pb::Request strong_request() {
+  pb::Request r;
+  r.mutable_strong();
+  return r;
+}
+
+// Strong registers: linearizable gets (and a few stale ones), blind puts,
+// puts with an expected version, CAS on the value, deletes and two-key
+// transactions (compare the first key's version; then write both, or read
+// both). Values are unique ("c3-17") so the checkers can trace them; the
+// expected versions and values come from what this client last saw.
+class StrongClient : public ClientWorkload {
+ public:
+  StrongClient(int client, WorkloadOptions o) : client_(client), options_(o) {}
+
+  pb::Request next(SimRandom& random) override {
+    pb::Request r = strong_request();
+    auto* s = r.mutable_strong();
+    const uint64_t nkeys = static_cast<uint64_t>(options_.keys);
+    const std::string key = "strong-" + std::to_string(random.below(nkeys));
+    const Seen& seen = seen_[key];
+    const uint64_t roll = random.below(100);
+    if (roll < 20) {
+      s->mutable_get()->set_key(key);
+    } else if (roll < 25) {
+      s->mutable_get()->set_key(key);
+      s->mutable_get()->set_stale(true);
+    } else if (roll < 42) {
+      s->mutable_put()->set_key(key);
+      s->mutable_put()->set_value(fresh());
+    } else if (roll < 57) {
+      auto* p = s->mutable_put();
+      p->set_key(key);
+      p->set_value(fresh());
+      p->set_has_expected_version(true);
+      p->set_expected_version(random.chance(0.15) ? 0 : seen.version);
+    } else if (roll < 77) {
+      auto* c = s->mutable_cas();
+      c->set_key(key);
+      c->set_expected_value(seen.value);
+      c->set_new_value(fresh());
+    } else if (roll < 82) {
+      auto* d = s->mutable_delete_();
+      d->set_key(key);
+      if (random.chance(0.5)) {
+        d->set_has_expected_version(true);
+        d->set_expected_version(seen.version);
+      }
+    } else {
+      const std::string other = "strong-" + std::to_string(random.below(nkeys));
+      auto* t = s->mutable_txn();
+      auto* cmp = t->add_compare();
+      cmp->set_key(key);
+      cmp->set_target(pb::Compare::VERSION);
+      cmp->set_op(pb::Compare::EQUAL);
+      cmp->set_number(seen.version);
+      auto* p1 = t->add_success()->mutable_put();
+      p1->set_key(key);
+      p1->set_value(fresh());
+      if (other != key) {
+        auto* p2 = t->add_success()->mutable_put();
+        p2->set_key(other);
+        p2->set_value(fresh());
+      }
+      t->add_failure()->mutable_get()->set_key(key);
+      if (other != key) t->add_failure()->mutable_get()->set_key(other);
+    }
+    return r;
+  }
+
+  void on_reply(const pb::Request& request, const pb::Response* reply) override {
+    if (!reply || !reply->has_strong() || reply->error() != pb::OK) return;
+    const auto& s = reply->strong();
+    const auto& q = request.strong();
+    auto learn = [&](const std::string& key, const pb::StrongResponse& r) {
+      if (r.found() || r.kv().version() != 0)
+        seen_[key] = Seen{r.kv().value(), r.kv().version()};
+      else
+        seen_[key] = Seen{};
+    };
+    if (q.has_get()) learn(q.get().key(), s);
+    if (q.has_put()) learn(q.put().key(), s);
+    if (q.has_cas()) learn(q.cas().key(), s);
+    if (q.has_delete_()) seen_[q.delete_().key()] = Seen{};
+    if (q.has_txn() && !s.succeeded())
+      for (int i = 0; i < q.txn().failure_size() && i < s.results_size(); ++i)
+        if (q.txn().failure(i).has_get()) learn(q.txn().failure(i).get().key(), s.results(i));
+  }
+
+ private:
+  struct Seen {
+    std::string value;
+    uint64_t version = 0;
+  };
+  std::string fresh() { return "c" + std::to_string(client_ + 1) + "-" + std::to_string(++written_); }
+
+  int client_;
+  WorkloadOptions options_;
+  uint64_t written_ = 0;
+  std::map<std::string, Seen> seen_;
+};
+
+class StrongWorkload : public Workload {
+ public:
+  explicit StrongWorkload(WorkloadOptions o) : options_(o) {}
+  std::string name() const override { return "strong"; }
+  std::unique_ptr<ClientWorkload> for_client(int client) const override {
+    return std::make_unique<StrongClient>(client, options_);
+  }
+
+ private:
+  WorkloadOptions options_;
+};
+
+// Lock contention: grant a session, acquire "lock-0" with a wait, write a
+// fenced value "token:N:cK" to the shared key "fenced-0" (twice, with a
+// keepalive between), release, and sometimes read the shared key. A session
+// that expired or was refused starts over with a new one; an acquire or a
+// release whose outcome is unknown revokes the session (whatever it holds
+// is released through the log).
+class LockClient : public ClientWorkload {
+ public:
+  LockClient(int client, WorkloadOptions o) : client_(client), options_(o) {}
+
+  static constexpr const char* kLock = "lock-0";
+  static constexpr const char* kShared = "fenced-0";
+
+  pb::Request next(SimRandom& random) override {
+    pb::Request r = strong_request();
+    auto* s = r.mutable_strong();
+    if (random.chance(0.1)) {  // anyone may read the shared key
+      s->mutable_get()->set_key(kShared);
+      return r;
+    }
+    switch (state_) {
+      case State::kNoSession:
+        s->mutable_session_grant()->set_ttl_ms(random.range(1500, 4000));
+        break;
+      case State::kRevoke:
+        s->mutable_session_revoke()->set_session_id(session_);
+        break;
+      case State::kSession: {
+        auto* a = s->mutable_lock_acquire();
+        a->set_name(kLock);
+        a->set_session_id(session_);
+        a->set_wait_ms(random.range(100, 700));
+        break;
+      }
+      case State::kHolding:
+        if (writes_ == 1 && !kept_alive_) {
+          s->mutable_session_keepalive()->set_session_id(session_);
+        } else if (writes_ < 2) {
+          auto* p = s->mutable_put();
+          p->set_key(kShared);
+          p->set_value("token:" + std::to_string(token_) + ":c" + std::to_string(client_ + 1));
+          p->mutable_fence()->set_lock(kLock);
+          p->mutable_fence()->set_token(token_);
+        } else {
+          auto* rel = s->mutable_lock_release();
+          rel->set_name(kLock);
+          rel->set_session_id(session_);
+          rel->set_token(token_);
+        }
+        break;
+    }
+    return r;
+  }
+
+  void on_reply(const pb::Request& request, const pb::Response* reply) override {
+    const auto& q = request.strong();
+    if (q.has_get()) return;
+    const bool ok = reply && reply->error() == pb::OK;
+    const pb::ErrorCode err = reply ? reply->error() : pb::OUTCOME_UNKNOWN;
+    const bool gone = err == pb::SESSION_EXPIRED || err == pb::NOT_FOUND;
+    if (q.has_session_grant()) {
+      if (ok) {
+        session_ = reply->strong().session_id();
+        state_ = State::kSession;
+      }
+    } else if (q.has_session_revoke()) {
+      if (reply) state_ = State::kNoSession;  // any definite answer: that session is gone
+    } else if (q.has_lock_acquire()) {
+      if (ok) {
+        state_ = State::kHolding;
+        token_ = reply->strong().token();
+        writes_ = 0;
+        kept_alive_ = false;
+      } else if (gone) {
+        state_ = State::kNoSession;
+      } else if (!reply) {
+        state_ = State::kRevoke;  // maybe granted: give it up through the log
+      }  // BUSY / DEADLOCK: try again later
+    } else if (q.has_put()) {
+      ++writes_;
+      if (reply && err == pb::CONFLICT) writes_ = 2;  // the fence is stale: release (or learn the session is gone)
+      if (gone) state_ = State::kNoSession;
+    } else if (q.has_session_keepalive()) {
+      kept_alive_ = true;
+      if (gone) state_ = State::kNoSession;
+    } else if (q.has_lock_release()) {
+      if (ok || reply) state_ = ok ? State::kSession : (gone ? State::kNoSession : State::kSession);
+      else state_ = State::kRevoke;
+    }
+  }
+
+ private:
+  enum class State { kNoSession, kSession, kHolding, kRevoke };
+  int client_;
+  WorkloadOptions options_;
+  State state_ = State::kNoSession;
+  uint64_t session_ = 0;
+  uint64_t token_ = 0;
+  int writes_ = 0;
+  bool kept_alive_ = false;
+};
+
+class LockWorkload : public Workload {
+ public:
+  explicit LockWorkload(WorkloadOptions o) : options_(o) {}
+  std::string name() const override { return "locks"; }
+  std::unique_ptr<ClientWorkload> for_client(int client) const override {
+    return std::make_unique<LockClient>(client, options_);
+  }
+
+ private:
+  WorkloadOptions options_;
+};
+
 }  // namespace
 
 std::unique_ptr<Workload> make_workload(const std::string& name, const WorkloadOptions& options) {
   if (name == "registers") return std::make_unique<RegisterWorkload>(options);
   if (name == "counters") return std::make_unique<CounterWorkload>(options);
   if (name == "sets") return std::make_unique<SetWorkload>(options);
+  if (name == "strong") return std::make_unique<StrongWorkload>(options);
+  if (name == "locks") return std::make_unique<LockWorkload>(options);
   return nullptr;
 }
 
-std::vector<std::string> workload_names() { return {"registers", "counters", "sets"}; }
+std::vector<std::string> workload_names() { return {"registers", "counters", "sets", "strong", "locks"}; }
 
 }  // namespace stig::sim

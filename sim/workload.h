@@ -46,7 +46,10 @@ class Workload {
   virtual std::unique_ptr<ClientWorkload> for_client(int client) const = 0;
 };
 
-// "registers" | "counters" | "sets"; nullptr for an unknown name.
+// "registers" | "counters" | "sets" (the lazy path) | "strong" (CAS
+// registers, expected-version writes, transactions, linearizable and stale
+// reads) | "locks" (sessions, lock contention, fenced writes to a shared
+// key); nullptr for an unknown name.
 std::unique_ptr<Workload> make_workload(const std::string& name, const WorkloadOptions& options);
 std::vector<std::string> workload_names();
 
