@@ -24,6 +24,8 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <array>
+#include <optional>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -200,6 +202,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     Step step;
     std::string new_value;  // cas: the value written
     uint64_t token = 0;     // lock release
+    std::string frame;      // strong: the request as sent, re-sent to the next leader
   };
 
   bool strong() const { return sh_.workload != Workload::kLazy; }
@@ -220,13 +223,14 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
       self->connected_ = true;
       self->sh_.connected.fetch_add(1);
       self->decoder_ = stig::wire::FrameDecoder(64u << 20);
+      if (self->strong()) self->resend_pending();
       self->read();
       self->fill();
     });
   }
 
-  // Drops the connection and what is in flight on it (not counted as
-  // errors: none of it was applied), then connects to `next` after `delay`.
+  // Drops the connection (what is in flight on it is sent again on the next
+  // one), then connects to `next` after `delay`.
   void redirect(size_t next, std::chrono::milliseconds delay) {
     if (connected_) sh_.connected.fetch_sub(1);
     connected_ = false;
@@ -235,7 +239,6 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     socket_.close(ignored);
     out_pending_.clear();
     writing_ = false;
-    pending_.clear();
     endpoint_ = next;
     sh_.redirects.fetch_add(1, std::memory_order_relaxed);
     if (sh_.stopping.load()) return;
@@ -260,11 +263,16 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
       return;
     }
     sh_.note_error(what);
-    // Requests in flight on a broken connection count as errors.
-    for (const auto& [seq, p] : pending_) record_error(p, "connection");
     const auto now = Clock::now();
-    if (pending_.empty() && now >= sh_.measure_start && now <= sh_.measure_end) stats_.error_kinds["connect"]++;
-    pending_.clear();
+    if (!strong()) {
+      // Requests in flight on a broken connection count as errors.
+      for (const auto& [seq, p] : pending_) record_error(p, "connection");
+      if (pending_.empty() && now >= sh_.measure_start && now <= sh_.measure_end) stats_.error_kinds["connect"]++;
+      pending_.clear();
+    } else {
+      // Strong: sent again (same seqs) to the leader found next.
+      sh_.redirects.fetch_add(1, std::memory_order_relaxed);
+    }
     // Fail over like the client library: the next attempt goes to the next
     // endpoint (strong: the leader is unknown again if it was this one).
     if (strong()) {
@@ -301,8 +309,23 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   }
 
   void send(Pending p) {
+    if (strong()) {
+      p.frame = stig::wire::encode_frame(env_);
+      out_pending_ += p.frame;
+    } else {
+      stig::wire::append_frame(env_, out_pending_);
+    }
     pending_.emplace(seq_, std::move(p));
-    stig::wire::append_frame(env_, out_pending_);
+  }
+
+  // Strong: after a reconnect, what was in flight goes again with the same
+  // seqs (at most once: NOT_LEADER means not applied, and the leader's dedup
+  // table answers a write that was applied), oldest first.
+  void resend_pending() {
+    std::vector<uint64_t> seqs;
+    for (const auto& [seq, p] : pending_) seqs.push_back(seq);
+    std::sort(seqs.begin(), seqs.end());
+    for (uint64_t seq : seqs) out_pending_ += pending_.at(seq).frame;
   }
 
   void grant_session() {
@@ -464,13 +487,18 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
       if (r.error() != pb::OK) sh_.note_error("unsolicited error: " + r.error_message());
       return;
     }
+    if (strong() && (r.error() == pb::NOT_LEADER || r.error() == pb::OUTCOME_UNKNOWN)) {
+      // Not applied, or not known: kept, and sent again (same seq) to the leader.
+      if (r.error() == pb::OUTCOME_UNKNOWN) {
+        sh_.note_error("OUTCOME_UNKNOWN (retried on the next leader): " + r.error_message());
+        pb::Response none;  // rediscover the leader from the next endpoint
+        return on_not_leader(none);
+      }
+      return on_not_leader(r);
+    }
     Pending p = std::move(it->second);
     pending_.erase(it);
     const auto now = Clock::now();
-    if (r.error() == pb::NOT_LEADER && strong()) {
-      if (p.step == kSessionGrant) granting_ = false;
-      return on_not_leader(r);
-    }
     if (strong()) {
       if (!on_strong_response(p, r)) return;  // the op goes on, or failed
     } else {
@@ -579,6 +607,90 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   std::unordered_map<uint64_t, Pending> pending_;
   Stats stats_;
 };
+
+// strong-cas and strong-txn start from what is there, as etcd-bench's txn
+// does: one paginated range of the bench keys on the leader (following
+// NOT_LEADER) teaches each key's value and mod revision. Blocking, before the
+// clients start; false (with a message) if no leader answered in time.
+bool preload(Shared& sh, std::string& error) {
+  asio::io_context io;
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  size_t ep = 0;
+  uint64_t seq = 0;
+  std::string start_after;
+  uint64_t revision = 0;
+  while (Clock::now() < deadline) {
+    tcp::socket sock(io);
+    boost::system::error_code ec;
+    sock.connect(sh.endpoints[ep], ec);
+    if (ec) {
+      error = "connect to " + sh.endpoint_names[ep] + ": " + ec.message();
+      ep = (ep + 1) % sh.endpoints.size();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    stig::wire::FrameDecoder decoder(64u << 20);
+    bool moved = false;
+    for (;;) {
+      pb::Envelope env;
+      env.set_protocol_version(stig::wire::kProtocolVersion);
+      auto* req = env.mutable_request();
+      req->set_client_id("stig-bench-preload");
+      req->set_seq(++seq);
+      auto* range = req->mutable_strong()->mutable_range();
+      range->set_prefix("bench:");
+      range->set_limit(10000);
+      range->set_revision(revision);
+      range->set_start_after(start_after);
+      asio::write(sock, asio::buffer(stig::wire::encode_frame(env)), ec);
+      if (ec) break;
+      std::optional<pb::Response> resp;
+      std::array<char, 65536> buf{};
+      while (!resp) {
+        const size_t n = sock.read_some(asio::buffer(buf), ec);
+        if (ec) break;
+        decoder.feed(std::string_view(buf.data(), n));
+        pb::Envelope in;
+        while (decoder.next(in))
+          if (in.has_response() && in.response().seq() == seq) resp = in.response();
+      }
+      if (!resp) break;
+      if (resp->error() == pb::NOT_LEADER) {
+        size_t next = (ep + 1) % sh.endpoints.size();
+        for (size_t i = 0; i < sh.endpoint_names.size(); ++i)
+          if (sh.endpoint_names[i] == resp->leader_address()) next = i;
+        if (resp->leader_address().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        ep = next;
+        moved = true;
+        break;
+      }
+      if (resp->error() != pb::OK) {
+        error = "range of the bench keys: " + pb::ErrorCode_Name(resp->error()) + ": " + resp->error_message();
+        return false;
+      }
+      const auto& sr = resp->strong();
+      if (revision == 0) revision = sr.revision();
+      for (const auto& kv : sr.kvs()) {
+        size_t i = 0;
+        try {
+          i = std::stoull(kv.key().substr(6));
+        } catch (...) {
+          continue;
+        }
+        if (i >= sh.contexts.size()) continue;
+        sh.contexts[i] = sh.workload == Workload::kStrongTxn ? std::to_string(kv.mod_revision()) : "=" + kv.value();
+      }
+      if (!sr.more()) {
+        sh.leader.store(static_cast<int>(ep));
+        return true;
+      }
+      start_after = sr.next_start_after();
+    }
+    if (!moved) ep = (ep + 1) % sh.endpoints.size();
+  }
+  if (error.empty()) error = "no leader answered within 20 s";
+  return false;
+}
 
 // One event-loop thread and the clients it drives. Clients are declared after
 // the io_context so they are destroyed first.
@@ -754,6 +866,13 @@ int main(int argc, char** argv) {
     }
   }
   sh->contexts.resize(static_cast<size_t>(opt.keys));
+  if (sh->workload == Workload::kStrongCas || sh->workload == Workload::kStrongTxn) {
+    std::string error;
+    if (!preload(*sh, error)) {
+      std::cerr << "stig-bench: error: reading the bench keys first: " << error << "\n";
+      return 1;
+    }
+  }
   const uint64_t seed = opt.seed != 0 ? opt.seed : static_cast<uint64_t>(Clock::now().time_since_epoch().count());
 
   const auto start = Clock::now();
