@@ -13,9 +13,19 @@
 // latency per op type and overall (or one JSON object with --json). Puts carry
 // the latest context the benchmark has seen for their key, as a real client
 // would, so keys do not accumulate siblings without bound.
+//
+// --workload picks the strong path instead (Request.strong, Raft): strong-put,
+// strong-cas (compare-and-set on the value last seen, reading the key first
+// when it is not known), strong-txn (etcd-bench's txn: if mod_revision(k) ==
+// last seen then put else get) and lock (acquire + release of a random lock
+// name with one session per client). Strong requests go to the leader: a
+// client sends to any endpoint and follows NOT_LEADER's leader_address; on
+// NOT_LEADER or a lost connection it discovers the leader again.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <array>
+#include <optional>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -42,8 +52,10 @@ namespace pb = stigmergy::v1;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
-enum Op { kPut = 0, kGet = 1, kOps = 2 };
-const char* kOpNames[kOps] = {"put", "get"};
+enum Op { kPut = 0, kGet = 1, kStrong = 2, kOps = 3 };
+const char* kOpNames[kOps] = {"put", "get", "strong"};  // [kStrong]: the --workload's name
+
+enum class Workload { kLazy, kStrongPut, kStrongCas, kStrongTxn, kLock };
 
 struct Options {
   std::string endpoints = "127.0.0.1:7101";
@@ -60,6 +72,8 @@ struct Options {
   bool quiet = false;
   std::string agent = "stig-bench";
   uint64_t seed = 0;
+  std::string workload = "lazy";
+  int lock_wait_ms = 10000;
 };
 
 // Parses "10s", "500ms", "2m", "1.5s" or a bare number of seconds.
@@ -90,7 +104,7 @@ bool parse_duration(const std::string& text, Clock::duration& out) {
 // Latency samples (µs) and error counts of one client, merged at the end.
 struct Stats {
   std::vector<uint32_t> latency_us[kOps];
-  uint64_t errors[kOps] = {0, 0};
+  uint64_t errors[kOps] = {0, 0, 0};
   std::map<std::string, uint64_t> error_kinds;
 
   void merge(const Stats& o) {
@@ -107,12 +121,18 @@ struct Stats {
 struct Shared {
   Options opt;
   pb::Durability durability = pb::DURABILITY_LOCAL;
+  Workload workload = Workload::kLazy;
   int put_weight = 50, get_weight = 50;
   std::vector<tcp::endpoint> endpoints;
   std::vector<std::string> endpoint_names;
   Clock::time_point measure_start, measure_end;
   std::atomic<bool> stopping{false};
-  std::atomic<uint64_t> done_ops[kOps] = {0, 0};
+  std::atomic<uint64_t> done_ops[kOps] = {0, 0, 0};
+  // Strong path: the endpoint index of the leader as last learned (-1: unknown),
+  // and counts for the summary.
+  std::atomic<int> leader{-1};
+  std::atomic<uint64_t> redirects{0};
+  std::atomic<uint64_t> succeeded{0}, conflicts{0};
   std::atomic<uint64_t> done_errors{0};
   std::atomic<int> connected{0};
   std::atomic<uint64_t> last_error_count{0};
@@ -141,7 +161,9 @@ struct Shared {
 std::string key_name(size_t i) { return "bench:" + std::to_string(i); }
 
 // One simulated client: one connection, up to --pipeline requests in flight.
-// Lives on one event-loop thread; every handler holds a shared_ptr to it.
+// Lives on one event-loop thread; every handler holds a shared_ptr to it and
+// the connection generation it was started for (a handler of an older
+// connection, closed on a leader redirect, does nothing).
 class BenchClient : public std::enable_shared_from_this<BenchClient> {
  public:
   BenchClient(asio::io_context& io, Shared& shared, size_t index, uint64_t seed)
@@ -168,30 +190,70 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   }
 
  private:
+  // One request in flight. A strong op may take two requests (cas: get then
+  // cas or create; lock: acquire then release): `step` says which, and
+  // op_start is when the op (its first request) started.
+  enum Step { kSingle, kCasRead, kCasWrite, kLockAcquire, kLockRelease, kSessionGrant };
   struct Pending {
+    Pending(Op o, size_t k, Clock::time_point t, Step st = kSingle) : op(o), key(k), start(t), step(st) {}
     Op op;
     size_t key;
     Clock::time_point start;
+    Step step;
+    std::string new_value;  // cas: the value written
+    uint64_t token = 0;     // lock release
+    std::string frame;      // strong: the request as sent, re-sent to the next leader
   };
+
+  bool strong() const { return sh_.workload != Workload::kLazy; }
 
   void connect() {
     auto self = shared_from_this();
+    const uint64_t gen = ++gen_;
+    if (strong()) {
+      const int leader = sh_.leader.load();
+      if (leader >= 0) endpoint_ = static_cast<size_t>(leader);
+    }
     socket_ = tcp::socket(io_);
-    socket_.async_connect(sh_.endpoints[endpoint_], [self](const boost::system::error_code& ec) {
+    socket_.async_connect(sh_.endpoints[endpoint_], [self, gen](const boost::system::error_code& ec) {
+      if (gen != self->gen_) return;
       if (ec) return self->on_connection_error("connect to " + self->sh_.endpoint_names[self->endpoint_] + ": " + ec.message());
       boost::system::error_code ignored;
       self->socket_.set_option(tcp::no_delay(true), ignored);
       self->connected_ = true;
       self->sh_.connected.fetch_add(1);
       self->decoder_ = stig::wire::FrameDecoder(64u << 20);
+      if (self->strong()) self->resend_pending();
       self->read();
       self->fill();
+    });
+  }
+
+  // Drops the connection (what is in flight on it is sent again on the next
+  // one), then connects to `next` after `delay`.
+  void redirect(size_t next, std::chrono::milliseconds delay) {
+    if (connected_) sh_.connected.fetch_sub(1);
+    connected_ = false;
+    ++gen_;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    out_pending_.clear();
+    writing_ = false;
+    endpoint_ = next;
+    sh_.redirects.fetch_add(1, std::memory_order_relaxed);
+    if (sh_.stopping.load()) return;
+    auto self = shared_from_this();
+    const uint64_t gen = gen_;
+    retry_timer_.expires_after(delay);
+    retry_timer_.async_wait([self, gen](const boost::system::error_code& ec) {
+      if (!ec && gen == self->gen_ && !self->sh_.stopping.load()) self->connect();
     });
   }
 
   void on_connection_error(const std::string& what) {
     if (connected_) sh_.connected.fetch_sub(1);
     connected_ = false;
+    ++gen_;
     boost::system::error_code ignored;
     socket_.close(ignored);
     out_pending_.clear();
@@ -201,21 +263,37 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
       return;
     }
     sh_.note_error(what);
-    // Requests in flight on a broken connection count as errors.
-    for (const auto& [seq, p] : pending_) record_error(p, "connection");
     const auto now = Clock::now();
-    if (pending_.empty() && now >= sh_.measure_start && now <= sh_.measure_end) stats_.error_kinds["connect"]++;
-    pending_.clear();
-    // Fail over like the client library: the next attempt goes to the next endpoint.
+    if (!strong()) {
+      // Requests in flight on a broken connection count as errors.
+      for (const auto& [seq, p] : pending_) record_error(p, "connection");
+      if (pending_.empty() && now >= sh_.measure_start && now <= sh_.measure_end) stats_.error_kinds["connect"]++;
+      pending_.clear();
+    } else {
+      // Strong: sent again (same seqs) to the leader found next.
+      sh_.redirects.fetch_add(1, std::memory_order_relaxed);
+    }
+    // Fail over like the client library: the next attempt goes to the next
+    // endpoint (strong: the leader is unknown again if it was this one).
+    if (strong()) {
+      int expected = static_cast<int>(endpoint_);
+      sh_.leader.compare_exchange_strong(expected, -1);
+    }
     endpoint_ = (endpoint_ + 1) % sh_.endpoints.size();
     auto self = shared_from_this();
-    retry_timer_.expires_after(std::chrono::milliseconds(200));
-    retry_timer_.async_wait([self](const boost::system::error_code& ec) {
-      if (!ec && !self->sh_.stopping.load()) self->connect();
+    const uint64_t gen = gen_;
+    retry_timer_.expires_after(std::chrono::milliseconds(strong() ? 20 : 200));
+    retry_timer_.async_wait([self, gen](const boost::system::error_code& ec) {
+      if (!ec && gen == self->gen_ && !self->sh_.stopping.load()) self->connect();
     });
   }
 
   void fill() {
+    if (sh_.workload == Workload::kLock && session_ == 0) {
+      if (connected_ && !granting_ && !sh_.stopping.load()) grant_session();
+      flush();
+      return;
+    }
     while (connected_ && !sh_.stopping.load(std::memory_order_relaxed) &&
            pending_.size() < static_cast<size_t>(sh_.opt.pipeline)) {
       issue();
@@ -223,13 +301,95 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     flush();
   }
 
+  pb::Request* next_request() {
+    auto* req = env_.mutable_request();
+    req->clear_op();
+    req->set_seq(++seq_);
+    return req;
+  }
+
+  void send(Pending p) {
+    if (strong()) {
+      p.frame = stig::wire::encode_frame(env_);
+      out_pending_ += p.frame;
+    } else {
+      stig::wire::append_frame(env_, out_pending_);
+    }
+    pending_.emplace(seq_, std::move(p));
+  }
+
+  // Strong: after a reconnect, what was in flight goes again with the same
+  // seqs (at most once: NOT_LEADER means not applied, and the leader's dedup
+  // table answers a write that was applied), oldest first.
+  void resend_pending() {
+    std::vector<uint64_t> seqs;
+    for (const auto& [seq, p] : pending_) seqs.push_back(seq);
+    std::sort(seqs.begin(), seqs.end());
+    for (uint64_t seq : seqs) out_pending_ += pending_.at(seq).frame;
+  }
+
+  void grant_session() {
+    granting_ = true;
+    auto* req = next_request();
+    // A TTL past the end of the run, so no keepalive is needed.
+    const auto ttl = std::chrono::duration_cast<std::chrono::milliseconds>(sh_.measure_end - Clock::now()) +
+                     std::chrono::seconds(60);
+    req->mutable_strong()->mutable_session_grant()->set_ttl_ms(ttl.count());
+    send(Pending{kStrong, 0, Clock::now(), kSessionGrant});
+  }
+
+  std::string fresh_value() {
+    std::string v = value_;
+    const std::string n = std::to_string(++writes_);
+    for (size_t i = 0; i < n.size() && i < v.size(); ++i) v[i] = n[i];
+    return v;
+  }
+
   void issue() {
+    const size_t key = static_cast<size_t>(rng_() % static_cast<uint64_t>(sh_.opt.keys));
+    const auto now = Clock::now();
+    switch (sh_.workload) {
+      case Workload::kLazy: break;
+      case Workload::kStrongPut: {
+        auto* p = next_request()->mutable_strong()->mutable_put();
+        p->set_key(key_name(key));
+        p->set_value(value_);
+        return send(Pending{kStrong, key, now});
+      }
+      case Workload::kStrongCas: {
+        std::string seen = sh_.context_of(key);
+        if (seen.empty()) {  // not known: read it first (linearizable)
+          next_request()->mutable_strong()->mutable_get()->set_key(key_name(key));
+          return send(Pending{kStrong, key, now, kCasRead});
+        }
+        return send_cas(key, now, true, seen.substr(1));
+      }
+      case Workload::kStrongTxn: {
+        const std::string seen = sh_.context_of(key);
+        const uint64_t rev = seen.empty() ? 0 : std::stoull(seen);
+        auto* t = next_request()->mutable_strong()->mutable_txn();
+        auto* c = t->add_compare();
+        c->set_key(key_name(key));
+        c->set_target(pb::Compare::MOD_REVISION);
+        c->set_op(pb::Compare::EQUAL);
+        c->set_number(rev);
+        auto* put = t->add_success()->mutable_put();
+        put->set_key(key_name(key));
+        put->set_value(value_);
+        t->add_failure()->mutable_get()->set_key(key_name(key));
+        return send(Pending{kStrong, key, now});
+      }
+      case Workload::kLock: {
+        auto* a = next_request()->mutable_strong()->mutable_lock_acquire();
+        a->set_name(lock_name(key));
+        a->set_session_id(session_);
+        a->set_wait_ms(sh_.opt.lock_wait_ms);
+        return send(Pending{kStrong, key, now, kLockAcquire});
+      }
+    }
     const int pick = static_cast<int>(rng_() % static_cast<uint64_t>(sh_.put_weight + sh_.get_weight));
     const Op op = pick < sh_.put_weight ? kPut : kGet;
-    const size_t key = static_cast<size_t>(rng_() % static_cast<uint64_t>(sh_.opt.keys));
-    auto* req = env_.mutable_request();
-    const uint64_t seq = ++seq_;
-    req->set_seq(seq);
+    auto* req = next_request();
     if (op == kPut) {
       auto* p = req->mutable_put();
       p->set_key(key_name(key));
@@ -239,8 +399,30 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     } else {
       req->mutable_get()->set_key(key_name(key));
     }
-    pending_.emplace(seq, Pending{op, key, Clock::now()});
-    stig::wire::append_frame(env_, out_pending_);
+    send(Pending{op, key, now});
+  }
+
+  static std::string lock_name(size_t i) { return "bench-lock:" + std::to_string(i); }
+
+  // cas: "exists" -> CAS from `expected`; else create (expected version 0).
+  void send_cas(size_t key, Clock::time_point op_start, bool exists, const std::string& expected) {
+    const std::string v = fresh_value();
+    auto* sr = next_request()->mutable_strong();
+    if (exists) {
+      auto* c = sr->mutable_cas();
+      c->set_key(key_name(key));
+      c->set_expected_value(expected);
+      c->set_new_value(v);
+    } else {
+      auto* p = sr->mutable_put();
+      p->set_key(key_name(key));
+      p->set_value(v);
+      p->set_has_expected_version(true);
+      p->set_expected_version(0);
+    }
+    Pending p{kStrong, key, op_start, kCasWrite};
+    p.new_value = v;
+    send(std::move(p));
   }
 
   void flush() {
@@ -249,7 +431,9 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     out_inflight_.swap(out_pending_);
     out_pending_.clear();
     auto self = shared_from_this();
-    asio::async_write(socket_, asio::buffer(out_inflight_), [self](const boost::system::error_code& ec, size_t) {
+    const uint64_t gen = gen_;
+    asio::async_write(socket_, asio::buffer(out_inflight_), [self, gen](const boost::system::error_code& ec, size_t) {
+      if (gen != self->gen_) return;
       self->writing_ = false;
       if (ec) return self->on_connection_error("write: " + ec.message());
       self->flush();
@@ -258,16 +442,19 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
 
   void read() {
     auto self = shared_from_this();
-    socket_.async_read_some(asio::buffer(buf_), [self](const boost::system::error_code& ec, size_t n) {
+    const uint64_t gen = gen_;
+    socket_.async_read_some(asio::buffer(buf_), [self, gen](const boost::system::error_code& ec, size_t n) {
+      if (gen != self->gen_) return;
       if (ec) {
         return self->on_connection_error(ec == asio::error::eof ? "connection closed by " + self->sh_.endpoint_names[self->endpoint_]
                                                                  : "read: " + ec.message());
       }
       self->decoder_.feed(std::string_view(self->buf_.data(), n));
       pb::Envelope env;
-      while (self->decoder_.next(env)) {
+      while (gen == self->gen_ && self->decoder_.next(env)) {
         if (env.has_response()) self->on_response(env.response());
       }
+      if (gen != self->gen_) return;  // redirected while handling a reply
       if (self->decoder_.error() != stig::wire::FrameError::kNone) {
         return self->on_connection_error(std::string("bad frame: ") + stig::wire::frame_error_message(self->decoder_.error()));
       }
@@ -277,27 +464,116 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     });
   }
 
+  // NOT_LEADER: go to the leader it names, or (none known: an election may
+  // be under way) try the next endpoint shortly.
+  void on_not_leader(const pb::Response& r) {
+    if (!r.leader_address().empty()) {
+      for (size_t i = 0; i < sh_.endpoint_names.size(); ++i) {
+        if (sh_.endpoint_names[i] == r.leader_address()) {
+          sh_.leader.store(static_cast<int>(i));
+          return redirect(i, std::chrono::milliseconds(0));
+        }
+      }
+      sh_.note_error("the leader " + r.leader_address() + " is not among --endpoints");
+    }
+    int expected = static_cast<int>(endpoint_);
+    sh_.leader.compare_exchange_strong(expected, -1);
+    redirect((endpoint_ + 1) % sh_.endpoints.size(), std::chrono::milliseconds(20));
+  }
+
   void on_response(const pb::Response& r) {
     auto it = pending_.find(r.seq());
     if (it == pending_.end()) {
       if (r.error() != pb::OK) sh_.note_error("unsolicited error: " + r.error_message());
       return;
     }
-    const Pending p = it->second;
+    if (strong() && (r.error() == pb::NOT_LEADER || r.error() == pb::OUTCOME_UNKNOWN)) {
+      // Not applied, or not known: kept, and sent again (same seq) to the leader.
+      if (r.error() == pb::OUTCOME_UNKNOWN) {
+        sh_.note_error("OUTCOME_UNKNOWN (retried on the next leader): " + r.error_message());
+        pb::Response none;  // rediscover the leader from the next endpoint
+        return on_not_leader(none);
+      }
+      return on_not_leader(r);
+    }
+    Pending p = std::move(it->second);
     pending_.erase(it);
     const auto now = Clock::now();
-    if (r.error() != pb::OK) {
-      record_error(p, pb::ErrorCode_Name(r.error()));
-      sh_.note_error(pb::ErrorCode_Name(r.error()) + ": " + r.error_message());
-      return;
+    if (strong()) {
+      if (!on_strong_response(p, r)) return;  // the op goes on, or failed
+    } else {
+      if (r.error() != pb::OK) {
+        record_error(p, pb::ErrorCode_Name(r.error()));
+        sh_.note_error(pb::ErrorCode_Name(r.error()) + ": " + r.error_message());
+        return;
+      }
+      if (p.op == kPut && r.has_put()) sh_.set_context(p.key, r.put().context());
+      if (p.op == kGet && r.has_get() && !r.get().context().empty()) sh_.set_context(p.key, r.get().context());
     }
-    if (p.op == kPut && r.has_put()) sh_.set_context(p.key, r.put().context());
-    if (p.op == kGet && r.has_get() && !r.get().context().empty()) sh_.set_context(p.key, r.get().context());
     sh_.done_ops[p.op].fetch_add(1, std::memory_order_relaxed);
     if (p.start >= sh_.measure_start && now <= sh_.measure_end) {
       const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - p.start).count();
       stats_.latency_us[p.op].push_back(static_cast<uint32_t>(std::min<int64_t>(us, UINT32_MAX)));
     }
+  }
+
+  void count(std::atomic<uint64_t>& what, const Pending& p) {
+    if (p.start >= sh_.measure_start && Clock::now() <= sh_.measure_end) what.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // A strong reply: true when the op completed (counted and timed by the
+  // caller); false when it failed (recorded here) or continues with another
+  // request (sent here).
+  bool on_strong_response(Pending& p, const pb::Response& r) {
+    const bool conflict = r.error() == pb::CONFLICT;
+    if (r.error() != pb::OK && !(conflict && (p.step == kCasWrite || p.step == kSingle))) {
+      if (p.step == kSessionGrant) granting_ = false;
+      record_error(p, pb::ErrorCode_Name(r.error()));
+      sh_.note_error(pb::ErrorCode_Name(r.error()) + ": " + r.error_message());
+      return false;
+    }
+    const pb::StrongResponse& s = r.strong();
+    switch (p.step) {
+      case kSingle:
+        if (sh_.workload == Workload::kStrongTxn) {
+          // Learn the key's mod revision: the put's on success, the get's on failure.
+          uint64_t rev = 0;
+          if (s.results_size() > 0 && s.results(0).found()) rev = s.results(0).kv().mod_revision();
+          sh_.set_context(p.key, rev == 0 ? std::string() : std::to_string(rev));
+          count(s.succeeded() && !conflict ? sh_.succeeded : sh_.conflicts, p);
+        }
+        return true;
+      case kCasRead: {
+        const bool exists = s.found();
+        send_cas(p.key, p.start, exists, exists ? s.kv().value() : std::string());
+        return false;
+      }
+      case kCasWrite:
+        if (conflict) {
+          sh_.set_context(p.key, std::string());  // read it again next time
+          count(sh_.conflicts, p);
+        } else {
+          sh_.set_context(p.key, "=" + p.new_value);
+          count(sh_.succeeded, p);
+        }
+        return true;
+      case kLockAcquire: {
+        auto* rel = next_request()->mutable_strong()->mutable_lock_release();
+        rel->set_name(lock_name(p.key));
+        rel->set_session_id(session_);
+        rel->set_token(s.token());
+        Pending next{kStrong, p.key, p.start, kLockRelease};
+        next.token = s.token();
+        send(std::move(next));
+        return false;
+      }
+      case kLockRelease: return true;
+      case kSessionGrant:
+        granting_ = false;
+        session_ = s.session_id();
+        return false;
+    }
+    return true;
   }
 
   void record_error(const Pending& p, const std::string& kind) {
@@ -319,6 +595,10 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   std::string value_;
   pb::Envelope env_;
   uint64_t seq_ = 0;
+  uint64_t gen_ = 0;
+  uint64_t writes_ = 0;
+  uint64_t session_ = 0;  // lock workload
+  bool granting_ = false;
   bool connected_ = false;
   bool writing_ = false;
   std::string out_pending_, out_inflight_;
@@ -327,6 +607,90 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   std::unordered_map<uint64_t, Pending> pending_;
   Stats stats_;
 };
+
+// strong-cas and strong-txn start from what is there, as etcd-bench's txn
+// does: one paginated range of the bench keys on the leader (following
+// NOT_LEADER) teaches each key's value and mod revision. Blocking, before the
+// clients start; false (with a message) if no leader answered in time.
+bool preload(Shared& sh, std::string& error) {
+  asio::io_context io;
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  size_t ep = 0;
+  uint64_t seq = 0;
+  std::string start_after;
+  uint64_t revision = 0;
+  while (Clock::now() < deadline) {
+    tcp::socket sock(io);
+    boost::system::error_code ec;
+    sock.connect(sh.endpoints[ep], ec);
+    if (ec) {
+      error = "connect to " + sh.endpoint_names[ep] + ": " + ec.message();
+      ep = (ep + 1) % sh.endpoints.size();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    stig::wire::FrameDecoder decoder(64u << 20);
+    bool moved = false;
+    for (;;) {
+      pb::Envelope env;
+      env.set_protocol_version(stig::wire::kProtocolVersion);
+      auto* req = env.mutable_request();
+      req->set_client_id("stig-bench-preload");
+      req->set_seq(++seq);
+      auto* range = req->mutable_strong()->mutable_range();
+      range->set_prefix("bench:");
+      range->set_limit(10000);
+      range->set_revision(revision);
+      range->set_start_after(start_after);
+      asio::write(sock, asio::buffer(stig::wire::encode_frame(env)), ec);
+      if (ec) break;
+      std::optional<pb::Response> resp;
+      std::array<char, 65536> buf{};
+      while (!resp) {
+        const size_t n = sock.read_some(asio::buffer(buf), ec);
+        if (ec) break;
+        decoder.feed(std::string_view(buf.data(), n));
+        pb::Envelope in;
+        while (decoder.next(in))
+          if (in.has_response() && in.response().seq() == seq) resp = in.response();
+      }
+      if (!resp) break;
+      if (resp->error() == pb::NOT_LEADER) {
+        size_t next = (ep + 1) % sh.endpoints.size();
+        for (size_t i = 0; i < sh.endpoint_names.size(); ++i)
+          if (sh.endpoint_names[i] == resp->leader_address()) next = i;
+        if (resp->leader_address().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        ep = next;
+        moved = true;
+        break;
+      }
+      if (resp->error() != pb::OK) {
+        error = "range of the bench keys: " + pb::ErrorCode_Name(resp->error()) + ": " + resp->error_message();
+        return false;
+      }
+      const auto& sr = resp->strong();
+      if (revision == 0) revision = sr.revision();
+      for (const auto& kv : sr.kvs()) {
+        size_t i = 0;
+        try {
+          i = std::stoull(kv.key().substr(6));
+        } catch (...) {
+          continue;
+        }
+        if (i >= sh.contexts.size()) continue;
+        sh.contexts[i] = sh.workload == Workload::kStrongTxn ? std::to_string(kv.mod_revision()) : "=" + kv.value();
+      }
+      if (!sr.more()) {
+        sh.leader.store(static_cast<int>(ep));
+        return true;
+      }
+      start_after = sr.next_start_after();
+    }
+    if (!moved) ep = (ep + 1) % sh.endpoints.size();
+  }
+  if (error.empty()) error = "no leader answered within 20 s";
+  return false;
+}
 
 // One event-loop thread and the clients it drives. Clients are declared after
 // the io_context so they are destroyed first.
@@ -430,12 +794,22 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--agent", opt.agent, "Agent name recorded on writes")->capture_default_str();
   app.add_option("--seed", opt.seed, "Random seed (0: from the clock)");
+  app.add_option("--workload,-w", opt.workload,
+                 "lazy (the put/get mix of --ratio), or a strong-path workload sent to the Raft leader: strong-put, "
+                 "strong-cas (compare-and-set on the value last seen), strong-txn (if mod_revision == last seen then put "
+                 "else get), lock (acquire + release of a random lock of --keys names, one session per client)")
+      ->check(CLI::IsMember({"lazy", "strong-put", "strong-cas", "strong-txn", "lock"}))
+      ->capture_default_str();
+  app.add_option("--lock-wait", opt.lock_wait_ms, "lock: how long an acquire may wait for a held lock, ms")
+      ->check(CLI::Range(1, 3600 * 1000))
+      ->capture_default_str();
   app.add_flag("--json", opt.json, "Print the result as one JSON object on stdout");
   app.add_flag("--quiet,-q", opt.quiet, "No progress lines on stderr");
   app.footer(R"(Examples:
   stig-bench --endpoints 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103 --clients 50 --duration 10s
   stig-bench --clients 50 --ratio 100:0 --durability quorum --json
-  stig-bench --clients 8 --pipeline 16 --ratio 0:100 --keys 1000)");
+  stig-bench --clients 8 --pipeline 16 --ratio 0:100 --keys 1000
+  stig-bench --endpoints 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103 --workload strong-put --clients 64)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -468,6 +842,13 @@ int main(int argc, char** argv) {
       return usage_error("--ratio '" + opt.ratio + "' is not PUT:GET weights like 50:50, 100:0 or 0:100");
     }
   }
+  sh->workload = opt.workload == "strong-put"   ? Workload::kStrongPut
+                 : opt.workload == "strong-cas" ? Workload::kStrongCas
+                 : opt.workload == "strong-txn" ? Workload::kStrongTxn
+                 : opt.workload == "lock"       ? Workload::kLock
+                                                : Workload::kLazy;
+  const bool strong = sh->workload != Workload::kLazy;
+  kOpNames[kStrong] = opt.workload.c_str();
   sh->durability = opt.durability == "quorum" ? pb::DURABILITY_QUORUM
                    : opt.durability == "all"  ? pb::DURABILITY_ALL
                                               : pb::DURABILITY_LOCAL;
@@ -485,6 +866,13 @@ int main(int argc, char** argv) {
     }
   }
   sh->contexts.resize(static_cast<size_t>(opt.keys));
+  if (sh->workload == Workload::kStrongCas || sh->workload == Workload::kStrongTxn) {
+    std::string error;
+    if (!preload(*sh, error)) {
+      std::cerr << "stig-bench: error: reading the bench keys first: " << error << "\n";
+      return 1;
+    }
+  }
   const uint64_t seed = opt.seed != 0 ? opt.seed : static_cast<uint64_t>(Clock::now().time_since_epoch().count());
 
   const auto start = Clock::now();
@@ -507,9 +895,15 @@ int main(int argc, char** argv) {
   }
 
   if (!opt.quiet) {
-    std::cerr << "stig-bench: " << opt.clients << " clients on " << sh->endpoints.size() << " endpoint(s), put:get "
-              << sh->put_weight << ":" << sh->get_weight << ", " << opt.keys << " keys, " << opt.value_size
-              << "-byte values, durability " << opt.durability << ", pipeline " << opt.pipeline << "\n";
+    if (strong) {
+      std::cerr << "stig-bench: " << opt.clients << " clients on " << sh->endpoints.size() << " endpoint(s) (leader), "
+                << opt.workload << ", " << opt.keys << " keys, " << opt.value_size << "-byte values, pipeline "
+                << opt.pipeline << "\n";
+    } else {
+      std::cerr << "stig-bench: " << opt.clients << " clients on " << sh->endpoints.size() << " endpoint(s), put:get "
+                << sh->put_weight << ":" << sh->get_weight << ", " << opt.keys << " keys, " << opt.value_size
+                << "-byte values, durability " << opt.durability << ", pipeline " << opt.pipeline << "\n";
+    }
   }
   uint64_t prev_ops = 0, prev_err = 0, prev_noted = 0;
   int second = 0;
@@ -518,7 +912,7 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_until(std::min(next, sh->measure_end));
     const uint64_t puts = sh->done_ops[kPut].load(), gets = sh->done_ops[kGet].load();
     const uint64_t errs = sh->done_errors.load();
-    const uint64_t ops = puts + gets;
+    const uint64_t ops = puts + gets + sh->done_ops[kStrong].load();
     if (!opt.quiet && Clock::now() >= next - std::chrono::milliseconds(5)) {
       const bool warming = Clock::now() < sh->measure_start + std::chrono::milliseconds(5);
       char line[256];
@@ -574,7 +968,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < kOps; ++i) all.insert(all.end(), total.latency_us[i].begin(), total.latency_us[i].end());
   Summary per_op[kOps];
   for (int i = 0; i < kOps; ++i) per_op[i] = summarize(total.latency_us[i], total.errors[i], secs);
-  const Summary overall = summarize(all, total.errors[kPut] + total.errors[kGet], secs);
+  const Summary overall = summarize(all, total.errors[kPut] + total.errors[kGet] + total.errors[kStrong], secs);
 
   if (opt.json) {
     std::string out = "{";
@@ -586,9 +980,19 @@ int main(int argc, char** argv) {
     out += ",\"ratio\":\"" + json_escape(opt.ratio) + "\"";
     out += ",\"keys\":" + std::to_string(opt.keys);
     out += ",\"value_size\":" + std::to_string(opt.value_size);
-    out += ",\"durability\":\"" + opt.durability + "\"";
-    for (int i = 0; i < kOps; ++i) out += std::string(",\"") + kOpNames[i] + "\":" + summary_json(per_op[i]);
+    if (strong) {
+      out += ",\"workload\":\"" + opt.workload + "\",\"durability\":\"quorum\"";
+      out += std::string(",\"") + kOpNames[kStrong] + "\":" + summary_json(per_op[kStrong]);
+    } else {
+      out += ",\"durability\":\"" + opt.durability + "\"";
+      for (int i = 0; i < kStrong; ++i) out += std::string(",\"") + kOpNames[i] + "\":" + summary_json(per_op[i]);
+    }
     out += ",\"all\":" + summary_json(overall);
+    if (strong) {
+      out += ",\"succeeded\":" + std::to_string(sh->succeeded.load());
+      out += ",\"conflicts\":" + std::to_string(sh->conflicts.load());
+      out += ",\"redirects\":" + std::to_string(sh->redirects.load());
+    }
     out += ",\"error_kinds\":{";
     bool first = true;
     for (const auto& [k, n] : total.error_kinds) {
@@ -609,6 +1013,10 @@ int main(int argc, char** argv) {
       if (per_op[i].ops > 0 || per_op[i].errors > 0) row(kOpNames[i], per_op[i]);
     }
     row("all", overall);
+    if (sh->workload == Workload::kStrongCas || sh->workload == Workload::kStrongTxn) {
+      std::printf("succeeded %llu, conflicts %llu\n", static_cast<unsigned long long>(sh->succeeded.load()),
+                  static_cast<unsigned long long>(sh->conflicts.load()));
+    }
     if (!total.error_kinds.empty()) {
       std::printf("errors by kind:");
       for (const auto& [k, n] : total.error_kinds) {

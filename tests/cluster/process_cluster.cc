@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -17,6 +18,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include "wire/frame.h"
 
@@ -326,6 +328,141 @@ uint64_t ProcessCluster::rss_kib(int i) const {
   while (std::getline(status, line))
     if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10);
   return 0;
+}
+
+RawConnection::RawConnection(uint16_t port) { fd_ = connect_raw(port, 1s); }
+RawConnection::~RawConnection() { close(); }
+RawConnection::RawConnection(RawConnection&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), decoder_(std::move(other.decoder_)) {}
+RawConnection& RawConnection::operator=(RawConnection&& other) noexcept {
+  if (this != &other) {
+    close();
+    fd_ = std::exchange(other.fd_, -1);
+    decoder_ = std::move(other.decoder_);
+  }
+  return *this;
+}
+
+void RawConnection::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  decoder_ = wire::FrameDecoder();
+}
+
+std::optional<stigmergy::v1::Response> RawConnection::call(const stigmergy::v1::Request& request,
+                                                           std::chrono::milliseconds timeout) {
+  if (fd_ < 0) return std::nullopt;
+  if (!send_all(fd_, request_frame(request))) {
+    close();
+    return std::nullopt;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    stigmergy::v1::Envelope env;
+    while (decoder_.next(env)) {
+      if (env.has_response() && env.response().seq() == request.seq()) return env.response();
+    }
+    if (decoder_.error() != wire::FrameError::kNone) break;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char buf[16384];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) {
+      decoder_.feed(std::string_view(buf, static_cast<size_t>(n)));
+    } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      break;
+    }
+  }
+  close();
+  return std::nullopt;
+}
+
+std::optional<RaftView> raft_view(uint16_t port, std::chrono::milliseconds timeout) {
+  RawConnection c(port);
+  stigmergy::v1::Request req;
+  req.set_client_id("raft-view");
+  req.set_seq(1);
+  req.mutable_cluster_status();
+  auto r = c.call(req, timeout);
+  if (!r || !r->has_cluster_status()) return std::nullopt;
+  for (const auto& n : r->cluster_status().nodes()) {
+    if (n.state() == "self") return RaftView{n.role(), n.term(), n.commit_index()};
+  }
+  return std::nullopt;
+}
+
+int wait_leader(ProcessCluster& cluster, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int best = -1;
+    uint64_t best_term = 0;
+    for (int i = 0; i < cluster.size(); ++i) {
+      if (!cluster.running(i)) continue;
+      auto v = raft_view(port_of(cluster.endpoint(i)), 300ms);
+      if (v && v->role == "leader" && v->term >= best_term) {
+        best = i;
+        best_term = v->term;
+      }
+    }
+    if (best >= 0) return best;
+    std::this_thread::sleep_for(20ms);
+  }
+  return -1;
+}
+
+StrongCaller::StrongCaller(ProcessCluster& cluster, std::string client_id, std::string agent)
+    : cluster_(cluster), client_id_(std::move(client_id)), agent_(std::move(agent)) {
+  conns_.resize(static_cast<size_t>(cluster.size()));
+}
+
+StrongCaller::Result StrongCaller::call(const stigmergy::v1::StrongRequest& request, std::chrono::milliseconds budget,
+                                        std::chrono::milliseconds per_try, bool retry_unknown) {
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  stigmergy::v1::Request req;
+  req.set_client_id(client_id_);
+  req.set_agent(agent_);
+  req.set_seq(++seq_);
+  *req.mutable_strong() = request;
+  Result result;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const int n = node_;
+    auto& conn = conns_[static_cast<size_t>(n)];
+    if (!conn.connected()) conn = RawConnection(port_of(cluster_.endpoint(n)));
+    if (!conn.connected()) {
+      node_ = (n + 1) % cluster_.size();
+      std::this_thread::sleep_for(10ms);
+      continue;
+    }
+    ++result.attempts;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto r = conn.call(req, std::min(per_try, std::max(left, 1ms)));
+    if (!r) {
+      node_ = (n + 1) % cluster_.size();
+      continue;
+    }
+    if (r->error() == stigmergy::v1::NOT_LEADER) {
+      int next = -1;
+      for (int i = 0; i < cluster_.size(); ++i)
+        if (!r->leader_address().empty() && cluster_.endpoint(i) == r->leader_address()) next = i;
+      if (next < 0) {
+        next = (n + 1) % cluster_.size();
+        std::this_thread::sleep_for(20ms);
+      }
+      node_ = next;
+      continue;
+    }
+    if (r->error() == stigmergy::v1::OUTCOME_UNKNOWN && retry_unknown) {
+      node_ = (n + 1) % cluster_.size();
+      std::this_thread::sleep_for(20ms);
+      continue;
+    }
+    result.response = std::move(r);
+    result.node = n;
+    return result;
+  }
+  return result;
 }
 
 CliResult run_stig(const std::string& endpoints, const std::string& agent, const std::vector<std::string>& args) {

@@ -15,6 +15,7 @@
 
 #include "stigmergy.pb.h"
 #include "stigmergy/client.h"
+#include "wire/frame.h"
 
 namespace stig::testing {
 
@@ -34,6 +35,7 @@ class ProcessCluster {
   void stop(int i);   // SIGTERM, waits for exit; returns the exit status via last_exit
   void kill9(int i);  // SIGKILL
   bool running(int i) const { return nodes_[i].pid > 0; }
+  pid_t pid(int i) const { return nodes_[i].pid; }
   // Resident memory of node i's process in KiB (VmRSS), 0 if unknown.
   uint64_t rss_kib(int i) const;
   int last_exit_status(int i) const { return nodes_[i].last_status; }
@@ -85,6 +87,73 @@ std::optional<stigmergy::v1::Response> first_response(const std::string& bytes);
 // One framed Envelope carrying `request` / a hello claiming to be node `id`.
 std::string request_frame(const stigmergy::v1::Request& request);
 std::string hello_frame(const std::string& id);
+// A blocking client connection speaking the protocol directly: one frame per
+// request, the reply matched by seq, every wait bounded.
+class RawConnection {
+ public:
+  RawConnection() = default;
+  explicit RawConnection(uint16_t port);
+  ~RawConnection();
+  RawConnection(RawConnection&& other) noexcept;
+  RawConnection& operator=(RawConnection&& other) noexcept;
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+
+  bool connected() const { return fd_ >= 0; }
+  // Sends `request` and waits up to `timeout` for the Response with its seq
+  // (other responses are skipped). nullopt: timed out or the connection broke;
+  // the connection is closed then (a late reply must not be taken for the
+  // next request's).
+  std::optional<stigmergy::v1::Response> call(const stigmergy::v1::Request& request,
+                                              std::chrono::milliseconds timeout);
+  void close();
+
+ private:
+  int fd_ = -1;
+  wire::FrameDecoder decoder_;
+};
+
+// The strong path's view of node i (its cluster status self entry): role
+// (leader | follower | candidate | pre-candidate), term, commit index.
+struct RaftView {
+  std::string role;
+  uint64_t term = 0;
+  uint64_t commit_index = 0;
+};
+std::optional<RaftView> raft_view(uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(1));
+// The index of the one running node that calls itself leader with the highest
+// term, waiting up to `limit`; -1 if none.
+int wait_leader(ProcessCluster& cluster, std::chrono::milliseconds limit = std::chrono::seconds(10));
+
+// Sends strong requests to the Raft leader: tries the node it last found,
+// follows NOT_LEADER's leader_address, and moves to the next node when one
+// knows no leader or does not answer. A request keeps its seq over its
+// retries, so a write is applied at most once (the state machine's dedup).
+class StrongCaller {
+ public:
+  StrongCaller(ProcessCluster& cluster, std::string client_id, std::string agent = "tester");
+  struct Result {
+    // The final answer: OK or any error but NOT_LEADER; nullopt when none
+    // came within the budget (the outcome is unknown).
+    std::optional<stigmergy::v1::Response> response;
+    int node = -1;      // who answered
+    int attempts = 0;
+  };
+  // Retries on NOT_LEADER, on no answer within `per_try` and, if
+  // retry_unknown, on OUTCOME_UNKNOWN (same seq: at most once), until `budget`.
+  Result call(const stigmergy::v1::StrongRequest& request, std::chrono::milliseconds budget,
+              std::chrono::milliseconds per_try = std::chrono::seconds(1), bool retry_unknown = true);
+  const std::string& client_id() const { return client_id_; }
+  uint64_t last_seq() const { return seq_; }
+
+ private:
+  ProcessCluster& cluster_;
+  std::string client_id_, agent_;
+  uint64_t seq_ = 0;
+  int node_ = 0;
+  std::vector<RawConnection> conns_;
+};
+
 // Runs a command, capturing stdout and stderr separately; returns exit status.
 int run_command(const std::vector<std::string>& argv, std::string* out, std::string* err,
                 std::chrono::milliseconds limit = std::chrono::seconds(30));
