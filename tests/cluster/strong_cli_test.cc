@@ -367,5 +367,40 @@ TEST_F(StrongCli, ListIsPaginatedAtOneRevision) {
   EXPECT_EQ(sj["more"], true);
 }
 
+// Its own cluster: it kills nodes.
+TEST(StrongCliFailover, LeaderKilledThenNoMajority) {
+  ProcessCluster cluster(3);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(cluster.wait_ready(i));
+  auto stig = [&](const std::vector<std::string>& args) { return run_stig(cluster.all_endpoints(), "failover", args); };
+  ASSERT_TRUE(eventually([&] { return stig({"strong", "put", "before", "1"}).status == 0; }, 30s));
+  int leader = -1;
+  ASSERT_TRUE(eventually([&] {
+    return (leader = find_leader([&](int i, const std::vector<std::string>& args) {
+              return run_stig(cluster.endpoint(i), "failover", args);
+            })) >= 0;
+  }));
+  cluster.kill9(leader);
+  // The CLI finds the new leader by itself (endpoints in any order, the dead one included).
+  auto after = stig({"--json", "strong", "put", "after", "2"});
+  ASSERT_EQ(after.status, 0) << describe(after);
+  auto before = stig({"--json", "strong", "get", "before"});
+  ASSERT_EQ(before.status, 0) << describe(before);
+  EXPECT_EQ(parse(before)["value"], "1");
+  // Kill a second node: the survivor can never have a majority.
+  const int second = (leader + 1) % 3, survivor = (leader + 2) % 3;
+  cluster.kill9(second);
+  const auto start = std::chrono::steady_clock::now();
+  auto none = stig({"strong", "put", "never", "3"});
+  EXPECT_EQ(none.status, 1) << describe(none);
+  EXPECT_NE(none.err.find("no leader"), std::string::npos) << describe(none);
+  EXPECT_EQ(lines(none.err), 1u) << none.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 25s);
+  // A stale read still answers, from the survivor.
+  auto stale = run_stig(cluster.endpoint(survivor), "failover", {"--json", "strong", "get", "after", "--stale"});
+  ASSERT_EQ(stale.status, 0) << describe(stale);
+  EXPECT_EQ(parse(stale)["value"], "2");
+  EXPECT_TRUE(cluster.running(survivor));
+}
+
 }  // namespace
 }  // namespace stig::testing
