@@ -255,6 +255,20 @@ TEST_F(StrongCli, LockRunsTheCommandWithTheTokenAndItsStatus) {
   EXPECT_EQ(stig({"lock", "try", "job-lock"}).status, 0);
 }
 
+TEST_F(StrongCli, LockKeepsItsSessionAliveWhileTheCommandRuns) {
+  // A 300 ms TTL and a 2 s command: without keepalives the lock would free
+  // itself long before the command ends.
+  CliResult holder;
+  std::thread t([&] { holder = stig({"lock", "ka-lock", "--ttl", "300ms", "--", "sleep", "2"}); });
+  std::this_thread::sleep_for(1500ms);
+  auto busy = stig({"lock", "try", "ka-lock"});
+  t.join();
+  EXPECT_EQ(holder.status, 0) << describe(holder);
+  EXPECT_EQ(busy.status, 3) << describe(busy);
+  EXPECT_TRUE(holder.err.empty()) << holder.err;  // no "lost" warning
+  EXPECT_EQ(stig({"lock", "try", "ka-lock"}).status, 0);
+}
+
 TEST_F(StrongCli, TwoLocksOnOneNameSerialize) {
   char tmpl[] = "/tmp/stig-lock-XXXXXX";
   const std::string dir = ::mkdtemp(tmpl);
