@@ -256,15 +256,20 @@ TEST_F(StrongCli, LockRunsTheCommandWithTheTokenAndItsStatus) {
 }
 
 TEST_F(StrongCli, LockKeepsItsSessionAliveWhileTheCommandRuns) {
-  // A 300 ms TTL and a 2 s command: without keepalives the lock would free
+  // A 300 ms TTL and a 2.5 s command: without keepalives the lock would free
   // itself long before the command ends.
   CliResult holder;
-  std::thread t([&] { holder = stig({"lock", "ka-lock", "--ttl", "300ms", "--", "sleep", "2"}); });
+  std::thread t([&] { holder = stig({"lock", "ka-lock", "--ttl", "300ms", "--", "sleep", "2.5"}); });
   std::this_thread::sleep_for(1500ms);
   auto busy = stig({"lock", "try", "ka-lock"});
+  // A bounded wait that runs out is BUSY too, exit 3, and CMD never runs.
+  auto timed_out = stig({"lock", "ka-lock", "--wait", "200ms", "--", "echo", "ran"});
   t.join();
   EXPECT_EQ(holder.status, 0) << describe(holder);
   EXPECT_EQ(busy.status, 3) << describe(busy);
+  EXPECT_EQ(timed_out.status, 3) << describe(timed_out);
+  EXPECT_TRUE(timed_out.out.empty()) << describe(timed_out);
+  EXPECT_EQ(lines(timed_out.err), 1u) << describe(timed_out);
   EXPECT_TRUE(holder.err.empty()) << holder.err;  // no "lost" warning
   EXPECT_EQ(stig({"lock", "try", "ka-lock"}).status, 0);
 }
