@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <map>
 #include <cstdlib>
 #include <optional>
 #include <random>
@@ -631,6 +632,7 @@ Result<pb::Response> Client::Impl::call_strong(const pb::StrongRequest& sr, Cloc
   Clock::duration backoff = opts_.strong_backoff_initial;
   bool maybe_applied = false;   // a write may have been applied: never report "failed"
   bool saw_no_leader = false;   // some node answered that it is not the leader
+  std::map<std::string, std::string> reasons;  // endpoint -> its last failure, for the error
   std::string last_reason;
   size_t failures_in_round = 0;
   int hops = 0;
@@ -638,6 +640,7 @@ Result<pb::Response> Client::Impl::call_strong(const pb::StrongRequest& sr, Cloc
     auto a = attempt(target, req, std::min(deadline, Clock::now() + opts_.timeout + extra_wait));
     const std::string where = conns_[target]->endpoint().to_string();
     bool pause = false;
+    if (!last_reason.empty()) reasons[last_reason.substr(0, last_reason.find(": "))] = last_reason;
     if (!a.ok()) {
       maybe_applied |= write && a.failure->maybe_applied;
       last_reason = where + ": " + a.failure->reason;
@@ -683,6 +686,10 @@ Result<pb::Response> Client::Impl::call_strong(const pb::StrongRequest& sr, Cloc
       backoff = std::min<Clock::duration>(backoff * 2, opts_.strong_backoff_max);
     }
   }
+  if (!last_reason.empty()) reasons[last_reason.substr(0, last_reason.find(": "))] = last_reason;
+  std::string all;
+  for (const auto& [ep, why] : reasons) all += (all.empty() ? "" : "; ") + why;
+  last_reason = all;
   const std::string waited = millis_text(Clock::now() - start);
   if (maybe_applied) {
     return make_error(ErrorCode::kOutcomeUnknown,
@@ -690,10 +697,10 @@ Result<pb::Response> Client::Impl::call_strong(const pb::StrongRequest& sr, Cloc
                       "within " + waited + "; last: " + last_reason + ")");
   }
   if (saw_no_leader) {
-    return make_error(ErrorCode::kNotLeader, "no leader found within " + waited + " (last: " + last_reason + ")");
+    return make_error(ErrorCode::kNotLeader, "no leader found within " + waited + " (last answers: " + last_reason + ")");
   }
   return make_error(ErrorCode::kUnreachable, "cannot reach the strong path's leader within " + waited +
-                                                 (last_reason.empty() ? std::string() : " (last: " + last_reason + ")"));
+                                                 (last_reason.empty() ? std::string() : ": " + last_reason));
 }
 
 Result<GetReply> Client::Impl::get(std::string_view key) {

@@ -98,7 +98,14 @@ Result<LockGuard> LockGuard::acquire(Client& client, std::string_view name, cons
   auto held = client.lock_acquire(name, session->id, options.wait);
   if (!held) {
     state->stop_thread();
-    (void)client.revoke(session->id);  // frees the lock even if a grant's answer was lost
+    // Revoking frees the lock even if a grant's answer was lost. Once the
+    // revoke is confirmed an unknown acquire is known: not held.
+    auto revoked = client.revoke(session->id);
+    if (held.error().code == ErrorCode::kOutcomeUnknown && revoked) {
+      return make_error(ErrorCode::kUnreachable, "could not learn whether lock '" + std::string(name) +
+                                                     "' was granted, so its session was revoked: not held (" +
+                                                     held.error().to_string() + ")");
+    }
     return held.error();
   }
   state->token = held->token;

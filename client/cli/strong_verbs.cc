@@ -278,8 +278,8 @@ Example:
           json one;
           switch (res.kind) {
             case stigmergy::TxnOp::Kind::kGet:
-              one = kv_json(key, res.found ? &res.kv : nullptr);
-              one["op"] = "get";
+              one = json{{"op", "get"}};
+              one.update(kv_json(key, res.found ? &res.kv : nullptr));
               break;
             case stigmergy::TxnOp::Kind::kPut:
               one = json{{"op", "put"}, {"key", bytes_json(key)}, {"version", res.kv.version}};

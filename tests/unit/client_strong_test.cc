@@ -344,7 +344,9 @@ TEST(ClientStrong, TxnBuilderSendsCompareAndBranches) {
   ASSERT_EQ(r->results.size(), 1u);
   EXPECT_EQ(r->results[0].kind, stigmergy::TxnOp::Kind::kGet);
   EXPECT_EQ(r->results[0].kv.value, "0");
-  const auto& sent = n1.requests().at(0).strong().txn();
+  const auto reqs = n1.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  const auto& sent = reqs[0].strong().txn();
   ASSERT_EQ(sent.compare_size(), 3);
   EXPECT_EQ(sent.compare(0).target(), pb::Compare::VALUE);
   EXPECT_EQ(sent.compare(1).target(), pb::Compare::EXISTS);
@@ -505,7 +507,9 @@ TEST(ClientStrongText, Fence) {
   for (const char* bad : {"", "charge", "charge:", ":5", "charge:x", "charge:0", "charge:99999999999999999999"}) {
     auto r = stigmergy::parse_fence(bad);
     EXPECT_FALSE(r.ok()) << bad;
-    if (!r.ok()) EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+    if (!r.ok()) {
+      EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+    }
   }
 }
 
@@ -520,7 +524,9 @@ TEST(ClientStrongText, Time) {
                           "2024-05-01T12:34:56", "2024-05-01T25:00:00Z", "2024-05-01T12:34:56Zjunk"}) {
     auto r = stigmergy::parse_time_ms(bad);
     EXPECT_FALSE(r.ok()) << bad;
-    if (!r.ok()) EXPECT_NE(r.error().message.find("RFC 3339"), std::string::npos);
+    if (!r.ok()) {
+      EXPECT_NE(r.error().message.find("RFC 3339"), std::string::npos);
+    }
   }
 }
 

@@ -34,7 +34,9 @@ struct LockOptions {
 // Guarantees:
 // - acquire() grants a session, starts keeping it alive, then acquires; on
 //   any failure it revokes the session, so nothing stays held (even a grant
-//   whose answer was lost), and returns the acquire's error.
+//   whose answer was lost), and returns the acquire's error (an unknown
+//   outcome whose session revoke succeeded is reported as kUnreachable: the
+//   lock is then known not to be held).
 // - While held, a background thread (one per guard, with its own Client and
 //   client id, so the caller's Client is never used concurrently) sends a
 //   keepalive every ttl/3, sooner after a failure.

@@ -84,6 +84,7 @@ struct StrongWriteReply {
 //   auto r = client.strong_txn(txn);
 enum class CompareOp { kEqual, kNotEqual, kLess, kGreater };
 
+// One condition of a transaction, on the key's latest state.
 struct TxnCompare {
   enum class Target { kValue, kVersion, kExists, kModRevision };
   std::string key;
@@ -94,6 +95,8 @@ struct TxnCompare {
   bool exists = false;  // kExists (kEqual / kNotEqual only)
 };
 
+// One operation of a transaction branch. Fences and expected versions
+// belong to the transaction (its fence, its compares), not to its ops.
 struct TxnOp {
   enum class Kind { kPut, kDelete, kGet };
   Kind kind = Kind::kGet;
@@ -101,6 +104,10 @@ struct TxnOp {
   std::string value;  // kPut
 };
 
+// A transaction under construction (see the example above). Plain data
+// plus fluent builders; nothing is checked until Client::strong_txn, which
+// refuses empty keys locally and leaves the limits (128 compares and ops per
+// branch, one write per key per branch) to the node (BAD_REQUEST).
 class Txn {
  public:
   Txn& if_value(std::string key, CompareOp op, std::string value);
