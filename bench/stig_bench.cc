@@ -132,6 +132,10 @@ struct Shared {
   // and counts for the summary.
   std::atomic<int> leader{-1};
   std::atomic<uint64_t> redirects{0};
+  // How often a NOT_LEADER named a leader other than the one named before
+  // (a new leader was elected during the run).
+  std::atomic<int> last_named_leader{-1};
+  std::atomic<uint64_t> leader_changes{0};
   std::atomic<uint64_t> succeeded{0}, conflicts{0};
   std::atomic<uint64_t> done_errors{0};
   std::atomic<int> connected{0};
@@ -471,6 +475,8 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
       for (size_t i = 0; i < sh_.endpoint_names.size(); ++i) {
         if (sh_.endpoint_names[i] == r.leader_address()) {
           sh_.leader.store(static_cast<int>(i));
+          const int before = sh_.last_named_leader.exchange(static_cast<int>(i));
+          if (before >= 0 && before != static_cast<int>(i)) sh_.leader_changes.fetch_add(1, std::memory_order_relaxed);
           return redirect(i, std::chrono::milliseconds(0));
         }
       }
@@ -682,6 +688,7 @@ bool preload(Shared& sh, std::string& error) {
       }
       if (!sr.more()) {
         sh.leader.store(static_cast<int>(ep));
+        sh.last_named_leader.store(static_cast<int>(ep));
         return true;
       }
       start_after = sr.next_start_after();
@@ -992,6 +999,7 @@ int main(int argc, char** argv) {
       out += ",\"succeeded\":" + std::to_string(sh->succeeded.load());
       out += ",\"conflicts\":" + std::to_string(sh->conflicts.load());
       out += ",\"redirects\":" + std::to_string(sh->redirects.load());
+      out += ",\"leader_changes_seen\":" + std::to_string(sh->leader_changes.load());
     }
     out += ",\"error_kinds\":{";
     bool first = true;
@@ -1013,6 +1021,11 @@ int main(int argc, char** argv) {
       if (per_op[i].ops > 0 || per_op[i].errors > 0) row(kOpNames[i], per_op[i]);
     }
     row("all", overall);
+    if (strong) {
+      std::printf("reconnections to follow the leader %llu, leader changes seen %llu\n",
+                  static_cast<unsigned long long>(sh->redirects.load()),
+                  static_cast<unsigned long long>(sh->leader_changes.load()));
+    }
     if (sh->workload == Workload::kStrongCas || sh->workload == Workload::kStrongTxn) {
       std::printf("succeeded %llu, conflicts %llu\n", static_cast<unsigned long long>(sh->succeeded.load()),
                   static_cast<unsigned long long>(sh->conflicts.load()));
