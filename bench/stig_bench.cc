@@ -35,6 +35,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -300,7 +301,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     }
     while (connected_ && !sh_.stopping.load(std::memory_order_relaxed) &&
            pending_.size() < static_cast<size_t>(sh_.opt.pipeline)) {
-      issue();
+      if (!issue()) break;
     }
     flush();
   }
@@ -349,7 +350,8 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     return v;
   }
 
-  void issue() {
+  // Queues the next op's first request; false if none could be started.
+  bool issue() {
     const size_t key = static_cast<size_t>(rng_() % static_cast<uint64_t>(sh_.opt.keys));
     const auto now = Clock::now();
     switch (sh_.workload) {
@@ -358,15 +360,18 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
         auto* p = next_request()->mutable_strong()->mutable_put();
         p->set_key(key_name(key));
         p->set_value(value_);
-        return send(Pending{kStrong, key, now});
+        send(Pending{kStrong, key, now});
+        return true;
       }
       case Workload::kStrongCas: {
         std::string seen = sh_.context_of(key);
         if (seen.empty()) {  // not known: read it first (linearizable)
           next_request()->mutable_strong()->mutable_get()->set_key(key_name(key));
-          return send(Pending{kStrong, key, now, kCasRead});
+          send(Pending{kStrong, key, now, kCasRead});
+          return true;
         }
-        return send_cas(key, now, true, seen.substr(1));
+        send_cas(key, now, true, seen.substr(1));
+        return true;
       }
       case Workload::kStrongTxn: {
         const std::string seen = sh_.context_of(key);
@@ -381,14 +386,24 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
         put->set_key(key_name(key));
         put->set_value(value_);
         t->add_failure()->mutable_get()->set_key(key_name(key));
-        return send(Pending{kStrong, key, now});
+        send(Pending{kStrong, key, now});
+        return true;
       }
       case Workload::kLock: {
+        // With --pipeline > 1, never two ops of one session on one lock (a
+        // reacquire by the holder answers the same token, and the second
+        // release would find the lock free).
+        size_t lock_key = key;
+        for (int tries = 0; locks_in_use_.count(lock_key) != 0 && tries < 64; ++tries)
+          lock_key = static_cast<size_t>(rng_() % static_cast<uint64_t>(sh_.opt.keys));
+        if (locks_in_use_.count(lock_key) != 0) return false;  // --keys too small for --pipeline: leave the slot empty
+        locks_in_use_.insert(lock_key);
         auto* a = next_request()->mutable_strong()->mutable_lock_acquire();
-        a->set_name(lock_name(key));
+        a->set_name(lock_name(lock_key));
         a->set_session_id(session_);
         a->set_wait_ms(sh_.opt.lock_wait_ms);
-        return send(Pending{kStrong, key, now, kLockAcquire});
+        send(Pending{kStrong, lock_key, now, kLockAcquire});
+        return true;
       }
     }
     const int pick = static_cast<int>(rng_() % static_cast<uint64_t>(sh_.put_weight + sh_.get_weight));
@@ -404,6 +419,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
       req->mutable_get()->set_key(key_name(key));
     }
     send(Pending{op, key, now});
+    return true;
   }
 
   static std::string lock_name(size_t i) { return "bench-lock:" + std::to_string(i); }
@@ -534,6 +550,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     const bool conflict = r.error() == pb::CONFLICT;
     if (r.error() != pb::OK && !(conflict && (p.step == kCasWrite || p.step == kSingle))) {
       if (p.step == kSessionGrant) granting_ = false;
+      if (p.step == kLockAcquire || p.step == kLockRelease) locks_in_use_.erase(p.key);
       record_error(p, pb::ErrorCode_Name(r.error()));
       sh_.note_error(pb::ErrorCode_Name(r.error()) + ": " + r.error_message());
       return false;
@@ -573,7 +590,9 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
         send(std::move(next));
         return false;
       }
-      case kLockRelease: return true;
+      case kLockRelease:
+        locks_in_use_.erase(p.key);
+        return true;
       case kSessionGrant:
         granting_ = false;
         session_ = s.session_id();
@@ -604,6 +623,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   uint64_t gen_ = 0;
   uint64_t writes_ = 0;
   uint64_t session_ = 0;  // lock workload
+  std::set<size_t> locks_in_use_;  // lock workload: names this client's ops hold or wait for
   bool granting_ = false;
   bool connected_ = false;
   bool writing_ = false;
