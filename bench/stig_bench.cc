@@ -56,7 +56,7 @@ using Clock = std::chrono::steady_clock;
 enum Op { kPut = 0, kGet = 1, kStrong = 2, kOps = 3 };
 const char* kOpNames[kOps] = {"put", "get", "strong"};  // [kStrong]: the --workload's name
 
-enum class Workload { kLazy, kStrongPut, kStrongCas, kStrongTxn, kLock };
+enum class Workload { kLazy, kStrongPut, kStrongGet, kStrongCas, kStrongTxn, kLock };
 
 struct Options {
   std::string endpoints = "127.0.0.1:7101";
@@ -360,6 +360,11 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
         auto* p = next_request()->mutable_strong()->mutable_put();
         p->set_key(key_name(key));
         p->set_value(value_);
+        send(Pending{kStrong, key, now});
+        return true;
+      }
+      case Workload::kStrongGet: {  // linearizable (ReadIndex)
+        next_request()->mutable_strong()->mutable_get()->set_key(key_name(key));
         send(Pending{kStrong, key, now});
         return true;
       }
@@ -823,9 +828,10 @@ int main(int argc, char** argv) {
   app.add_option("--seed", opt.seed, "Random seed (0: from the clock)");
   app.add_option("--workload,-w", opt.workload,
                  "lazy (the put/get mix of --ratio), or a strong-path workload sent to the Raft leader: strong-put, "
+                 "strong-get (linearizable), "
                  "strong-cas (compare-and-set on the value last seen), strong-txn (if mod_revision == last seen then put "
                  "else get), lock (acquire + release of a random lock of --keys names, one session per client)")
-      ->check(CLI::IsMember({"lazy", "strong-put", "strong-cas", "strong-txn", "lock"}))
+      ->check(CLI::IsMember({"lazy", "strong-put", "strong-get", "strong-cas", "strong-txn", "lock"}))
       ->capture_default_str();
   app.add_option("--lock-wait", opt.lock_wait_ms, "lock: how long an acquire may wait for a held lock, ms")
       ->check(CLI::Range(1, 3600 * 1000))
@@ -870,6 +876,7 @@ int main(int argc, char** argv) {
     }
   }
   sh->workload = opt.workload == "strong-put"   ? Workload::kStrongPut
+                 : opt.workload == "strong-get" ? Workload::kStrongGet
                  : opt.workload == "strong-cas" ? Workload::kStrongCas
                  : opt.workload == "strong-txn" ? Workload::kStrongTxn
                  : opt.workload == "lock"       ? Workload::kLock
