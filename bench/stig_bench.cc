@@ -35,6 +35,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -55,7 +56,7 @@ using Clock = std::chrono::steady_clock;
 enum Op { kPut = 0, kGet = 1, kStrong = 2, kOps = 3 };
 const char* kOpNames[kOps] = {"put", "get", "strong"};  // [kStrong]: the --workload's name
 
-enum class Workload { kLazy, kStrongPut, kStrongCas, kStrongTxn, kLock };
+enum class Workload { kLazy, kStrongPut, kStrongGet, kStrongCas, kStrongTxn, kLock };
 
 struct Options {
   std::string endpoints = "127.0.0.1:7101";
@@ -132,6 +133,10 @@ struct Shared {
   // and counts for the summary.
   std::atomic<int> leader{-1};
   std::atomic<uint64_t> redirects{0};
+  // How often a NOT_LEADER named a leader other than the one named before
+  // (a new leader was elected during the run).
+  std::atomic<int> last_named_leader{-1};
+  std::atomic<uint64_t> leader_changes{0};
   std::atomic<uint64_t> succeeded{0}, conflicts{0};
   std::atomic<uint64_t> done_errors{0};
   std::atomic<int> connected{0};
@@ -296,7 +301,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     }
     while (connected_ && !sh_.stopping.load(std::memory_order_relaxed) &&
            pending_.size() < static_cast<size_t>(sh_.opt.pipeline)) {
-      issue();
+      if (!issue()) break;
     }
     flush();
   }
@@ -345,7 +350,8 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     return v;
   }
 
-  void issue() {
+  // Queues the next op's first request; false if none could be started.
+  bool issue() {
     const size_t key = static_cast<size_t>(rng_() % static_cast<uint64_t>(sh_.opt.keys));
     const auto now = Clock::now();
     switch (sh_.workload) {
@@ -354,15 +360,23 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
         auto* p = next_request()->mutable_strong()->mutable_put();
         p->set_key(key_name(key));
         p->set_value(value_);
-        return send(Pending{kStrong, key, now});
+        send(Pending{kStrong, key, now});
+        return true;
+      }
+      case Workload::kStrongGet: {  // linearizable (ReadIndex)
+        next_request()->mutable_strong()->mutable_get()->set_key(key_name(key));
+        send(Pending{kStrong, key, now});
+        return true;
       }
       case Workload::kStrongCas: {
         std::string seen = sh_.context_of(key);
         if (seen.empty()) {  // not known: read it first (linearizable)
           next_request()->mutable_strong()->mutable_get()->set_key(key_name(key));
-          return send(Pending{kStrong, key, now, kCasRead});
+          send(Pending{kStrong, key, now, kCasRead});
+          return true;
         }
-        return send_cas(key, now, true, seen.substr(1));
+        send_cas(key, now, true, seen.substr(1));
+        return true;
       }
       case Workload::kStrongTxn: {
         const std::string seen = sh_.context_of(key);
@@ -377,14 +391,24 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
         put->set_key(key_name(key));
         put->set_value(value_);
         t->add_failure()->mutable_get()->set_key(key_name(key));
-        return send(Pending{kStrong, key, now});
+        send(Pending{kStrong, key, now});
+        return true;
       }
       case Workload::kLock: {
+        // With --pipeline > 1, never two ops of one session on one lock (a
+        // reacquire by the holder answers the same token, and the second
+        // release would find the lock free).
+        size_t lock_key = key;
+        for (int tries = 0; locks_in_use_.count(lock_key) != 0 && tries < 64; ++tries)
+          lock_key = static_cast<size_t>(rng_() % static_cast<uint64_t>(sh_.opt.keys));
+        if (locks_in_use_.count(lock_key) != 0) return false;  // --keys too small for --pipeline: leave the slot empty
+        locks_in_use_.insert(lock_key);
         auto* a = next_request()->mutable_strong()->mutable_lock_acquire();
-        a->set_name(lock_name(key));
+        a->set_name(lock_name(lock_key));
         a->set_session_id(session_);
         a->set_wait_ms(sh_.opt.lock_wait_ms);
-        return send(Pending{kStrong, key, now, kLockAcquire});
+        send(Pending{kStrong, lock_key, now, kLockAcquire});
+        return true;
       }
     }
     const int pick = static_cast<int>(rng_() % static_cast<uint64_t>(sh_.put_weight + sh_.get_weight));
@@ -400,6 +424,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
       req->mutable_get()->set_key(key_name(key));
     }
     send(Pending{op, key, now});
+    return true;
   }
 
   static std::string lock_name(size_t i) { return "bench-lock:" + std::to_string(i); }
@@ -471,6 +496,8 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
       for (size_t i = 0; i < sh_.endpoint_names.size(); ++i) {
         if (sh_.endpoint_names[i] == r.leader_address()) {
           sh_.leader.store(static_cast<int>(i));
+          const int before = sh_.last_named_leader.exchange(static_cast<int>(i));
+          if (before >= 0 && before != static_cast<int>(i)) sh_.leader_changes.fetch_add(1, std::memory_order_relaxed);
           return redirect(i, std::chrono::milliseconds(0));
         }
       }
@@ -528,6 +555,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     const bool conflict = r.error() == pb::CONFLICT;
     if (r.error() != pb::OK && !(conflict && (p.step == kCasWrite || p.step == kSingle))) {
       if (p.step == kSessionGrant) granting_ = false;
+      if (p.step == kLockAcquire || p.step == kLockRelease) locks_in_use_.erase(p.key);
       record_error(p, pb::ErrorCode_Name(r.error()));
       sh_.note_error(pb::ErrorCode_Name(r.error()) + ": " + r.error_message());
       return false;
@@ -567,7 +595,9 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
         send(std::move(next));
         return false;
       }
-      case kLockRelease: return true;
+      case kLockRelease:
+        locks_in_use_.erase(p.key);
+        return true;
       case kSessionGrant:
         granting_ = false;
         session_ = s.session_id();
@@ -598,6 +628,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   uint64_t gen_ = 0;
   uint64_t writes_ = 0;
   uint64_t session_ = 0;  // lock workload
+  std::set<size_t> locks_in_use_;  // lock workload: names this client's ops hold or wait for
   bool granting_ = false;
   bool connected_ = false;
   bool writing_ = false;
@@ -682,6 +713,7 @@ bool preload(Shared& sh, std::string& error) {
       }
       if (!sr.more()) {
         sh.leader.store(static_cast<int>(ep));
+        sh.last_named_leader.store(static_cast<int>(ep));
         return true;
       }
       start_after = sr.next_start_after();
@@ -796,9 +828,10 @@ int main(int argc, char** argv) {
   app.add_option("--seed", opt.seed, "Random seed (0: from the clock)");
   app.add_option("--workload,-w", opt.workload,
                  "lazy (the put/get mix of --ratio), or a strong-path workload sent to the Raft leader: strong-put, "
+                 "strong-get (linearizable), "
                  "strong-cas (compare-and-set on the value last seen), strong-txn (if mod_revision == last seen then put "
                  "else get), lock (acquire + release of a random lock of --keys names, one session per client)")
-      ->check(CLI::IsMember({"lazy", "strong-put", "strong-cas", "strong-txn", "lock"}))
+      ->check(CLI::IsMember({"lazy", "strong-put", "strong-get", "strong-cas", "strong-txn", "lock"}))
       ->capture_default_str();
   app.add_option("--lock-wait", opt.lock_wait_ms, "lock: how long an acquire may wait for a held lock, ms")
       ->check(CLI::Range(1, 3600 * 1000))
@@ -843,6 +876,7 @@ int main(int argc, char** argv) {
     }
   }
   sh->workload = opt.workload == "strong-put"   ? Workload::kStrongPut
+                 : opt.workload == "strong-get" ? Workload::kStrongGet
                  : opt.workload == "strong-cas" ? Workload::kStrongCas
                  : opt.workload == "strong-txn" ? Workload::kStrongTxn
                  : opt.workload == "lock"       ? Workload::kLock
@@ -992,6 +1026,7 @@ int main(int argc, char** argv) {
       out += ",\"succeeded\":" + std::to_string(sh->succeeded.load());
       out += ",\"conflicts\":" + std::to_string(sh->conflicts.load());
       out += ",\"redirects\":" + std::to_string(sh->redirects.load());
+      out += ",\"leader_changes_seen\":" + std::to_string(sh->leader_changes.load());
     }
     out += ",\"error_kinds\":{";
     bool first = true;
@@ -1013,6 +1048,11 @@ int main(int argc, char** argv) {
       if (per_op[i].ops > 0 || per_op[i].errors > 0) row(kOpNames[i], per_op[i]);
     }
     row("all", overall);
+    if (strong) {
+      std::printf("reconnections to follow the leader %llu, leader changes seen %llu\n",
+                  static_cast<unsigned long long>(sh->redirects.load()),
+                  static_cast<unsigned long long>(sh->leader_changes.load()));
+    }
     if (sh->workload == Workload::kStrongCas || sh->workload == Workload::kStrongTxn) {
       std::printf("succeeded %llu, conflicts %llu\n", static_cast<unsigned long long>(sh->succeeded.load()),
                   static_cast<unsigned long long>(sh->conflicts.load()));

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <iostream>
 #include <map>
 #include <mutex>
 #include <random>
@@ -146,6 +147,9 @@ TEST(Strong, MinoritySideOfAPartitionNeverCommits) {
   *req.mutable_strong() = put_req("minority", "lost");
   auto resp = direct.call(req, 1500ms);
   bool minority_acked = resp && resp->error() == pb::OK;
+  std::cout << "[ strong   ] isolated old leader answered a write: "
+            << (resp ? pb::ErrorCode_Name(resp->error()) + ": " + resp->error_message() : std::string("nothing in 1.5 s"))
+            << "\n";
   EXPECT_FALSE(minority_acked) << "the isolated node acknowledged a strong write";
   if (resp) {
     EXPECT_TRUE(resp->error() == pb::NOT_LEADER || resp->error() == pb::OUTCOME_UNKNOWN ||
@@ -284,7 +288,10 @@ TEST(Strong, HistoryUnderPartitionsAndCrashesIsLinearizable) {
           op.success.push_back({sim::TxnOp::Kind::kGet, key, ""});
         }
         op.invoke = now_us();
-        auto r = caller.call(req, 2s, 500ms);
+        // Thread 0 gives up early and never retries an OUTCOME_UNKNOWN, so
+        // the history holds operations of unknown outcome; the others retry
+        // (same seq: at most once) for up to 2 s.
+        auto r = t == 0 ? caller.call(req, 400ms, 400ms, false) : caller.call(req, 2s, 500ms);
         const int64_t done = now_us();
         if (r.response && r.response->error() == pb::OK) {
           op.outcome = sim::StrongOp::Outcome::kOk;
@@ -414,8 +421,15 @@ TEST(Strong, BadInputGetsOneClearErrorAndTheClusterKeepsServing) {
   expect_error(grant_req(0), pb::BAD_REQUEST, "session TTL 0");
   expect_error(grant_req(int64_t{1} << 62), pb::BAD_REQUEST, "session TTL absurdly large");
   expect_error(fenced_put("k", "v", "no-such-lock", 7), pb::CONFLICT, "fence naming a lock that does not exist");
-  expect_error(release_req("no-such-lock", 1, 1), pb::NOT_FOUND, "release of a lock that does not exist",
+  expect_error(release_req("no-such-lock", 424242, 1), pb::NOT_FOUND, "release by a session never granted",
                pb::SESSION_EXPIRED);
+  {
+    auto g = c.call(grant_req(10000), 3s);
+    ASSERT_TRUE(ok(g)) << describe(g);
+    expect_error(release_req("no-such-lock", g.response->strong().session_id(), 1), pb::NOT_FOUND,
+                 "release of a lock that does not exist");
+    expect_error(acquire_req("", g.response->strong().session_id(), 0), pb::BAD_REQUEST, "lock with an empty name");
+  }
   expect_error(pb::StrongRequest(), pb::BAD_REQUEST, "strong request with no op");
 
   // A strong write without a client id.
