@@ -70,11 +70,16 @@ struct Config {
   // timeout in [min, max) without a leader), a state machine snapshot every
   // this many applied entries (the log before it is dropped), and the MVCC
   // history kept (revisions; older ones are compacted as writes go on).
-  int64_t raft_election_min_ms = 150;
-  int64_t raft_election_max_ms = 300;
-  int64_t raft_heartbeat_ms = 50;
-  uint64_t strong_snapshot_entries = 10000;
-  uint64_t strong_history_revisions = 100000;
+  // The election timeout leaves room for a loaded machine to stall a few
+  // hundred ms without an election, and still fails over well within 1 s.
+  int64_t raft_election_min_ms = 300;
+  int64_t raft_election_max_ms = 600;
+  int64_t raft_heartbeat_ms = 60;
+  // A snapshot serializes the whole state machine on the event loop, so it
+  // is taken rarely (etcd's default count); the log in between stays in
+  // memory (about 200 bytes per small write).
+  uint64_t strong_snapshot_entries = 100000;
+  uint64_t strong_history_revisions = 10000;
   TestFaults test_faults;                // off unless a test injects a bug
 
   // Sorted ids of every node, self included.

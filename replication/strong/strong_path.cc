@@ -281,7 +281,12 @@ void StrongPath::read(const Now& now, ClientToken token, const pb::Request& requ
 // --- Raft's output -----------------------------------------------------------------------
 
 void StrongPath::drain_ready(const Now& now) {
-  while (raft_->has_ready()) {
+  // At least once: even an empty Ready carries Raft's next deadline
+  // (heartbeat, election), which must reach wake_at or the timers would
+  // only fire when some other input happens to arrive.
+  bool first = true;
+  while (first || raft_->has_ready()) {
+    first = false;
     raft::Ready rd = raft_->take_ready();
     if (rd.snapshot) {
       const auto [begin, end] = key_space_range(KeySpace::kRaftLog);

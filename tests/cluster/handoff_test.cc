@@ -1,9 +1,6 @@
 // Graceful shutdown of a Raft leader against real stigd processes: SIGTERM
 // hands leadership to a follower (thesis §3.10) instead of leaving the
 // cluster to wait out an election timeout, and nothing committed is lost.
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <optional>
 #include <string>
@@ -12,7 +9,6 @@
 #include <gtest/gtest.h>
 
 #include "process_cluster.h"
-#include "wire/frame.h"
 
 namespace stig::testing {
 namespace {
@@ -21,60 +17,28 @@ using namespace std::chrono_literals;
 namespace pb = stigmergy::v1;
 using Clock = std::chrono::steady_clock;
 
-// One request on a fresh connection to node i; nullopt if no answer in 5 s.
+// The running node that reports itself leader, with its term.
+std::optional<std::pair<int, uint64_t>> leader_within(ProcessCluster& c, std::chrono::milliseconds limit) {
+  const int i = wait_leader(c, limit);
+  if (i < 0) return std::nullopt;
+  auto view = raft_view(port_of(c.endpoint(i)));
+  if (!view) return std::nullopt;
+  return std::make_pair(i, view->term);
+}
+
+// One request to node i.
 std::optional<pb::Response> ask(ProcessCluster& c, int i, pb::Request request) {
   static uint64_t seq = 1;
   request.set_client_id("handoff-test");
   request.set_agent("tester");
-  if (request.seq() == 0) request.set_seq(seq++);
-  const int fd = connect_raw(port_of(c.endpoint(i)));
-  if (fd < 0) return std::nullopt;
-  std::optional<pb::Response> out;
-  if (send_all(fd, request_frame(request))) {
-    wire::FrameDecoder d;
-    char buf[65536];
-    const auto deadline = Clock::now() + 5s;
-    while (!out && Clock::now() < deadline) {
-      pb::Envelope env;
-      if (d.next(env)) {
-        if (env.has_response()) out = env.response();
-        continue;
-      }
-      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      d.feed(std::string_view(buf, static_cast<size_t>(n)));
-    }
-  }
-  ::close(fd);
-  return out;
-}
-
-// The node that reports itself leader, with its term.
-std::optional<std::pair<int, uint64_t>> leader_of(ProcessCluster& c) {
-  for (int i = 0; i < c.size(); ++i) {
-    if (!c.running(i)) continue;
-    pb::Request r;
-    r.mutable_cluster_status();
-    auto resp = ask(c, i, r);
-    if (!resp) continue;
-    for (const auto& n : resp->cluster_status().nodes())
-      if (n.id() == c.id(i) && n.role() == "leader") return std::make_pair(i, n.term());
-  }
-  return std::nullopt;
-}
-
-std::optional<std::pair<int, uint64_t>> wait_leader(ProcessCluster& c, std::chrono::milliseconds limit) {
-  const auto deadline = Clock::now() + limit;
-  while (Clock::now() < deadline) {
-    if (auto l = leader_of(c)) return l;
-    std::this_thread::sleep_for(20ms);
-  }
-  return std::nullopt;
+  request.set_seq(seq++);
+  RawConnection conn(port_of(c.endpoint(i)));
+  return conn.call(request, 5s);
 }
 
 TEST(Handoff, SigtermOnTheLeaderHandsLeadershipToAFollower) {
   ProcessCluster c(3);
-  auto first = wait_leader(c, 10s);
+  auto first = leader_within(c, 10s);
   ASSERT_TRUE(first) << "no leader elected";
   const auto [leader, term] = *first;
 
@@ -89,7 +53,7 @@ TEST(Handoff, SigtermOnTheLeaderHandsLeadershipToAFollower) {
   EXPECT_EQ(c.last_exit_status(leader), 0);
   // The transfer happened before the exit: a successor is there at once,
   // one term later, without waiting for an election timeout to pass.
-  auto next = wait_leader(c, 300ms);
+  auto next = leader_within(c, 300ms);
   ASSERT_TRUE(next) << c.read_log(leader);
   EXPECT_NE(next->first, leader);
   EXPECT_EQ(next->second, term + 1);

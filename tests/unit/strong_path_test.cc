@@ -75,6 +75,25 @@ TEST(StrongPath, OneLeaderServesWritesAndFollowersPointToIt) {
   EXPECT_EQ(stale.strong().kv().value(), "1");
 }
 
+// Raft's timers reach wake_at: with ticks only when a node asked for one,
+// a quiet cluster keeps its leader (followers hear heartbeats in time) and
+// elects a new one when the leader dies.
+TEST(StrongPath, RaftTimersDriveWakeAtSoAQuietClusterKeepsItsLeader) {
+  TestCluster c(3);
+  c.advance_by_wake(3000);
+  auto first = leaders(c);
+  ASSERT_EQ(first.size(), 1u);
+  const uint64_t term = c.node(first[0]).raft_term();
+  c.advance_by_wake(20000);
+  EXPECT_EQ(leaders(c), first);
+  EXPECT_EQ(c.node(first[0]).raft_term(), term) << "no elections in a quiet, healthy cluster";
+  c.crash(first[0]);
+  c.advance_by_wake(2000);
+  auto next = leaders(c);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_NE(next[0], first[0]);
+}
+
 TEST(StrongPath, AcknowledgedWritesSurviveTheLeadersCrash) {
   TestCluster c(3);
   const NodeId old_leader = settle_leader(c);

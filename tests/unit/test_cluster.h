@@ -50,6 +50,7 @@ class TestCluster {
   void crash(const NodeId& id) {
     nodes_.erase(id);
     releases_.erase(id);
+    wake_.erase(id);
   }
 
   Replica& node(const NodeId& id) { return *nodes_.at(id); }
@@ -100,7 +101,9 @@ class TestCluster {
   // at once on the in-memory disk.
   void drain(const NodeId& id) {
     runtime::ReleaseQueue& release = releases_[id];
-    release.push(nodes_.at(id)->take_output());
+    Output output = nodes_.at(id)->take_output();
+    wake_[id] = output.wake_at;
+    release.push(std::move(output));
     bool synced = false;
     while (true) {
       auto out = release.take_released();
@@ -142,6 +145,21 @@ class TestCluster {
     }
   }
 
+  // Time passes as a real runtime lets it: a node is ticked only when the
+  // wake_at it asked for comes (advance() ticks everyone every 10 ms, which
+  // would hide a timer nobody asked to be woken for).
+  void advance_by_wake(int64_t ms) {
+    const int64_t end = now_ + ms;
+    while (now_ < end) {
+      MonoTime next = end;
+      for (const auto& [id, at] : wake_) next = std::min(next, std::max(at, now_ + 1));
+      now_ = next;
+      for (const auto& id : ids_)
+        if (wake_.count(id) && wake_[id] <= now_) step(id, Tick{});
+      deliver_all();
+    }
+  }
+
   void partition(const std::set<NodeId>& side) {
     for (const auto& a : ids_)
       for (const auto& b : ids_)
@@ -164,6 +182,7 @@ class TestCluster {
   Config base_;
   std::map<NodeId, std::unique_ptr<Replica>> nodes_;
   std::map<NodeId, runtime::ReleaseQueue> releases_;
+  std::map<NodeId, MonoTime> wake_;  // what each node's last output asked for
   std::map<NodeId, std::map<std::string, std::string>> disk_;
   struct InFlight {
     NodeId from, to;
