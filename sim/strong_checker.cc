@@ -98,7 +98,11 @@ class LinearizableChecker : public Checker {
       // A refused fenced write never applied; other refusals are failed
       // compares the model explains.
       if (ok && !s.succeeded && !in.fence.empty()) s.outcome = StrongOp::Outcome::kFail;
-      if (ok && op.done->error.rfind("CONFLICT", 0) != 0 && !s.succeeded) s.outcome = StrongOp::Outcome::kFail;
+      // A refusal other than CONFLICT (BUSY, SESSION_EXPIRED...) applied
+      // nothing either; a txn whose compares failed (no error) ran its
+      // failure branch and is checked with it.
+      if (ok && !s.succeeded && !op.done->error.empty() && op.done->error.rfind("CONFLICT", 0) != 0)
+        s.outcome = StrongOp::Outcome::kFail;
       const std::string& key = in.key;
       if (f == "strong_put" || f == "strong_del") {
         if (in.expected_version)
