@@ -35,6 +35,11 @@ void SimClient::begin() {
   c.workload = w;
   c.invoked = scheduler_.now();
   c.strong = c.request.has_strong();
+  // Now and then a strong op starts at a random node, as a client that just
+  // started would: leader discovery goes through followers' hints, and
+  // clients spread over both sides of a leader change.
+  if (c.strong && nodes_ > 1 && random_.chance(0.2))
+    strong_node_ = static_cast<int>(random_.below(static_cast<uint64_t>(nodes_)));
   HistoryEvent e;
   e.time = scheduler_.now();
   e.process = name_;

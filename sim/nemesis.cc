@@ -101,7 +101,7 @@ Scenario random_scenario(const NemesisOptions& o, int nodes, SimTime duration, S
         e.at = t;
         e.kind = FaultKind::kPartition;
         e.shape = leader_random.pick(shapes);
-        const SimTime end = t + leader_random.range(1000, 6000);
+        const SimTime end = t + leader_random.range(500, 3000);
         s.events.push_back(e);
         FaultEvent h;
         h.at = end;

@@ -68,6 +68,10 @@ void SimNode::flush() {
     for (auto& r : out.replies) send_reply_(index_, std::move(r));
     out.replies.clear();
   }
+  if (options_.messages_before_sync) {  // injected runtime bug: messages overtake their writes
+    for (const auto& m : out.messages) send_peer_(index_, m);
+    out.messages.clear();
+  }
   const MonoTime wake = out.wake_at;
   queue_.push(std::move(out));
   pump();

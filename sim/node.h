@@ -35,6 +35,9 @@ struct NodeOptions {
   // Test-only runtime bug: replies leave before their writes are durable (what
   // an fsync-less or misordered runtime does). Peer messages still wait.
   bool reply_before_sync = false;
+  // Test-only runtime bug: peer messages leave before the writes they depend
+  // on are durable (a Raft follower acks, or votes, before its fsync).
+  bool messages_before_sync = false;
 };
 
 class SimNode {

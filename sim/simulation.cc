@@ -16,7 +16,7 @@ using replication::ClientToken;
 
 std::vector<std::string> injectable_bugs() {
   return {"lww-merge",          "anti-entropy-skips-bucket", "counter-merge-sums",      "set-remove-wins",
-          "forget-dot-counter", "collect-tombstones-early",  "reply-before-fsync",
+          "forget-dot-counter", "collect-tombstones-early",  "reply-before-fsync", "messages-before-fsync",
           "raft-commit-old-term", "raft-vote-not-durable", "raft-read-without-quorum",
           "strong-reads-skip-read-index"};
 }
@@ -24,6 +24,7 @@ std::vector<std::string> injectable_bugs() {
 std::string inject_bug(const std::string& name, SimOptions& o) {
   replication::TestFaults& f = o.replica.test_faults;
   if (name == "reply-before-fsync") o.disk.reply_before_sync = true;
+  else if (name == "messages-before-fsync") o.disk.messages_before_sync = true;
   else if (name == "lww-merge") f.lww_merge = true;
   else if (name == "anti-entropy-skips-bucket") f.anti_entropy_skips_bucket = true;
   else if (name == "counter-merge-sums") f.counter_merge_sums = true;

@@ -52,7 +52,7 @@ struct SimOptions;
 // "collect-tombstones-early"; in the strong path "raft-commit-old-term",
 // "raft-vote-not-durable", "raft-read-without-quorum",
 // "strong-reads-skip-read-index"; in the
-// simulated runtime "reply-before-fsync". Returns an error for unknown names.
+// simulated runtime "reply-before-fsync" and "messages-before-fsync". Returns an error for unknown names.
 std::vector<std::string> injectable_bugs();
 std::string inject_bug(const std::string& name, SimOptions& options);
 
