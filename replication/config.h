@@ -74,6 +74,9 @@ struct Config {
   int64_t raft_election_max_ms = 300;
   int64_t raft_heartbeat_ms = 50;
   uint64_t strong_snapshot_entries = 10000;
+  // Raft sends a snapshot to a lagging follower in chunks of this many bytes
+  // (each chunk must fit a peer frame).
+  uint64_t raft_snapshot_chunk_bytes = 1u << 20;
   uint64_t strong_history_revisions = 100000;
   TestFaults test_faults;                // off unless a test injects a bug
 
