@@ -1554,6 +1554,12 @@ TEST(RaftSnapshotChunks, MalformedChunksAreCountedAndIgnored) {
     EXPECT_EQ(a.snapshot_offset(), 5u);
   }
   EXPECT_EQ(ignored("snapshot chunk out of order"), 2u);
+  // A chunk of a newer snapshot starts over (the 5 bytes held are dropped).
+  Msg newer = to_b("a", chunk(5, 10, "fghij", true, index + 1));
+  EXPECT_EQ(newer.type(), Msg::SNAPSHOT_RESP);
+  EXPECT_TRUE(newer.reject());
+  EXPECT_EQ(newer.snapshot_offset(), 0u);
+  EXPECT_EQ(newer.snapshot().index(), index + 1);
   EXPECT_EQ(c.raft("b").snapshot_index(), 0u);
   EXPECT_EQ(c.raft("b").stats().snapshots_installed, 0u);
   // A new leader (c, in the next term): the partial snapshot is gone.
