@@ -32,33 +32,35 @@ void Progress::start_snapshot(const pb::SnapshotMeta& meta, std::shared_ptr<cons
   pending_snapshot_ = meta.index();
   last_progress_ = now;
   inflight_.clear();
-  snapshot_ = SnapshotTransfer{meta, std::move(data), 0, 0, false};
+  snapshot_ = SnapshotTransfer{meta, std::move(data), 0, 0, 0, false, false};
 }
 
 void Progress::sent_snapshot_chunk(uint64_t end, bool done) {
   STIG_INVARIANT(state_ == State::kSnapshot && end >= snapshot_.next && end <= snapshot_.data->size(),
                  "snapshot chunk outside the snapshot");
   snapshot_.next = end;
+  snapshot_.sent = std::max(snapshot_.sent, end);
   snapshot_.done_sent = done;
 }
 
 bool Progress::snapshot_acked(uint64_t offset, MonoTime now) {
-  if (state_ != State::kSnapshot || offset <= snapshot_.acked || offset > snapshot_.next) return false;
+  if (state_ != State::kSnapshot || offset <= snapshot_.acked || offset > snapshot_.sent) return false;
   snapshot_.acked = offset;
+  snapshot_.next = std::max(snapshot_.next, offset);
   snapshot_.rewound = false;
   last_progress_ = now;
   return true;
 }
 
 bool Progress::snapshot_rejected(uint64_t offset, MonoTime now) {
-  if (state_ != State::kSnapshot || offset > snapshot_.next) return false;
+  if (state_ != State::kSnapshot || offset > snapshot_.sent) return false;
   if (snapshot_.rewound && offset == snapshot_.acked) return false;
   rewind_snapshot(offset, now);
   return true;
 }
 
 void Progress::rewind_snapshot(uint64_t offset, MonoTime now) {
-  if (state_ != State::kSnapshot || offset > snapshot_.next) return;
+  if (state_ != State::kSnapshot || offset > snapshot_.sent) return;
   snapshot_.acked = offset;
   snapshot_.next = offset;
   snapshot_.done_sent = false;

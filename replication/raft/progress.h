@@ -10,7 +10,7 @@
 // Guarantees: match < next; match never decreases while the leader stays
 // leader (a reject only moves next); in snapshot state one snapshot is sent
 // (kept alive here even if the leader compacts again), and
-// acked <= next <= its size.
+// acked <= next <= sent <= its size.
 #pragma once
 
 #include <cstddef>
@@ -32,6 +32,7 @@ struct SnapshotTransfer {
   std::shared_ptr<const std::string> data;
   uint64_t acked = 0;      // bytes the follower said it holds
   uint64_t next = 0;       // offset of the next chunk to send
+  uint64_t sent = 0;       // the furthest any chunk reached: the follower may hold up to here
   bool done_sent = false;  // the last chunk went out (since the last rewind)
   bool rewound = false;    // sent again from `acked`, nothing acknowledged since
 };

@@ -663,7 +663,7 @@ void Raft::handle_snapshot_resp(MonoTime now, const NodeId& from, const pb::Raft
   const SnapshotTransfer* t = pr.snapshot();
   if (!t || m.snapshot().index() != t->meta.index() || m.snapshot().term() != t->meta.term())
     return ignore("answer for another snapshot");
-  if (m.snapshot_offset() > t->next) return ignore("snapshot answer beyond what was sent");
+  if (m.snapshot_offset() > t->sent) return ignore("snapshot answer beyond what was sent");
   // A reject: the follower could not take a chunk (lost, reordered, or it
   // restarted) and wants the snapshot from its offset.
   const bool news = m.reject() ? pr.snapshot_rejected(m.snapshot_offset(), now)

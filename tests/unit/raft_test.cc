@@ -1464,6 +1464,35 @@ TEST(RaftSnapshotChunks, ALostWindowIsResentAfterTheSnapshotTimeout) {
   EXPECT_EQ(all_violations(c), "");
 }
 
+TEST(RaftSnapshotChunks, AStaleAnswerRewindingTheLeaderIsOvertakenByTheFollowersOffset) {
+  Cluster c = lagging_follower_cluster(2000, 20, [](RaftOptions& o) { o.max_snapshot_chunk_bytes = 100; });
+  int delivered = 0;
+  for (int i = 0; i < 50 && delivered < 8; ++i) {
+    c.tick(10);
+    c.deliver_if([&](const Envelope& e) { return e.message.type() != Msg::SNAPSHOT || ++delivered <= 8; });
+  }
+  ASSERT_EQ(c.raft("c").stats().snapshots_installed, 0u);
+  // A delayed answer from long ago sends the leader back to offset 100,
+  // while c holds 800 bytes (more than the leader's window from there).
+  Msg stale;
+  stale.set_type(Msg::SNAPSHOT_RESP);
+  stale.set_term(c.raft("c").term());
+  stale.mutable_snapshot()->set_index(c.raft("a").snapshot_index());
+  stale.mutable_snapshot()->set_term(c.raft("a").snapshot_meta().term());
+  stale.set_snapshot_offset(100);
+  stale.set_reject(true);
+  c.network().clear();
+  c.deliver(Envelope{"c", "a", stale});
+  c.deliver_all();
+  EXPECT_EQ(c.raft("c").stats().snapshots_installed, 1u) << "c's answer moves the leader forward again";
+  EXPECT_EQ(c.raft("a").stats().snapshot_resends, 0u);
+  EXPECT_EQ(c.raft("a").stats().ignored.count("snapshot answer beyond what was sent"), 0u);
+  EXPECT_EQ(c.node("c").snapshot_data, c.node("a").snapshot_data);
+  c.settle(300);
+  EXPECT_EQ(c.node("c").applied, c.node("a").applied);
+  EXPECT_EQ(all_violations(c), "");
+}
+
 TEST(RaftSnapshotChunks, AFollowerCrashingMidTransferGetsTheSnapshotFromTheStart) {
   Cluster c = lagging_follower_cluster(2000, 20, [](RaftOptions& o) { o.max_snapshot_chunk_bytes = 100; });
   const uint64_t expected_chunks = (c.node("a").snapshot_data.size() + 99) / 100;
