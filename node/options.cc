@@ -314,6 +314,8 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
     c.max_batch_bytes = std::min<uint32_t>(c.max_batch_bytes, o.max_frame_bytes / 2);
     c.max_state_bytes = std::min<uint32_t>(c.max_state_bytes, o.max_frame_bytes / 4 * 3);
     c.max_value_bytes = std::min<uint32_t>(c.max_value_bytes, c.max_state_bytes / 2);
+    // A snapshot chunk travels with its metadata inside a peer frame.
+    c.raft_snapshot_chunk_bytes = std::min<uint64_t>(c.raft_snapshot_chunk_bytes, o.max_frame_bytes / 2);
 
     if (auto st = c.validate(); !st.is_ok()) throw BadFlag{st.message()};
     outcome.options = std::move(o);

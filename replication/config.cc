@@ -37,6 +37,7 @@ Status Config::validate() const {
     return Status::invalid_argument("raft election timeout must exceed the raft heartbeat interval");
   if (raft_election_max_ms <= raft_election_min_ms)
     return Status::invalid_argument("raft election timeout range is empty (max must exceed min)");
+  if (raft_snapshot_chunk_bytes < 1024) return Status::invalid_argument("raft snapshot chunks must be at least 1024 bytes");
   if (strong_snapshot_entries < 1) return Status::invalid_argument("strong snapshot interval must be at least 1 entry");
   return Status::ok();
 }

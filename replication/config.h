@@ -80,6 +80,9 @@ struct Config {
   // memory (about 200 bytes per small write).
   uint64_t strong_snapshot_entries = 100000;
   uint64_t strong_history_revisions = 10000;
+  // Raft sends a snapshot to a lagging follower in chunks of this many bytes
+  // (each chunk must fit a peer frame: stigd derives it from --max-frame-bytes).
+  uint64_t raft_snapshot_chunk_bytes = 1u << 20;
   TestFaults test_faults;                // off unless a test injects a bug
 
   // Sorted ids of every node, self included.

@@ -1,6 +1,7 @@
 #include "replication/raft/progress.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "replication/invariant.h"
 
@@ -25,11 +26,46 @@ void Progress::sent_append(uint64_t last, MonoTime now) {
   }
 }
 
-void Progress::sent_snapshot(uint64_t index, MonoTime now) {
+void Progress::start_snapshot(const pb::SnapshotMeta& meta, std::shared_ptr<const std::string> data, MonoTime now) {
+  STIG_INVARIANT(data != nullptr, "sending a snapshot without data");
   state_ = State::kSnapshot;
-  pending_snapshot_ = index;
+  pending_snapshot_ = meta.index();
   last_progress_ = now;
   inflight_.clear();
+  snapshot_ = SnapshotTransfer{meta, std::move(data), 0, 0, 0, false, false};
+}
+
+void Progress::sent_snapshot_chunk(uint64_t end, bool done) {
+  STIG_INVARIANT(state_ == State::kSnapshot && end >= snapshot_.next && end <= snapshot_.data->size(),
+                 "snapshot chunk outside the snapshot");
+  snapshot_.next = end;
+  snapshot_.sent = std::max(snapshot_.sent, end);
+  snapshot_.done_sent = done;
+}
+
+bool Progress::snapshot_acked(uint64_t offset, MonoTime now) {
+  if (state_ != State::kSnapshot || offset <= snapshot_.acked || offset > snapshot_.sent) return false;
+  snapshot_.acked = offset;
+  snapshot_.next = std::max(snapshot_.next, offset);
+  snapshot_.rewound = false;
+  last_progress_ = now;
+  return true;
+}
+
+bool Progress::snapshot_rejected(uint64_t offset, MonoTime now) {
+  if (state_ != State::kSnapshot || offset > snapshot_.sent) return false;
+  if (snapshot_.rewound && offset == snapshot_.acked) return false;
+  rewind_snapshot(offset, now);
+  return true;
+}
+
+void Progress::rewind_snapshot(uint64_t offset, MonoTime now) {
+  if (state_ != State::kSnapshot || offset > snapshot_.sent) return;
+  snapshot_.acked = offset;
+  snapshot_.next = offset;
+  snapshot_.done_sent = false;
+  snapshot_.rewound = true;
+  last_progress_ = now;
 }
 
 bool Progress::maybe_update(uint64_t index, MonoTime now) {
@@ -68,6 +104,7 @@ void Progress::become_probe() {
   pending_snapshot_ = 0;
   probe_sent_ = false;
   inflight_.clear();
+  snapshot_ = SnapshotTransfer{};
 }
 
 void Progress::become_replicate() {
@@ -76,6 +113,7 @@ void Progress::become_replicate() {
   pending_snapshot_ = 0;
   probe_sent_ = false;
   inflight_.clear();
+  snapshot_ = SnapshotTransfer{};
 }
 
 void Progress::heard_heartbeat_resp() {

@@ -16,6 +16,8 @@ constexpr uint64_t kMaxPlausibleIndex = uint64_t{1} << 62;
 // Likewise for terms: a forged huge term would otherwise wrap our term to 0
 // at the next campaign.
 constexpr uint64_t kMaxPlausibleTerm = uint64_t{1} << 62;
+// Snapshot chunks a leader keeps unacknowledged per follower.
+constexpr uint64_t kSnapshotWindowChunks = 2;
 
 std::string encode_round(uint64_t round) {
   std::string out(8, '\0');
@@ -94,6 +96,8 @@ Expected<std::unique_ptr<Raft>, Status> Raft::create(RaftOptions o, uint64_t see
   if (o.max_append_bytes == 0 || o.max_inflight_appends == 0 || o.max_entry_bytes == 0 || o.max_apply_bytes == 0)
     return Status::invalid_argument("raft: size limits must be positive");
   if (o.snapshot_timeout_ms <= 0) return Status::invalid_argument("raft: snapshot timeout must be positive");
+  if (o.max_snapshot_chunk_bytes == 0 || o.max_snapshot_bytes == 0)
+    return Status::invalid_argument("raft: snapshot size limits must be positive");
 
   uint64_t snap_index = 0, snap_term = 0;
   if (rec.snapshot) {
@@ -248,6 +252,10 @@ const char* Raft::malformed(const NodeId& from, const pb::RaftMessage& m) const 
       if (m.snapshot().term() > m.term()) return "snapshot term beyond message term";
       if (!same_members(m.snapshot().config(), opts_.voters)) return "snapshot members differ";
       break;
+    case Msg::SNAPSHOT_RESP:
+      if (m.snapshot().index() == 0 || m.snapshot().term() == 0) return "empty snapshot";
+      if (m.snapshot().term() > m.term()) return "snapshot term beyond message term";
+      break;
     default: break;
   }
   return nullptr;
@@ -262,6 +270,7 @@ void Raft::become_follower(MonoTime now, uint64_t term, const NodeId& leader) {
     progress_.clear();
     uncommitted_bytes_ = 0;
   }
+  if (term > term_ || leader != leader_) incoming_.reset();  // a partial snapshot is one leader's
   if (term > term_) {
     term_ = term;
     vote_.clear();
@@ -279,6 +288,7 @@ void Raft::become_pre_candidate(MonoTime now) {
   // Pre-vote changes neither term nor vote (thesis §9.6).
   role_ = Role::kPreCandidate;
   leader_.clear();
+  incoming_.reset();
   votes_.clear();
   reset_election_deadline(now);
 }
@@ -289,6 +299,7 @@ void Raft::become_candidate(MonoTime now) {
   vote_ = opts_.self;
   role_ = Role::kCandidate;
   leader_.clear();
+  incoming_.reset();
   votes_.clear();
   reset_election_deadline(now);
 }
@@ -451,6 +462,7 @@ void Raft::step_leader(MonoTime now, const NodeId& from, const pb::RaftMessage& 
   switch (m.type()) {
     case Msg::APPEND_RESP: return handle_append_resp(now, from, m);
     case Msg::HEARTBEAT_RESP: return handle_heartbeat_resp(now, from, m);
+    case Msg::SNAPSHOT_RESP: return handle_snapshot_resp(now, from, m);
     case Msg::APPEND:
     case Msg::HEARTBEAT:
     case Msg::SNAPSHOT: return ignore("second leader in term");
@@ -543,24 +555,67 @@ void Raft::handle_heartbeat(const NodeId& from, const pb::RaftMessage& m) {
 
 void Raft::handle_snapshot(const NodeId& from, const pb::RaftMessage& m) {
   const auto& meta = m.snapshot();
+  if (incoming_ && (incoming_->leader != from || incoming_->term != term_ ||
+                    incoming_->meta.index() <= log_.committed()))
+    incoming_.reset();
   Msg r;
   r.set_type(Msg::APPEND_RESP);
   r.set_term(term_);
   if (meta.index() <= log_.committed()) {
     ignore("snapshot older than commit");
     r.set_index(log_.committed());
-  } else if (log_.matches(meta.index(), meta.term())) {
-    // We hold the entries it covers: no need to throw the log away.
+    return send(from, std::move(r));
+  }
+  if (log_.matches(meta.index(), meta.term())) {
+    // We hold the entries it covers: no need for the rest of it, nor to
+    // throw the log away.
+    incoming_.reset();
     log_.commit_to(meta.index());
     r.set_index(meta.index());
-  } else {
-    log_.restore(meta.index(), meta.term());
-    snapshot_meta_ = meta;
-    snapshot_data_ = std::make_shared<const std::string>(m.snapshot_data());
-    pending_install_ = SnapshotToInstall{meta, snapshot_data_};
-    ++stats_.snapshots_installed;
-    r.set_index(meta.index());
+    return send(from, std::move(r));
   }
+  // One chunk: checked against itself, then against the chunks before it.
+  const uint64_t size = m.snapshot_size(), offset = m.snapshot_offset(), len = m.snapshot_data().size();
+  if (size > opts_.max_snapshot_bytes) return ignore("snapshot too large");
+  if (offset > size || len > size - offset) return ignore("snapshot chunk beyond its size");
+  if (m.snapshot_done() != (offset + len == size)) return ignore("snapshot chunk done flag disagrees");
+  if (incoming_ && (incoming_->meta.index() != meta.index() || incoming_->meta.term() != meta.term())) {
+    if (std::pair(meta.index(), meta.term()) < std::pair(incoming_->meta.index(), incoming_->meta.term()))
+      return ignore("chunk of an older snapshot");
+    incoming_.reset();  // a newer one: start over
+  }
+  if (incoming_ && incoming_->size != size) return ignore("snapshot size disagrees");
+  if (!incoming_) incoming_ = IncomingSnapshot{from, term_, meta, size, {}};
+  auto& in = *incoming_;
+  if (offset != in.data.size()) {
+    // Lost, reordered or resent chunks: ask for what comes next.
+    ignore("snapshot chunk out of order");
+    Msg a;
+    a.set_type(Msg::SNAPSHOT_RESP);
+    a.set_term(term_);
+    a.mutable_snapshot()->set_index(meta.index());
+    a.mutable_snapshot()->set_term(meta.term());
+    a.set_snapshot_offset(in.data.size());
+    a.set_reject(true);
+    return send(from, std::move(a));
+  }
+  in.data.append(m.snapshot_data());
+  if (!m.snapshot_done()) {
+    Msg a;
+    a.set_type(Msg::SNAPSHOT_RESP);
+    a.set_term(term_);
+    a.mutable_snapshot()->set_index(meta.index());
+    a.mutable_snapshot()->set_term(meta.term());
+    a.set_snapshot_offset(in.data.size());
+    return send(from, std::move(a));
+  }
+  log_.restore(in.meta.index(), in.meta.term());
+  snapshot_meta_ = in.meta;
+  snapshot_data_ = std::make_shared<const std::string>(std::move(in.data));
+  pending_install_ = SnapshotToInstall{snapshot_meta_, snapshot_data_};
+  incoming_.reset();
+  ++stats_.snapshots_installed;
+  r.set_index(snapshot_meta_.index());
   send(from, std::move(r));
 }
 
@@ -602,16 +657,38 @@ void Raft::handle_append_resp(MonoTime now, const NodeId& from, const pb::RaftMe
   }
 }
 
+void Raft::handle_snapshot_resp(MonoTime now, const NodeId& from, const pb::RaftMessage& m) {
+  auto& pr = progress_.at(from);
+  pr.recent_active = true;
+  const SnapshotTransfer* t = pr.snapshot();
+  if (!t || m.snapshot().index() != t->meta.index() || m.snapshot().term() != t->meta.term())
+    return ignore("answer for another snapshot");
+  if (m.snapshot_offset() > t->sent) return ignore("snapshot answer beyond what was sent");
+  // A reject: the follower could not take a chunk (lost, reordered, or it
+  // restarted) and wants the snapshot from its offset.
+  const bool news = m.reject() ? pr.snapshot_rejected(m.snapshot_offset(), now)
+                               : pr.snapshot_acked(m.snapshot_offset(), now);
+  if (news) send_snapshot_chunks(from);
+}
+
 void Raft::handle_heartbeat_resp(MonoTime now, const NodeId& from, const pb::RaftMessage& m) {
   auto& pr = progress_.at(from);
   pr.recent_active = true;
   pr.heard_heartbeat_resp();
   if (pr.match() < log_.last_index()) {
     // The follower is reachable but its pipeline (or snapshot) made no
-    // progress for a while: an APPEND or SNAPSHOT was lost. Probe again.
-    const MonoTime stall = pr.state() == Progress::State::kSnapshot ? opts_.snapshot_timeout_ms
-                                                                    : 2 * opts_.heartbeat_interval_ms;
-    if (pr.state() != Progress::State::kProbe && now - pr.last_progress() >= stall) pr.become_probe();
+    // progress for a while: an APPEND or snapshot chunk was lost. Probe
+    // again, or resend the snapshot from what the follower acknowledged.
+    if (const SnapshotTransfer* t = pr.snapshot()) {
+      if (now - pr.last_progress() >= opts_.snapshot_timeout_ms) {
+        pr.rewind_snapshot(t->acked, now);
+        ++stats_.snapshot_resends;
+        send_snapshot_chunks(from);
+      }
+    } else if (pr.state() == Progress::State::kReplicate &&
+               now - pr.last_progress() >= 2 * opts_.heartbeat_interval_ms) {
+      pr.become_probe();
+    }
     // A probe goes out even when empty: its answer is what moves next.
     if (send_append(now, from, pr.state() == Progress::State::kProbe)) {
       while (send_append(now, from, false)) {
@@ -642,14 +719,9 @@ bool Raft::send_append(MonoTime now, const NodeId& to, bool allow_empty) {
       ignore("follower needs a snapshot we do not have");
       return false;
     }
-    Msg s;
-    s.set_type(Msg::SNAPSHOT);
-    s.set_term(term_);
-    *s.mutable_snapshot() = snapshot_meta_;
-    s.set_snapshot_data(*snapshot_data_);
-    pr.sent_snapshot(snapshot_meta_.index(), now);
+    pr.start_snapshot(snapshot_meta_, snapshot_data_, now);
     ++stats_.snapshots_sent;
-    send(to, std::move(s));
+    send_snapshot_chunks(to);
     return false;
   }
   std::vector<pb::RaftEntry> entries;
@@ -669,6 +741,27 @@ bool Raft::send_append(MonoTime now, const NodeId& to, bool allow_empty) {
     pr.sent_probe();
   send(to, std::move(m));
   return sent_entries;
+}
+
+void Raft::send_snapshot_chunks(const NodeId& to) {
+  auto& pr = progress_.at(to);
+  const uint64_t chunk = opts_.max_snapshot_chunk_bytes;
+  const uint64_t window = chunk > UINT64_MAX / kSnapshotWindowChunks ? UINT64_MAX : chunk * kSnapshotWindowChunks;
+  for (const SnapshotTransfer* t = pr.snapshot(); t && !t->done_sent && t->next - t->acked < window;) {
+    const std::string& data = *t->data;
+    const uint64_t offset = t->next, len = std::min<uint64_t>(chunk, data.size() - offset);
+    Msg s;
+    s.set_type(Msg::SNAPSHOT);
+    s.set_term(term_);
+    *s.mutable_snapshot() = t->meta;
+    s.set_snapshot_offset(offset);
+    s.set_snapshot_size(data.size());
+    s.set_snapshot_done(offset + len == data.size());
+    s.set_snapshot_data(data.substr(offset, len));
+    pr.sent_snapshot_chunk(offset + len, s.snapshot_done());
+    ++stats_.snapshot_chunks_sent;
+    send(to, std::move(s));
+  }
 }
 
 void Raft::broadcast_append(MonoTime now) {

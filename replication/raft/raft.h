@@ -64,9 +64,16 @@ struct RaftOptions {
   uint64_t max_entry_bytes = 1 << 20;          // a bigger proposal is refused
   uint64_t max_uncommitted_bytes = 64 << 20;   // proposals refused while this much waits for commit
   uint64_t max_apply_bytes = 16 << 20;         // committed entry data handed out per Ready
-  // A SNAPSHOT still unanswered after this long (while the follower answers
-  // heartbeats) is taken as lost and sent again. Generous: installing a big
-  // snapshot durably takes a while, and resending it early only adds load.
+  // Snapshots go to followers in chunks of this many bytes (set below the
+  // peer frame limit), at most two chunks unacknowledged at a time.
+  uint64_t max_snapshot_chunk_bytes = 1 << 20;
+  // A follower refuses snapshots bigger than this (it holds a partial one in
+  // memory until complete); must exceed the state machine's largest.
+  uint64_t max_snapshot_bytes = uint64_t{1} << 30;
+  // Snapshot chunks still unanswered after this long (while the follower
+  // answers heartbeats) are taken as lost and sent again from the offset it
+  // last acknowledged. Generous: installing a big snapshot durably takes a
+  // while, and resending early only adds load.
   MonoTime snapshot_timeout_ms = 5000;
   bool check_quorum = true;
   bool pre_vote = true;
@@ -146,7 +153,9 @@ struct RaftStats {
   uint64_t pre_elections_started = 0;
   uint64_t became_leader = 0;
   uint64_t check_quorum_step_downs = 0;
-  uint64_t snapshots_sent = 0;
+  uint64_t snapshots_sent = 0;         // transfers started
+  uint64_t snapshot_chunks_sent = 0;
+  uint64_t snapshot_resends = 0;       // transfers resumed after snapshot_timeout_ms of silence
   uint64_t snapshots_installed = 0;
   uint64_t ignored_total() const;
 };
@@ -236,12 +245,15 @@ class Raft {
   void handle_heartbeat(const NodeId& from, const pb::RaftMessage& m);
   void handle_snapshot(const NodeId& from, const pb::RaftMessage& m);
   void handle_append_resp(MonoTime now, const NodeId& from, const pb::RaftMessage& m);
+  void handle_snapshot_resp(MonoTime now, const NodeId& from, const pb::RaftMessage& m);
   void handle_heartbeat_resp(MonoTime now, const NodeId& from, const pb::RaftMessage& m);
 
   void send(const NodeId& to, pb::RaftMessage m);
   // Sends the follower what it lacks (or a SNAPSHOT); an empty APPEND only
   // if allow_empty (to carry the commit index). True if entries went out.
   bool send_append(MonoTime now, const NodeId& to, bool allow_empty);
+  // Sends the next chunks of the follower's snapshot, as the window allows.
+  void send_snapshot_chunks(const NodeId& to);
   void broadcast_append(MonoTime now);
   void broadcast_heartbeat(const std::string& context);
   bool maybe_commit(MonoTime now);
@@ -298,6 +310,16 @@ class Raft {
   std::vector<OutMessage> msgs_;
   pb::HardState emitted_hard_state_;
   std::optional<SnapshotToInstall> pending_install_;
+  // Follower: the snapshot being received, in order, from one leader in one
+  // term; dropped when either changes.
+  struct IncomingSnapshot {
+    NodeId leader;
+    uint64_t term = 0;
+    pb::SnapshotMeta meta;
+    uint64_t size = 0;
+    std::string data;  // the first data.size() bytes
+  };
+  std::optional<IncomingSnapshot> incoming_;
   pb::SnapshotMeta snapshot_meta_;                    // our latest snapshot (to send)
   std::shared_ptr<const std::string> snapshot_data_;  // null: none to send
 };

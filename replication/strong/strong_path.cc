@@ -118,6 +118,7 @@ void StrongPath::start(const Now& now) {
   o.election_timeout_min_ms = config_.raft_election_min_ms;
   o.election_timeout_max_ms = config_.raft_election_max_ms;
   o.heartbeat_interval_ms = config_.raft_heartbeat_ms;
+  o.max_snapshot_chunk_bytes = config_.raft_snapshot_chunk_bytes;
   o.faults.commit_from_old_term = config_.test_faults.raft_commit_from_old_term;
   o.faults.vote_not_durable = config_.test_faults.raft_vote_not_durable;
   o.faults.read_without_quorum = config_.test_faults.raft_read_without_quorum;

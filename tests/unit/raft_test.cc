@@ -1328,7 +1328,10 @@ TEST(RaftSnapshot, ALostSnapshotIsSentAgainAfterTheSnapshotTimeout) {
   c.settle(1000);
   EXPECT_EQ(c.raft("c").stats().snapshots_installed, 0u) << "not resent while it may still be installing";
   c.settle(5000);
-  EXPECT_EQ(c.raft("a").stats().snapshots_sent, 2u);
+  // Resent as a resumed transfer (from the offset c acknowledged: none).
+  EXPECT_EQ(c.raft("a").stats().snapshots_sent, 1u);
+  EXPECT_EQ(c.raft("a").stats().snapshot_resends, 1u);
+  EXPECT_EQ(c.raft("a").stats().snapshot_chunks_sent, 2u);
   EXPECT_EQ(c.raft("c").stats().snapshots_installed, 1u);
   EXPECT_EQ(c.node("c").applied, c.node("a").applied);
   EXPECT_EQ(all_violations(c), "");
@@ -1349,6 +1352,267 @@ TEST(RaftSnapshot, AStaleSnapshotIsIgnored) {
   EXPECT_EQ(c.raft("b").stats().ignored.at("snapshot older than commit"), 1u);
   EXPECT_EQ(c.raft("b").snapshot_index(), 0u);
   EXPECT_EQ(c.raft("b").last_index(), 4u);
+}
+
+// --- chunked snapshots -------------------------------------------------------------
+
+// A cluster whose leader "a" compacted while "c" was down, so c needs a
+// snapshot of about `bytes` bytes; c is back up, nothing delivered yet.
+Cluster lagging_follower_cluster(uint64_t bytes, size_t values, const std::function<void(RaftOptions&)>& tweak) {
+  Cluster c(kThree, tweak);
+  c.elect("a");
+  c.settle(0);
+  c.crash("c");
+  for (size_t i = 0; i < values; ++i) c.propose("a", std::string(bytes / values, static_cast<char>('a' + i % 26)));
+  c.settle(0);
+  c.compact("a");
+  c.restart("c");
+  return c;
+}
+
+size_t snapshots_in_flight(Cluster& c) {
+  size_t n = 0;
+  for (const auto& e : c.network()) n += e.message.type() == Msg::SNAPSHOT;
+  return n;
+}
+
+TEST(RaftSnapshotChunks, AFiveMiBSnapshotReachesALaggingFollowerInOneMiBChunks) {
+  Cluster c = lagging_follower_cluster(5u << 20, 6, [](RaftOptions& o) { o.max_snapshot_chunk_bytes = 1 << 20; });
+  const std::string& data = c.node("a").snapshot_data;
+  ASSERT_GT(data.size(), 5u << 20);
+  size_t max_in_flight = 0, biggest_chunk = 0, chunks = 0;
+  for (int i = 0; i < 100 && c.raft("c").stats().snapshots_installed == 0; ++i) {
+    c.tick(10);
+    while (!c.network().empty()) {
+      max_in_flight = std::max(max_in_flight, snapshots_in_flight(c));
+      Envelope env = std::move(c.network().front());
+      c.network().pop_front();
+      if (env.message.type() == Msg::SNAPSHOT) {
+        ++chunks;
+        biggest_chunk = std::max(biggest_chunk, env.message.snapshot_data().size());
+        EXPECT_EQ(env.message.snapshot_size(), data.size());
+      }
+      c.deliver(env);
+    }
+  }
+  const uint64_t expected_chunks = (data.size() + (1u << 20) - 1) >> 20;
+  EXPECT_EQ(c.raft("c").stats().snapshots_installed, 1u);
+  EXPECT_EQ(c.raft("a").stats().snapshots_sent, 1u);
+  EXPECT_EQ(c.raft("a").stats().snapshot_chunks_sent, expected_chunks);
+  EXPECT_EQ(chunks, expected_chunks);
+  EXPECT_EQ(biggest_chunk, 1u << 20);
+  EXPECT_LE(max_in_flight, 2u) << "at most two chunks unacknowledged";
+  EXPECT_EQ(c.node("c").snapshot_data, data) << "durable on c, byte for byte";
+  EXPECT_EQ(c.node("c").applied, c.node("a").applied);
+  EXPECT_EQ(c.raft("c").stats().ignored_total(), 0u);
+  c.propose("a", "after");
+  c.settle(300);
+  EXPECT_EQ(c.raft("a").progress("c")->state(), Progress::State::kReplicate);
+  EXPECT_EQ(c.node("c").applied, c.node("a").applied);
+  EXPECT_EQ(all_violations(c), "");
+}
+
+TEST(RaftSnapshotChunks, ALostChunkIsResentFromTheOffsetTheFollowerHolds) {
+  Cluster c = lagging_follower_cluster(2000, 20, [](RaftOptions& o) { o.max_snapshot_chunk_bytes = 100; });
+  const uint64_t expected_chunks = (c.node("a").snapshot_data.size() + 99) / 100;
+  ASSERT_GT(expected_chunks, 10u);
+  // Lose the 2nd and the 7th chunk: the next one arrives out of order and
+  // c asks for the missing one at once (no timeout).
+  int seen = 0;
+  for (int i = 0; i < 50 && c.raft("c").stats().snapshots_installed == 0; ++i) {
+    c.tick(10);
+    c.deliver_if([&](const Envelope& e) {
+      if (e.message.type() != Msg::SNAPSHOT) return true;
+      ++seen;
+      return seen != 2 && seen != 7;
+    });
+  }
+  EXPECT_EQ(c.raft("c").stats().snapshots_installed, 1u);
+  EXPECT_LT(c.now(), 500) << "recovered without waiting for the snapshot timeout";
+  EXPECT_EQ(c.raft("a").stats().snapshot_resends, 0u);
+  EXPECT_GT(c.raft("a").stats().snapshot_chunks_sent, expected_chunks);
+  EXPECT_GE(c.raft("c").stats().ignored.at("snapshot chunk out of order"), 2u);
+  EXPECT_EQ(c.node("c").snapshot_data, c.node("a").snapshot_data);
+  c.settle(300);
+  EXPECT_EQ(c.node("c").applied, c.node("a").applied);
+  EXPECT_EQ(all_violations(c), "");
+}
+
+TEST(RaftSnapshotChunks, ALostWindowIsResentAfterTheSnapshotTimeout) {
+  Cluster c = lagging_follower_cluster(2000, 20, [](RaftOptions& o) { o.max_snapshot_chunk_bytes = 100; });
+  // Deliver three chunks, then lose everything in flight towards c once.
+  int seen = 0;
+  bool lost = false;
+  for (int i = 0; i < 50 && !lost; ++i) {
+    c.tick(10);
+    c.deliver_if([&](const Envelope& e) {
+      if (e.message.type() != Msg::SNAPSHOT) return true;
+      if (++seen <= 3) return true;
+      lost = true;
+      return false;
+    });
+  }
+  ASSERT_TRUE(lost);
+  c.settle(1000);
+  EXPECT_EQ(c.raft("c").stats().snapshots_installed, 0u) << "stalled until the timeout";
+  c.settle(5000);
+  EXPECT_EQ(c.raft("a").stats().snapshot_resends, 1u);
+  EXPECT_EQ(c.raft("a").stats().snapshots_sent, 1u) << "resumed, not restarted";
+  EXPECT_EQ(c.raft("c").stats().snapshots_installed, 1u);
+  EXPECT_EQ(c.node("c").snapshot_data, c.node("a").snapshot_data);
+  EXPECT_EQ(c.node("c").applied, c.node("a").applied);
+  EXPECT_EQ(all_violations(c), "");
+}
+
+TEST(RaftSnapshotChunks, AStaleAnswerRewindingTheLeaderIsOvertakenByTheFollowersOffset) {
+  Cluster c = lagging_follower_cluster(2000, 20, [](RaftOptions& o) { o.max_snapshot_chunk_bytes = 100; });
+  int delivered = 0;
+  for (int i = 0; i < 50 && delivered < 8; ++i) {
+    c.tick(10);
+    c.deliver_if([&](const Envelope& e) { return e.message.type() != Msg::SNAPSHOT || ++delivered <= 8; });
+  }
+  ASSERT_EQ(c.raft("c").stats().snapshots_installed, 0u);
+  // A delayed answer from long ago sends the leader back to offset 100,
+  // while c holds 800 bytes (more than the leader's window from there).
+  Msg stale;
+  stale.set_type(Msg::SNAPSHOT_RESP);
+  stale.set_term(c.raft("c").term());
+  stale.mutable_snapshot()->set_index(c.raft("a").snapshot_index());
+  stale.mutable_snapshot()->set_term(c.raft("a").snapshot_meta().term());
+  stale.set_snapshot_offset(100);
+  stale.set_reject(true);
+  c.network().clear();
+  c.deliver(Envelope{"c", "a", stale});
+  c.deliver_all();
+  EXPECT_EQ(c.raft("c").stats().snapshots_installed, 1u) << "c's answer moves the leader forward again";
+  EXPECT_EQ(c.raft("a").stats().snapshot_resends, 0u);
+  EXPECT_EQ(c.raft("a").stats().ignored.count("snapshot answer beyond what was sent"), 0u);
+  EXPECT_EQ(c.node("c").snapshot_data, c.node("a").snapshot_data);
+  c.settle(300);
+  EXPECT_EQ(c.node("c").applied, c.node("a").applied);
+  EXPECT_EQ(all_violations(c), "");
+}
+
+TEST(RaftSnapshotChunks, AFollowerCrashingMidTransferGetsTheSnapshotFromTheStart) {
+  Cluster c = lagging_follower_cluster(2000, 20, [](RaftOptions& o) { o.max_snapshot_chunk_bytes = 100; });
+  const uint64_t expected_chunks = (c.node("a").snapshot_data.size() + 99) / 100;
+  int delivered = 0;
+  for (int i = 0; i < 50 && delivered < 5; ++i) {
+    c.tick(10);
+    c.deliver_if([&](const Envelope& e) { return e.message.type() != Msg::SNAPSHOT || ++delivered <= 5; });
+  }
+  ASSERT_EQ(c.raft("c").stats().snapshots_installed, 0u);
+  c.crash("c");  // the partial snapshot was only in memory
+  c.restart("c");
+  uint64_t restarted_from_zero = 0;
+  for (int i = 0; i < 700 && c.raft("c").stats().snapshots_installed == 0; ++i) {
+    c.tick(10);
+    c.deliver_if([&](const Envelope& e) {
+      restarted_from_zero += e.message.type() == Msg::SNAPSHOT && e.message.snapshot_offset() == 0;
+      return true;
+    });
+  }
+  EXPECT_EQ(c.raft("c").stats().snapshots_installed, 1u);
+  EXPECT_EQ(restarted_from_zero, 1u);
+  EXPECT_GE(c.raft("a").stats().snapshot_chunks_sent, expected_chunks + 5);
+  EXPECT_EQ(c.node("c").snapshot_data, c.node("a").snapshot_data);
+  c.settle(300);
+  EXPECT_EQ(c.node("c").applied, c.node("a").applied);
+  EXPECT_EQ(all_violations(c), "");
+}
+
+TEST(RaftSnapshotChunks, MalformedChunksAreCountedAndIgnored) {
+  Cluster c(kThree, [](RaftOptions& o) { o.max_snapshot_bytes = 1000; });
+  c.elect("a");
+  for (int i = 0; i < 3; ++i) c.propose("a", "v");
+  c.settle(0);
+  const uint64_t t = c.raft("b").term(), index = c.raft("b").last_index() + 10;
+  auto chunk = [&](uint64_t offset, uint64_t size, const std::string& data, bool done, uint64_t at = 0,
+                   uint64_t term = 0) {
+    Msg m;
+    m.set_type(Msg::SNAPSHOT);
+    m.set_term(term ? term : t);
+    m.mutable_snapshot()->set_index(at ? at : index);
+    m.mutable_snapshot()->set_term(t);
+    for (const auto& v : kThree) m.mutable_snapshot()->mutable_config()->add_voters(v);
+    m.set_snapshot_offset(offset);
+    m.set_snapshot_size(size);
+    m.set_snapshot_data(data);
+    m.set_snapshot_done(done);
+    return m;
+  };
+  // Steps b with a message and returns b's answer (UNKNOWN: none).
+  auto to_b = [&](const NodeId& from, const Msg& m) {
+    c.network().clear();
+    c.raft("b").step(c.now(), from, m);
+    c.process("b");
+    Msg answer;
+    for (const auto& e : c.network())
+      if (e.from == "b" && e.to == from) answer = e.message;
+    return answer;
+  };
+  auto ignored = [&](const char* reason) {
+    const auto& m = c.raft("b").stats().ignored;
+    return m.count(reason) ? m.at(reason) : 0u;
+  };
+  EXPECT_EQ(to_b("a", chunk(10, 5, "x", false)).type(), Msg::UNKNOWN);
+  EXPECT_EQ(ignored("snapshot chunk beyond its size"), 1u);
+  EXPECT_EQ(to_b("a", chunk(4, 5, "xy", true)).type(), Msg::UNKNOWN);
+  EXPECT_EQ(ignored("snapshot chunk beyond its size"), 2u);
+  EXPECT_EQ(to_b("a", chunk(0, 5, "abc", true)).type(), Msg::UNKNOWN);
+  EXPECT_EQ(ignored("snapshot chunk done flag disagrees"), 1u);
+  EXPECT_EQ(to_b("a", chunk(0, 1001, "abc", false)).type(), Msg::UNKNOWN);
+  EXPECT_EQ(ignored("snapshot too large"), 1u);
+  // A good first chunk is acknowledged with the bytes held.
+  Msg ack = to_b("a", chunk(0, 10, "abcde", false));
+  EXPECT_EQ(ack.type(), Msg::SNAPSHOT_RESP);
+  EXPECT_EQ(ack.snapshot_offset(), 5u);
+  EXPECT_FALSE(ack.reject());
+  EXPECT_EQ(ack.snapshot().index(), index);
+  // The same snapshot with another total size.
+  EXPECT_EQ(to_b("a", chunk(5, 12, "fghij", false)).type(), Msg::UNKNOWN);
+  EXPECT_EQ(ignored("snapshot size disagrees"), 1u);
+  // A chunk of an older snapshot (still newer than b's commit).
+  EXPECT_EQ(to_b("a", chunk(0, 10, "abcde", false, index - 1)).type(), Msg::UNKNOWN);
+  EXPECT_EQ(ignored("chunk of an older snapshot"), 1u);
+  // A gap or a duplicate: answered with the offset held.
+  for (const Msg& m : {chunk(8, 10, "ij", true), chunk(0, 10, "abcde", false)}) {
+    Msg a = to_b("a", m);
+    EXPECT_EQ(a.type(), Msg::SNAPSHOT_RESP);
+    EXPECT_TRUE(a.reject());
+    EXPECT_EQ(a.snapshot_offset(), 5u);
+  }
+  EXPECT_EQ(ignored("snapshot chunk out of order"), 2u);
+  // A chunk of a newer snapshot starts over (the 5 bytes held are dropped).
+  Msg newer = to_b("a", chunk(5, 10, "fghij", true, index + 1));
+  EXPECT_EQ(newer.type(), Msg::SNAPSHOT_RESP);
+  EXPECT_TRUE(newer.reject());
+  EXPECT_EQ(newer.snapshot_offset(), 0u);
+  EXPECT_EQ(newer.snapshot().index(), index + 1);
+  EXPECT_EQ(c.raft("b").snapshot_index(), 0u);
+  EXPECT_EQ(c.raft("b").stats().snapshots_installed, 0u);
+  // A new leader (c, in the next term): the partial snapshot is gone.
+  Msg hb;
+  hb.set_type(Msg::HEARTBEAT);
+  hb.set_term(t + 1);
+  (void)to_b("c", hb);
+  ASSERT_EQ(c.raft("b").leader(), "c");
+  Msg restart = to_b("c", chunk(5, 10, "fghij", true, 0, t + 1));
+  EXPECT_EQ(restart.type(), Msg::SNAPSHOT_RESP);
+  EXPECT_TRUE(restart.reject());
+  EXPECT_EQ(restart.snapshot_offset(), 0u);
+  // The leader's side: answers about no snapshot it sends.
+  Msg resp;
+  resp.set_type(Msg::SNAPSHOT_RESP);
+  resp.set_term(c.raft("a").term());
+  resp.mutable_snapshot()->set_index(index);
+  resp.mutable_snapshot()->set_term(t);
+  resp.set_snapshot_offset(5);
+  c.raft("a").step(c.now(), "c", resp);
+  EXPECT_EQ(c.raft("a").stats().ignored.at("answer for another snapshot"), 1u);
+  resp.mutable_snapshot()->set_index(0);
+  c.raft("a").step(c.now(), "c", resp);
+  EXPECT_EQ(c.raft("a").stats().ignored.at("empty snapshot"), 1u);
 }
 
 // --- untrusted input ---------------------------------------------------------------
@@ -1649,6 +1913,13 @@ TEST(RaftUntrustedInput, RandomGarbageNeverAborts) {
 // cluster must commit again (liveness).
 struct RandomizedSummary {
   uint64_t leaders = 0, max_commit = 0, snapshots_installed = 0, crashes = 0, reads = 0;
+  uint64_t snapshots_sent = 0, snapshot_chunks_sent = 0;
+  void add(const Raft& r) {
+    leaders += r.stats().became_leader;
+    snapshots_installed += r.stats().snapshots_installed;
+    snapshots_sent += r.stats().snapshots_sent;
+    snapshot_chunks_sent += r.stats().snapshot_chunks_sent;
+  }
 };
 
 std::string run_randomized(uint64_t seed, int steps, RandomizedSummary& sum,
@@ -1692,8 +1963,7 @@ std::string run_randomized(uint64_t seed, int steps, RandomizedSummary& sum,
       for (const auto& id : kFive) down += !c.up(id);
       const auto id = any();
       if (down < 2 && c.up(id)) {
-        sum.leaders += c.raft(id).stats().became_leader;
-        sum.snapshots_installed += c.raft(id).stats().snapshots_installed;
+        sum.add(c.raft(id));
         sum.reads += c.node(id).reads.size();
         ++sum.crashes;
         if (rng.below(2) == 0)
@@ -1754,8 +2024,7 @@ std::string run_randomized(uint64_t seed, int steps, RandomizedSummary& sum,
     done = applied_everywhere("/final");
   }
   for (const auto& id : kFive) {
-    sum.leaders += c.raft(id).stats().became_leader;
-    sum.snapshots_installed += c.raft(id).stats().snapshots_installed;
+    sum.add(c.raft(id));
     sum.reads += c.node(id).reads.size();
     sum.max_commit = std::max(sum.max_commit, c.raft(id).commit_index());
   }
@@ -1782,6 +2051,22 @@ TEST(RaftRandomized, FiveNodesStaySafeUnderDropsReordersDuplicatesPartitionsAndC
               }),
               "")
         << "seed " << seed;
+  // Snapshots in chunks of 64 bytes (a few to dozens per snapshot), under
+  // the same faults; a short snapshot timeout so lost chunks are resent.
+  RandomizedSummary chunked;
+  for (uint64_t seed = 301; seed <= 306; ++seed)
+    EXPECT_EQ(run_randomized(seed, 5000, chunked, [](RaftOptions& o) {
+                o.max_snapshot_chunk_bytes = 64;
+                o.snapshot_timeout_ms = 200;
+              }),
+              "")
+        << "seed " << seed;
+  EXPECT_GT(chunked.snapshots_installed, 0u);
+  EXPECT_GT(chunked.snapshot_chunks_sent, 3 * chunked.snapshots_sent) << "transfers of several chunks";
+  std::printf("randomized, 64-byte chunks: %llu snapshots sent in %llu chunks, %llu installed\n",
+              static_cast<unsigned long long>(chunked.snapshots_sent),
+              static_cast<unsigned long long>(chunked.snapshot_chunks_sent),
+              static_cast<unsigned long long>(chunked.snapshots_installed));
   // The run must have exercised what it claims to.
   EXPECT_GT(sum.leaders, 20u);
   EXPECT_GT(sum.max_commit, 50u);
