@@ -119,6 +119,9 @@ void StrongPath::start(const Now& now) {
   o.election_timeout_max_ms = config_.raft_election_max_ms;
   o.heartbeat_interval_ms = config_.raft_heartbeat_ms;
   o.max_snapshot_chunk_bytes = config_.raft_snapshot_chunk_bytes;
+  // Appends (and so single entries) must fit a peer frame as chunks do.
+  o.max_append_bytes = std::min<uint64_t>(o.max_append_bytes, config_.raft_snapshot_chunk_bytes);
+  o.max_entry_bytes = std::min<uint64_t>(o.max_entry_bytes, config_.raft_snapshot_chunk_bytes);
   o.faults.commit_from_old_term = config_.test_faults.raft_commit_from_old_term;
   o.faults.vote_not_durable = config_.test_faults.raft_vote_not_durable;
   o.faults.read_without_quorum = config_.test_faults.raft_read_without_quorum;
