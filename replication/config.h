@@ -31,11 +31,12 @@ struct TestFaults {
   bool raft_vote_not_durable = false;
   bool raft_read_without_quorum = false;
   bool strong_reads_skip_read_index = false;  // the leader serves linearizable reads from its own state at once
+  bool strong_lock_tokens_restart = false;    // a free lock's next token is 1 again (fencing tokens repeat)
 
   bool any() const {
     return lww_merge || anti_entropy_skips_bucket || counter_merge_sums || set_remove_wins || forget_dot_counter ||
            collect_tombstones_early || raft_commit_from_old_term || raft_vote_not_durable ||
-           raft_read_without_quorum || strong_reads_skip_read_index;
+           raft_read_without_quorum || strong_reads_skip_read_index || strong_lock_tokens_restart;
   }
 };
 

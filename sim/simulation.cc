@@ -18,7 +18,7 @@ std::vector<std::string> injectable_bugs() {
   return {"lww-merge",          "anti-entropy-skips-bucket", "counter-merge-sums",      "set-remove-wins",
           "forget-dot-counter", "collect-tombstones-early",  "reply-before-fsync", "messages-before-fsync",
           "raft-commit-old-term", "raft-vote-not-durable", "raft-read-without-quorum",
-          "strong-reads-skip-read-index"};
+          "strong-reads-skip-read-index", "lock-tokens-restart"};
 }
 
 std::string inject_bug(const std::string& name, SimOptions& o) {
@@ -35,6 +35,7 @@ std::string inject_bug(const std::string& name, SimOptions& o) {
   else if (name == "raft-vote-not-durable") f.raft_vote_not_durable = true;
   else if (name == "raft-read-without-quorum") f.raft_read_without_quorum = true;
   else if (name == "strong-reads-skip-read-index") f.strong_reads_skip_read_index = true;
+  else if (name == "lock-tokens-restart") f.strong_lock_tokens_restart = true;
   else return "unknown bug '" + name + "'";
   return {};
 }

@@ -165,7 +165,8 @@ pb::StrongResponse LockTable::acquire(const std::string& name, uint64_t session_
     if (locks_.size() >= options_.max_locks)
       return error_response(pb::BUSY, "too many locks (" + std::to_string(options_.max_locks) + ")");
     it = locks_.emplace(name, Lock{}).first;
-    const uint64_t token = ++last_token_;
+    uint64_t token = ++last_token_;
+    if (options_.test_lock_tokens_restart) token = 1;  // injected bug: tokens repeat
     it->second.holder = session_id;
     it->second.token = token;
     sit->second.held.insert(name);

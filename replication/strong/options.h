@@ -47,6 +47,11 @@ struct StateMachineOptions {
   size_t dedup_window = 64;
   size_t dedup_max_clients = 10000;
   size_t dedup_max_bytes = 64u << 20;
+
+  // Test only (stig-sim --inject-bug lock-tokens-restart): a lock taken
+  // while free gets token 1 instead of the next from the counter, so a
+  // stale holder's token can equal a later one. Proves lock-safety fails.
+  bool test_lock_tokens_restart = false;
 };
 
 // A client's request: the dedup key and the key of a waiting lock acquire.

@@ -98,6 +98,7 @@ StrongPath::StrongPath(const Config& config, uint64_t seed, const RecoveredState
 
   StateMachineOptions sm_options;
   sm_options.history_retention_revisions = config_.strong_history_revisions;
+  sm_options.test_lock_tokens_restart = config_.test_faults.strong_lock_tokens_restart;
   if (r.snapshot) {
     auto sm = StateMachine::restore(snapshot_data, sm_options);
     if (!sm) throw std::invalid_argument("stored state machine snapshot is corrupt: " + sm.error().message());

@@ -307,7 +307,8 @@ INSTANTIATE_TEST_SUITE_P(
         StrongBugCase{"strong-reads-skip-read-index", "linearizable", 5, 16, 1, "strong", "leader=2", 4, 300, 10000},
         StrongBugCase{"raft-read-without-quorum", "linearizable", 5, 16, 1, "strong", "leader=2", 4, 300, 10000},
         StrongBugCase{"messages-before-fsync", "committed-not-lost", 3, 12, 2, "strong,locks", "crash=2", 30, 1000,
-                      10000}),
+                      10000},
+        StrongBugCase{"lock-tokens-restart", "lock-safety", 3, 2, 1, "locks", "none", 4, 1000, 10000}),
     [](const auto& info) {
       std::string n = info.param.bug;
       for (auto& ch : n)
