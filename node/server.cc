@@ -26,7 +26,8 @@ constexpr std::chrono::seconds kShutdownWriteGrace{2};
 constexpr size_t kMaxRefusing = 64;
 constexpr size_t kReadBufferBytes = 64 * 1024;
 constexpr std::chrono::seconds kLimitedWarningEvery{5};
-enum LimitedKind { kTooManyConnections, kOverBudget, kAcceptFailed };
+constexpr std::chrono::milliseconds kSlowStepTime{100};
+enum LimitedKind { kTooManyConnections, kOverBudget, kAcceptFailed, kSlowStep };
 
 std::string join(const std::set<std::string>& ids) {
   std::string s;
@@ -51,7 +52,7 @@ Server::Server(const Options& options, replication::Replica& replica, Storage& s
       pipeline_(
           io_, storage, [this](runtime::ReleaseQueue::Released& out) { release(out); },
           [this](uint64_t through) {
-            replica_.step(now(), replication::Persisted{through});
+            step_core(replication::Persisted{through});
             schedule_flush();
           },
           [this](const StorageStatus& st) { on_storage_failure(st); }) {
@@ -134,7 +135,7 @@ int Server::run() {
   do_accept();
   arm_sweep();
   // Let the core arm its timers (heartbeats, anti-entropy) from the start.
-  replica_.step(now(), replication::Tick{});
+  step_core(replication::Tick{});
   schedule_flush();
   io_.run();
   return exit_code_;
@@ -313,13 +314,13 @@ void Server::on_client_request(Connection& conn, pb::Request&& request) {
       break;
   }
   const replication::ClientToken token = conn.next_token();
-  replica_.step(now(), replication::ClientInput{token, std::move(request)});
+  step_core(replication::ClientInput{token, std::move(request)});
   schedule_flush();
 }
 
 void Server::on_peer_message(const std::string& from, pb::PeerMessage&& message) {
   if (stopping_) return;
-  replica_.step(now(), replication::PeerInput{from, std::move(message)});
+  step_core(replication::PeerInput{from, std::move(message)});
   schedule_flush();
 }
 
@@ -396,9 +397,27 @@ void Server::schedule_flush() {
   asio::post(io_, [this] { flush(); });
 }
 
+void Server::step_core(replication::Input input) {
+  const auto start = std::chrono::steady_clock::now();
+  replica_.step(now(), std::move(input));
+  warn_if_slow(start, "step");
+}
+
+void Server::warn_if_slow(std::chrono::steady_clock::time_point start, const char* what) {
+  const auto took = std::chrono::steady_clock::now() - start;
+  // The core runs on the event loop: a long step delays heartbeats and every
+  // other connection (the usual cause: a strong-path snapshot of a large
+  // state machine).
+  if (took >= kSlowStepTime)
+    warn_limited(kSlowStep, fmt::format("one {} of the core held the event loop for {} ms", what,
+                                        std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+}
+
 void Server::flush() {
   flush_scheduled_ = false;
+  const auto start = std::chrono::steady_clock::now();
   replication::Output out = replica_.take_output();
+  warn_if_slow(start, "output");
   arm_wake(out.wake_at);
   if (!out.empty()) pipeline_.submit(std::move(out));
 }
@@ -415,7 +434,7 @@ void Server::arm_wake(MonoTime at) {
   wake_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
     if (ec || gen != wake_gen_ || stopping_) return;
     armed_at_ = replication::kNever;
-    replica_.step(now(), replication::Tick{});
+    step_core(replication::Tick{});
     schedule_flush();
   });
 }
@@ -455,7 +474,7 @@ void Server::stop() {
     boost::system::error_code ec;
     acceptor_.close(ec);
     spdlog::info("handing Raft leadership to a follower before stopping");
-    replica_.step(now(), replication::Leave{});
+    step_core(replication::Leave{});
     schedule_flush();
     signals_.async_wait([this](const boost::system::error_code& e, int) {
       if (e || !handing_off_) return;

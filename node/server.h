@@ -95,6 +95,9 @@ class Server final : public ConnectionHost {
   // One warning per kind and 5 s under a flood, with the count since the last.
   void warn_limited(int kind, const std::string& message);
   void schedule_flush();
+  // Steps the core, warning when one step held the event loop too long.
+  void step_core(replication::Input input);
+  void warn_if_slow(std::chrono::steady_clock::time_point start, const char* what);
   void flush();
   void arm_wake(replication::MonoTime at);
   void release(runtime::ReleaseQueue::Released& out);

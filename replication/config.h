@@ -80,6 +80,9 @@ struct Config {
   // is taken rarely (etcd's default count); the log in between stays in
   // memory (about 200 bytes per small write).
   uint64_t strong_snapshot_entries = 100000;
+  // Entries a snapshot covers that stay in the log after it, so a follower
+  // that lags by fewer catches up from the log, not from the snapshot.
+  uint64_t strong_snapshot_catch_up_entries = 5000;
   uint64_t strong_history_revisions = 10000;
   // Raft sends a snapshot to a lagging follower in chunks of this many bytes
   // (each chunk must fit a peer frame: stigd derives it from --max-frame-bytes).

@@ -96,6 +96,7 @@ Expected<std::unique_ptr<Raft>, Status> Raft::create(RaftOptions o, uint64_t see
   if (o.max_append_bytes == 0 || o.max_inflight_appends == 0 || o.max_entry_bytes == 0 || o.max_apply_bytes == 0)
     return Status::invalid_argument("raft: size limits must be positive");
   if (o.snapshot_timeout_ms <= 0) return Status::invalid_argument("raft: snapshot timeout must be positive");
+  if (o.trim_entries_per_ready == 0) return Status::invalid_argument("raft: trim_entries_per_ready must be positive");
   if (o.max_snapshot_chunk_bytes == 0 || o.max_snapshot_bytes == 0)
     return Status::invalid_argument("raft: snapshot size limits must be positive");
 
@@ -926,6 +927,7 @@ Ready Raft::take_ready() {
   appends_pending_ = false;
   read_round_pending_ = false;
 
+  log_.trim_some(opts_.trim_entries_per_ready);
   Ready rd;
   rd.snapshot = std::move(pending_install_);
   pending_install_.reset();
@@ -973,7 +975,7 @@ Status Raft::compact(uint64_t index, std::string snapshot_data) {
   if (index > log_.applied()) return Status::invalid_argument("raft: compaction beyond the applied index");
   if (index <= log_.snapshot_index()) return Status::invalid_argument("raft: already compacted through that index");
   const uint64_t t = *log_.term(index);
-  log_.compact(index);
+  log_.compact(index, opts_.snapshot_catch_up_entries);
   snapshot_meta_.Clear();
   snapshot_meta_.set_index(index);
   snapshot_meta_.set_term(t);

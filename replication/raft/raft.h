@@ -75,6 +75,12 @@ struct RaftOptions {
   // last acknowledged. Generous: installing a big snapshot durably takes a
   // while, and resending early only adds load.
   MonoTime snapshot_timeout_ms = 5000;
+  // After a compaction, this many entries the snapshot covers stay in the
+  // log, so a follower that lags by fewer gets entries instead of the whole
+  // snapshot (etcd keeps 5000 too).
+  uint64_t snapshot_catch_up_entries = 5000;
+  // Compacted entries freed per Ready, so a long log is dropped in slices.
+  size_t trim_entries_per_ready = 2048;
   bool check_quorum = true;
   bool pre_vote = true;
   RaftFaults faults;  // test only

@@ -10,7 +10,9 @@ RaftLog::RaftLog(uint64_t snapshot_index, uint64_t snapshot_term, std::vector<pb
                  uint64_t committed, uint64_t applied)
     : snapshot_index_(snapshot_index),
       snapshot_term_(snapshot_term),
-      entries_(std::move(entries)),
+      offset_(snapshot_index),
+      trim_to_(snapshot_index),
+      entries_(std::make_move_iterator(entries.begin()), std::make_move_iterator(entries.end())),
       committed_(committed),
       applied_(applied),
       apply_handed_(applied) {
@@ -23,8 +25,8 @@ uint64_t RaftLog::last_term() const { return entries_.empty() ? snapshot_term_ :
 
 std::optional<uint64_t> RaftLog::term(uint64_t i) const {
   if (i == snapshot_index_) return snapshot_term_;
-  if (i < snapshot_index_ || i > last_index()) return std::nullopt;
-  return entries_[i - snapshot_index_ - 1].term();
+  if (i <= offset_ || i > last_index()) return std::nullopt;
+  return entries_[i - offset_ - 1].term();
 }
 
 bool RaftLog::is_up_to_date(uint64_t index, uint64_t t) const {
@@ -32,12 +34,12 @@ bool RaftLog::is_up_to_date(uint64_t index, uint64_t t) const {
 }
 
 const pb::RaftEntry& RaftLog::at(uint64_t i) const {
-  STIG_INVARIANT(i > snapshot_index_ && i <= last_index(), "log entry read outside the log");
-  return entries_[i - snapshot_index_ - 1];
+  STIG_INVARIANT(i > offset_ && i <= last_index(), "log entry read outside the log");
+  return entries_[i - offset_ - 1];
 }
 
 std::vector<pb::RaftEntry> RaftLog::slice(uint64_t lo, uint64_t hi, uint64_t max_bytes) const {
-  STIG_INVARIANT(lo > snapshot_index_ && hi <= last_index() + 1, "log slice outside the log");
+  STIG_INVARIANT(lo > offset_ && hi <= last_index() + 1, "log slice outside the log");
   std::vector<pb::RaftEntry> out;
   uint64_t bytes = 0;
   for (uint64_t i = lo; i < hi; ++i) {
@@ -75,7 +77,7 @@ void RaftLog::append(const std::vector<pb::RaftEntry>& entries) {
   STIG_INVARIANT(from > committed_, "append would overwrite a committed entry");
   STIG_INVARIANT(from > snapshot_index_ && from <= last_index() + 1, "append leaves a gap in the log");
   if (from <= last_index()) {
-    entries_.resize(from - snapshot_index_ - 1);
+    entries_.resize(from - offset_ - 1);
     stable_ = std::min(stable_, from - 1);
     if (from <= persist_handed_) {
       persist_handed_ = from - 1;
@@ -123,18 +125,28 @@ void RaftLog::applied_to(uint64_t index) {
   applied_ = index;
 }
 
-void RaftLog::compact(uint64_t index) {
+void RaftLog::compact(uint64_t index, uint64_t keep) {
   STIG_INVARIANT(index <= applied_ && index <= last_index(), "compaction beyond the applied index");
   if (index <= snapshot_index_) return;
-  const uint64_t t = at(index).term();
-  entries_.erase(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(index - snapshot_index_));
+  snapshot_term_ = at(index).term();
   snapshot_index_ = index;
-  snapshot_term_ = t;
+  trim_to_ = std::max(trim_to_, index > keep ? index - keep : 0);
+  STIG_INVARIANT(trim_to_ <= snapshot_index_, "trimming beyond the snapshot");
+}
+
+bool RaftLog::trim_some(size_t max_entries) {
+  for (size_t n = 0; n < max_entries && offset_ < trim_to_; ++n) {
+    entries_.pop_front();
+    ++offset_;
+  }
+  return offset_ < trim_to_;
 }
 
 void RaftLog::restore(uint64_t index, uint64_t t) {
   STIG_INVARIANT(index > committed_, "restoring a snapshot that is not ahead of commit");
   entries_.clear();
+  offset_ = index;
+  trim_to_ = index;
   snapshot_index_ = index;
   snapshot_term_ = t;
   committed_ = index;

@@ -2,8 +2,11 @@
 // what the runtime has made durable and what it has not yet.
 //
 // Layout: a snapshot point (snapshot_index, snapshot_term; 0/0 without a
-// snapshot), then entries snapshot_index+1 .. last_index, every one held in
-// memory. Cursors, all monotonic except where a conflict truncates the log:
+// snapshot); entries first_index .. last_index held in memory, where
+// first_index <= snapshot_index + 1: after a compaction a tail of entries the
+// snapshot covers is kept (catch_up entries), so a follower a little behind
+// gets entries, not the whole snapshot. Compacted entries are freed a batch
+// at a time (trim_some), so dropping a long log never stalls one step. Cursors, all monotonic except where a conflict truncates the log:
 //   applied <= apply_handed <= committed <= last_index
 //   stable <= last_index               (durable, told by stable_to)
 //   persist_handed <= last_index       (handed to the runtime in a Ready)
@@ -13,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <vector>
 
@@ -32,11 +36,12 @@ class RaftLog {
 
   uint64_t snapshot_index() const { return snapshot_index_; }
   uint64_t snapshot_term() const { return snapshot_term_; }
-  uint64_t first_index() const { return snapshot_index_ + 1; }
-  uint64_t last_index() const { return snapshot_index_ + entries_.size(); }
+  // The first entry held (entries below it are only in the snapshot).
+  uint64_t first_index() const { return offset_ + 1; }
+  uint64_t last_index() const { return offset_ + entries_.size(); }
   uint64_t last_term() const;
   // Term of the entry at i; the snapshot point has the snapshot's term; index 0
-  // has term 0. nullopt when i was compacted away or is beyond the log.
+  // has term 0. nullopt when i was dropped or is beyond the log.
   std::optional<uint64_t> term(uint64_t i) const;
   bool matches(uint64_t i, uint64_t t) const {
     const auto have = term(i);
@@ -83,8 +88,14 @@ class RaftLog {
   uint64_t applied() const { return applied_; }
   uint64_t apply_handed() const { return apply_handed_; }
 
-  // Drops entries <= index (a snapshot covers them). index <= applied.
-  void compact(uint64_t index);
+  // A snapshot covers entries <= index (index <= applied). Entries below
+  // index - keep are dropped, a batch per trim_some() call.
+  void compact(uint64_t index, uint64_t keep);
+  // Frees up to max_entries of the entries compact() dropped; true if any
+  // remain to free.
+  bool trim_some(size_t max_entries);
+  // Entries below this index are dropped (some may still wait for trim_some).
+  uint64_t trim_point() const { return trim_to_ + 1; }
   // Replaces the whole log by a snapshot point that is committed (a follower
   // installing the leader's snapshot); the state machine is restored from the
   // snapshot, so applied jumps to it too.
@@ -93,7 +104,9 @@ class RaftLog {
  private:
   uint64_t snapshot_index_ = 0;
   uint64_t snapshot_term_ = 0;
-  std::vector<pb::RaftEntry> entries_;  // entries_[k] has index snapshot_index_ + 1 + k
+  uint64_t offset_ = 0;                 // the index before entries_.front(); <= snapshot_index_
+  uint64_t trim_to_ = 0;                // entries through this index are to be freed; <= snapshot_index_
+  std::deque<pb::RaftEntry> entries_;   // entries_[k] has index offset_ + 1 + k
   uint64_t committed_ = 0;
   uint64_t applied_ = 0;
   uint64_t apply_handed_ = 0;

@@ -18,10 +18,29 @@ DedupTable::Lookup DedupTable::lookup(const RequestId& id) const {
 
 DedupTable::Client& DedupTable::touch(const std::string& client_id, uint64_t log_index) {
   auto [it, inserted] = clients_.try_emplace(client_id);
-  if (!inserted) lru_.erase({it->second.last_index, client_id});
-  it->second.last_index = log_index;
-  lru_.insert({log_index, client_id});
-  return it->second;
+  Client& c = it->second;
+  if (inserted) {
+    c.lru = lru_.insert(lru_.end(), &*it);
+  } else {
+    STIG_INVARIANT(log_index >= c.last_index, "log indexes applied out of order");
+    lru_.splice(lru_.end(), lru_, c.lru);
+  }
+  c.last_index = log_index;
+  place_in_lru(c);
+  return c;
+}
+
+void DedupTable::place_in_lru(Client& c) {
+  // Ties (one entry touching several clients) order by client id, the same
+  // on every replica and after a restore from a snapshot.
+  const std::string& id = (*c.lru)->first;
+  while (c.lru != lru_.begin()) {
+    auto before = std::prev(c.lru);
+    const ClientEntry& other = **before;
+    if (other.second.last_index < c.last_index || (other.second.last_index == c.last_index && other.first < id))
+      break;
+    lru_.splice(before, lru_, c.lru);  // c moves in front of `before`
+  }
 }
 
 void DedupTable::record_waiting(const RequestId& id, uint64_t log_index) {
@@ -62,7 +81,7 @@ void DedupTable::drop_oldest_done(Client& c) {
 
 void DedupTable::forget(const std::string& client_id) {
   auto it = clients_.find(client_id);
-  lru_.erase({it->second.last_index, client_id});
+  lru_.erase(it->second.lru);
   bytes_ -= it->second.bytes;
   clients_.erase(it);
 }
@@ -74,12 +93,13 @@ void DedupTable::enforce_bounds(const std::string& keep) {
     // A client with a request in a lock queue stays: its answer must be
     // remembered when the wait ends (lock queues bound how many such
     // clients there are).
-    const Client& c = clients_.at(it->second);
-    if (it->second == keep || c.slots.size() > c.done) {
+    const std::string& id = (*it)->first;
+    const Client& c = (*it)->second;
+    if (id == keep || c.slots.size() > c.done) {
       ++it;
       continue;
     }
-    const std::string victim = it->second;
+    const std::string victim = id;
     ++it;
     forget(victim);
   }
@@ -145,9 +165,14 @@ Status DedupTable::from_snapshot(const pb::StrongSnapshot& in) {
     }
     if (c.done > options_.dedup_window) return Status::corruption("dedup window overflow");
     bytes_ += c.bytes;
-    lru_.insert({c.last_index, sc.client_id()});
-    clients_.emplace(sc.client_id(), std::move(c));
+    auto placed = clients_.emplace(sc.client_id(), std::move(c)).first;
+    placed->second.lru = lru_.insert(lru_.end(), &*placed);
   }
+  // Clients come in id order; lru_ wants (last_index, id) order.
+  lru_.sort([](const ClientEntry* a, const ClientEntry* b) {
+    return a->second.last_index != b->second.last_index ? a->second.last_index < b->second.last_index
+                                                        : a->first < b->first;
+  });
   if (bytes_ > options_.dedup_max_bytes) return Status::corruption("dedup table over its byte bound");
   return Status::ok();
 }

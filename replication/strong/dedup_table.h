@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <list>
 #include <map>
 #include <optional>
 #include <set>
@@ -66,16 +67,24 @@ class DedupTable {
     uint64_t last_index = 0;       // log index of the client's last activity (LRU)
     size_t done = 0;
     size_t bytes = 0;
+    std::list<std::pair<const std::string, Client>*>::iterator lru;  // this client's place in lru_
   };
+  using ClientEntry = std::pair<const std::string, Client>;  // a node of clients_
 
   Client& touch(const std::string& client_id, uint64_t log_index);
+  // Moves `c` (last_index set) to its place in lru_, from the end backwards.
+  void place_in_lru(Client& c);
   void drop_oldest_done(Client& c);
   void forget(const std::string& client_id);
   void enforce_bounds(const std::string& keep);
 
   StateMachineOptions options_;  // a copy: the owner may move
   std::map<std::string, Client> clients_;
-  std::set<std::pair<uint64_t, std::string>> lru_;  // (last_index, client_id)
+  // Clients (pointing into clients_' nodes) by (last_index, client_id),
+  // least recent first. A list, so that touching a client moves it without
+  // allocating: log indexes only grow, so it moves to the end (or next to
+  // the clients touched by the same entry).
+  std::list<ClientEntry*> lru_;
   size_t bytes_ = 0;
 };
 

@@ -120,6 +120,7 @@ void StrongPath::start(const Now& now) {
   o.election_timeout_max_ms = config_.raft_election_max_ms;
   o.heartbeat_interval_ms = config_.raft_heartbeat_ms;
   o.max_snapshot_chunk_bytes = config_.raft_snapshot_chunk_bytes;
+  o.snapshot_catch_up_entries = config_.strong_snapshot_catch_up_entries;
   // Appends (and so single entries) must fit a peer frame as chunks do.
   o.max_append_bytes = std::min<uint64_t>(o.max_append_bytes, config_.raft_snapshot_chunk_bytes);
   o.max_entry_bytes = std::min<uint64_t>(o.max_entry_bytes, config_.raft_snapshot_chunk_bytes);
@@ -389,7 +390,9 @@ void StrongPath::maybe_snapshot() {
   const auto [begin, end] = key_space_range(KeySpace::kRaftLog);
   out_.persist.push_back(Persist{kSnapshotDataKey, std::move(data)});
   out_.persist.push_back(Persist{kSnapshotMetaKey, serialize(raft_->snapshot_meta())});
-  out_.persist.push_back(Persist{begin, {}, true, log_key(applied + 1)});
+  // The log keeps a catch-up tail below the snapshot (Raft's trim point);
+  // recovery skips it, the next compaction erases it.
+  out_.persist.push_back(Persist{begin, {}, true, log_key(raft_->log().trim_point())});
 }
 
 // --- replies --------------------------------------------------------------------------------

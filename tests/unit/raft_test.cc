@@ -51,6 +51,7 @@ RaftOptions options_for(const NodeId& self, const std::vector<NodeId>& voters) {
   RaftOptions o;
   o.self = self;
   o.voters = voters;
+  o.snapshot_catch_up_entries = 0;  // tests that compact want lagging followers to need the snapshot
   return o;
 }
 
@@ -354,7 +355,8 @@ class Cluster {
     ASSERT_TRUE(n.raft->compact(at, data).is_ok());
     n.snapshot = n.raft->snapshot_meta();
     n.snapshot_data = data;
-    for (auto it = n.log.begin(); it != n.log.end() && it->first <= at;) it = n.log.erase(it);
+    const uint64_t keep_from = n.raft->log().trim_point();  // the catch-up tail stays on disk too
+    for (auto it = n.log.begin(); it != n.log.end() && it->first < keep_from;) it = n.log.erase(it);
   }
 
   // --- the checker -------------------------------------------------------
@@ -491,7 +493,10 @@ TEST(RaftLog, TracksWhatWasHandedOutWhatIsDurableAndWhatATruncationUndid) {
   log.commit_to(3);
   EXPECT_EQ(log.take_committed(UINT64_MAX).size(), 3u);
   log.applied_to(3);
-  log.compact(2);
+  log.compact(2, 0);
+  EXPECT_EQ(log.first_index(), 1u) << "dropped entries are freed by trim_some, a batch at a time";
+  EXPECT_EQ(log.trim_point(), 3u);
+  EXPECT_FALSE(log.trim_some(1000));
   EXPECT_EQ(log.first_index(), 3u);
   EXPECT_EQ(log.term(2), std::optional<uint64_t>(1));
   EXPECT_EQ(log.term(1), std::nullopt);
@@ -1276,6 +1281,37 @@ TEST(RaftTransfer, AnUnreachableTargetAbortsAfterAnElectionTimeout) {
 
 // --- snapshots -------------------------------------------------------------------
 
+TEST(RaftSnapshot, AFollowerLaggingLessThanTheCatchUpTailGetsEntriesNotTheSnapshot) {
+  Cluster c(kThree, [](RaftOptions& o) { o.snapshot_catch_up_entries = 20; });
+  c.elect("a");
+  c.settle(0);
+  c.crash("c");
+  for (int i = 0; i < 30; ++i) c.propose("a", "v" + std::to_string(i));
+  c.settle(0);
+  ASSERT_EQ(c.raft("a").applied(), 31u);
+  c.compact("a");
+  EXPECT_EQ(c.raft("a").snapshot_index(), 31u);
+  EXPECT_EQ(c.raft("a").log().trim_point(), 12u) << "20 entries the snapshot covers stay";
+  EXPECT_EQ(c.raft("a").log().term(15), std::optional<uint64_t>(c.raft("a").term()));
+  c.propose("a", "after");
+  c.restart("c");  // c has the first entry (the leader's no-op) only: it lags by more than the tail
+  c.settle(300);
+  EXPECT_EQ(c.raft("a").log().first_index(), 12u) << "freed at the next Ready";
+  EXPECT_EQ(c.raft("a").stats().snapshots_sent, 1u);
+  // b misses fewer entries than the tail holds: it gets them from the log.
+  c.crash("b");
+  for (int i = 0; i < 10; ++i) c.propose("a", "w" + std::to_string(i));
+  c.settle(0);
+  const uint64_t applied = c.raft("a").applied();
+  c.compact("a");
+  c.restart("b");
+  c.settle(300);
+  EXPECT_EQ(c.raft("a").stats().snapshots_sent, 1u) << "no second snapshot";
+  EXPECT_EQ(c.raft("b").stats().snapshots_installed, 0u);
+  EXPECT_EQ(c.raft("b").commit_index(), applied);
+  EXPECT_EQ(c.node("b").applied, c.node("a").applied);
+}
+
 TEST(RaftSnapshot, ALaggingFollowerCatchesUpFromASnapshotAfterCompaction) {
   Cluster c(kThree);
   c.elect("a");
@@ -1286,7 +1322,7 @@ TEST(RaftSnapshot, ALaggingFollowerCatchesUpFromASnapshotAfterCompaction) {
   ASSERT_EQ(c.raft("a").applied(), 31u);
   c.compact("a");
   EXPECT_EQ(c.raft("a").snapshot_index(), 31u);
-  EXPECT_EQ(c.raft("a").log().first_index(), 32u);
+  EXPECT_EQ(c.raft("a").log().trim_point(), 32u);
   EXPECT_FALSE(c.raft("a").compact(5, "x").is_ok()) << "already compacted";
   EXPECT_FALSE(c.raft("a").compact(40, "x").is_ok()) << "beyond applied";
   c.propose("a", "after");
