@@ -75,6 +75,7 @@ struct Options {
   uint64_t seed = 0;
   std::string workload = "lazy";
   int lock_wait_ms = 10000;
+  bool load = false;  // put keys 0..keys-1 once each, then stop
 };
 
 // Parses "10s", "500ms", "2m", "1.5s" or a bare number of seconds.
@@ -139,6 +140,7 @@ struct Shared {
   std::atomic<uint64_t> leader_changes{0};
   std::atomic<uint64_t> succeeded{0}, conflicts{0};
   std::atomic<uint64_t> done_errors{0};
+  std::atomic<uint64_t> next_load_key{0};  // --load: the next key to put
   std::atomic<int> connected{0};
   std::atomic<uint64_t> last_error_count{0};
   std::mutex last_error_mu;
@@ -352,8 +354,18 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
 
   // Queues the next op's first request; false if none could be started.
   bool issue() {
-    const size_t key = static_cast<size_t>(rng_() % static_cast<uint64_t>(sh_.opt.keys));
     const auto now = Clock::now();
+    if (sh_.opt.load) {  // each key once, in order, shared by the clients; a fresh key needs no context
+      const uint64_t next = sh_.next_load_key.fetch_add(1, std::memory_order_relaxed);
+      if (next >= static_cast<uint64_t>(sh_.opt.keys)) return false;
+      auto* p = next_request()->mutable_put();
+      p->set_key(key_name(static_cast<size_t>(next)));
+      p->set_value(value_);
+      p->set_durability(sh_.durability);
+      send(Pending{kPut, static_cast<size_t>(next), now});
+      return true;
+    }
+    const size_t key = static_cast<size_t>(rng_() % static_cast<uint64_t>(sh_.opt.keys));
     switch (sh_.workload) {
       case Workload::kLazy: break;
       case Workload::kStrongPut: {
@@ -534,7 +546,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
         sh_.note_error(pb::ErrorCode_Name(r.error()) + ": " + r.error_message());
         return;
       }
-      if (p.op == kPut && r.has_put()) sh_.set_context(p.key, r.put().context());
+      if (p.op == kPut && r.has_put() && !sh_.opt.load) sh_.set_context(p.key, r.put().context());
       if (p.op == kGet && r.has_get() && !r.get().context().empty()) sh_.set_context(p.key, r.get().context());
     }
     sh_.done_ops[p.op].fetch_add(1, std::memory_order_relaxed);
@@ -838,6 +850,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--json", opt.json, "Print the result as one JSON object on stdout");
   app.add_flag("--quiet,-q", opt.quiet, "No progress lines on stderr");
+  app.add_flag("--load", opt.load,
+               "Load the key space: put keys 0..--keys-1 once each (lazy path, --value-size bytes), then stop; "
+               "no warm-up, --duration and --ratio are ignored, ops/s is over the whole load");
   app.footer(R"(Examples:
   stig-bench --endpoints 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103 --clients 50 --duration 10s
   stig-bench --clients 50 --ratio 100:0 --durability quorum --json
@@ -899,7 +914,7 @@ int main(int argc, char** argv) {
       sh->endpoint_names.push_back(ep.to_string());
     }
   }
-  sh->contexts.resize(static_cast<size_t>(opt.keys));
+  if (!opt.load) sh->contexts.resize(static_cast<size_t>(opt.keys));  // --load never reads a context back
   if (sh->workload == Workload::kStrongCas || sh->workload == Workload::kStrongTxn) {
     std::string error;
     if (!preload(*sh, error)) {
@@ -909,6 +924,11 @@ int main(int argc, char** argv) {
   }
   const uint64_t seed = opt.seed != 0 ? opt.seed : static_cast<uint64_t>(Clock::now().time_since_epoch().count());
 
+  if (opt.load && strong) return usage_error("--load loads the lazy path; it takes no --workload");
+  if (opt.load) {  // until every key is put: measured from the start, bounded by a day
+    warmup = Clock::duration::zero();
+    duration = std::chrono::hours(24);
+  }
   const auto start = Clock::now();
   sh->measure_start = start + warmup;
   sh->measure_end = sh->measure_start + duration;
@@ -934,8 +954,10 @@ int main(int argc, char** argv) {
                 << opt.workload << ", " << opt.keys << " keys, " << opt.value_size << "-byte values, pipeline "
                 << opt.pipeline << "\n";
     } else {
-      std::cerr << "stig-bench: " << opt.clients << " clients on " << sh->endpoints.size() << " endpoint(s), put:get "
-                << sh->put_weight << ":" << sh->get_weight << ", " << opt.keys << " keys, " << opt.value_size
+      std::cerr << "stig-bench: " << opt.clients << " clients on " << sh->endpoints.size() << " endpoint(s), "
+                << (opt.load ? "loading every key once" : "put:get " + std::to_string(sh->put_weight) + ":" +
+                                                              std::to_string(sh->get_weight))
+                << ", " << opt.keys << " keys, " << opt.value_size
                 << "-byte values, durability " << opt.durability << ", pipeline " << opt.pipeline << "\n";
     }
   }
@@ -963,7 +985,9 @@ int main(int argc, char** argv) {
     }
     prev_ops = ops;
     prev_err = errs;
+    if (opt.load && puts + sh->done_errors.load() >= static_cast<uint64_t>(opt.keys)) break;
   }
+  if (opt.load) duration = Clock::now() - start;  // rates are over the whole load
 
   // Stop issuing, let in-flight requests drain briefly, then stop the loops.
   sh->stopping.store(true);

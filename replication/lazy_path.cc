@@ -53,9 +53,13 @@ LazyPath::LazyPath(const Config& config, uint64_t seed, const RecoveredState& re
   });
   if (bad.empty())
     scan_space(KeySpace::kLazyKey, [&](std::string_view key, std::string_view value) {
-      Status s = store_.load(key, value);
-      if (!s.is_ok()) bad = s.message();
-      return s.is_ok();
+      auto loaded = store_.load(key, value);
+      if (!loaded) {
+        bad = loaded.error().message();
+        return false;
+      }
+      learn_context((*loaded)->state.context());
+      return true;
     });
   if (bad.empty())
     scan_space(KeySpace::kGrave, [&](std::string_view key, std::string_view value) {
@@ -71,9 +75,7 @@ LazyPath::LazyPath(const Config& config, uint64_t seed, const RecoveredState& re
   if (!bad.empty()) throw std::invalid_argument(bad);
   // Never reuse a dot, even if the counter write was lost: states and graves
   // on disk name every dot this node issued for them.
-  for (uint32_t b = 0; b < store_.tree().leaf_count(); ++b)
-    for (const auto& [tk, e] : store_.bucket(b)) learn_context(e.state.context());
-  for (const auto& [tk, g] : graveyard_) learn_context(g.context);
+  for (const auto& [tk, g] : graveyard_) learn_context(g.context);  // states' contexts were learnt as they loaded
   dot_counter_dirty_ = false;  // recovered, not changed
   store_.settle(nullptr);
   if (config_.test_faults.forget_dot_counter) dot_counter_ = 0;  // injected bug: dots get reissued

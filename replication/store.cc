@@ -91,18 +91,33 @@ void KeyStore::erase(const std::string& typed_key, std::vector<Persist>& persist
   persist.push_back(Persist{storage_key(typed_key), {}, true});
 }
 
-Status KeyStore::load(std::string_view skey, std::string_view value) {
+Expected<const KeyEntry*> KeyStore::load(std::string_view skey, std::string_view value) {
   pb::KeyState state;
   if (!state.ParseFromArray(value.data(), static_cast<int>(value.size())))
     return Status::corruption("stored state does not parse: " + std::string(skey));
   if (auto s = validate_state(state); !s.is_ok())
     return Status::corruption("stored state is invalid (" + s.message() + "): " + std::string(skey));
-  const std::string tk = typed_key(state.type(), state.key());
+  std::string tk = typed_key(state.type(), state.key());
   if (storage_key(tk) != skey) return Status::corruption("stored state under the wrong key: " + std::string(skey));
-  KeyEntry& e = get_or_create(state.type(), state.key());
+  // Recovery scans in key order, so within a bucket keys arrive in order too:
+  // the hint makes each insert constant time, not a walk down the tree.
+  const uint32_t b = bucket_of(tk);
+  auto& bucket = buckets_[b];
+  const size_t before = bucket.size();
+  auto it = bucket.emplace_hint(bucket.end(), std::move(tk), KeyEntry{});
+  if (bucket.size() == before) return Status::corruption("stored state loaded twice: " + std::string(skey));
+  KeyEntry& e = it->second;
   e.state = std::move(state);
-  mark_dirty(tk, e);
-  return Status::ok();
+  // Settled at once (as settle() would, without a Persist: it is on disk):
+  // the hash is of our own serialization, so it matches what peers compute.
+  scratch_.clear();
+  e.state.SerializeToString(&scratch_);
+  e.hash = hash_serialized(scratch_);
+  tree_.apply(b, e.hash);
+  e.tombstone_only = is_tombstone_only(e.state);
+  ++total_keys_;
+  if (e.tombstone_only) ++tombstone_keys_;
+  return &e;
 }
 
 }  // namespace stig::replication

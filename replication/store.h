@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "replication/config.h"
+#include "replication/expected.h"
 #include "replication/key_space.h"
 #include "replication/key_state.h"
 #include "replication/merkle.h"
@@ -55,8 +56,8 @@ class KeyStore {
   // Removes a settled key (tombstone collection), emitting the erase.
   void erase(const std::string& typed_key, std::vector<Persist>& persist);
 
-  // Loads one persisted state at start-up.
-  Status load(std::string_view storage_key, std::string_view value);
+  // Loads one persisted state at start-up, settled (in the tree, not dirty).
+  Expected<const KeyEntry*> load(std::string_view storage_key, std::string_view value);
 
   const MerkleTree& tree() const { return tree_; }
   uint32_t bucket_of(std::string_view typed_key) const;
