@@ -193,7 +193,8 @@ void print_status(const stigmergy::ClusterStatus& s, bool as_json) {
     }
     std::cout << line << "\n";
   }
-  std::cout << "(as seen by " << (s.node.empty() ? "the answering node" : s.node) << "; "
+  std::cout << "(as seen by " << (s.node.empty() ? "the answering node" : s.node)
+            << "; other nodes' keys and digests as they last reported them, LAST HEARD ago; "
             << (digests.size() <= 1 ? "all digests equal: converged" : "digests differ: not converged yet") << ")\n";
 }
 
@@ -522,8 +523,11 @@ Examples:
   auto* cluster = app.add_subcommand("cluster", "Cluster membership and convergence");
   cluster->require_subcommand(1);
   auto* status = cluster->add_subcommand("status", "Every node: address, failure-detector state, keys, digest");
-  status->footer(R"(Shown as seen by the answering node (the first endpoint that answers). Equal
-digests on every node mean the replicas hold the same state.
+  status->footer(R"(Shown as seen by the answering node (the first endpoint that answers). Its own
+row is current; every other node's keys, tombstones and digest are as that node
+last reported them in a heartbeat (LAST HEARD ago, every 200 ms while up), so a
+write made since may not show yet. Equal digests on every node mean the replicas
+hold the same state.
 
 Example:
   stig --endpoints 127.0.0.1:7102 cluster status)");
