@@ -46,6 +46,11 @@ ReleaseAfter release_for(bool after_persist) { return after_persist ? ReleaseAft
 
 StrongPath::StrongPath(const Config& config, uint64_t seed, const RecoveredState& recovered)
     : config_(config), seed_(seed) {
+  {
+    const auto all = config_.all_nodes();
+    const auto rank = static_cast<uint64_t>(std::find(all.begin(), all.end(), config_.self) - all.begin());
+    snapshot_phase_ = config_.strong_snapshot_entries / all.size() * rank;
+  }
   raft::RecoveredState r;
   std::string bad;
   auto check = [](const Status& st) {
@@ -384,7 +389,15 @@ void StrongPath::serve_reads() {
 
 void StrongPath::maybe_snapshot() {
   const uint64_t applied = raft_->applied();
-  if (broken_ || applied < raft_->snapshot_index() + config_.strong_snapshot_entries) return;
+  if (broken_) return;
+  // Every strong_snapshot_entries, at a phase of its own per node: a snapshot
+  // holds the event loop while it serializes the state machine, and nodes
+  // that took theirs at the same index would stall together (two followers
+  // at once stall every commit). Node k of n is k/n of an interval later.
+  const uint64_t every = config_.strong_snapshot_entries;
+  const uint64_t phase = snapshot_phase_;
+  const auto period = [&](uint64_t index) { return index < phase ? 0 : (index - phase) / every + 1; };
+  if (period(applied) <= period(raft_->snapshot_index())) return;
   std::string data = sm_->snapshot();
   if (!raft_->compact(applied, data).is_ok()) return;
   const auto [begin, end] = key_space_range(KeySpace::kRaftLog);

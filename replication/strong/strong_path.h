@@ -99,6 +99,7 @@ class StrongPath {
 
   Config config_;
   uint64_t seed_;
+  uint64_t snapshot_phase_ = 0;  // this node snapshots at indexes phase + k * strong_snapshot_entries
   std::optional<raft::RecoveredState> recovered_;  // until start()
   std::unique_ptr<raft::Raft> raft_;
   std::unique_ptr<StateMachine> sm_;
