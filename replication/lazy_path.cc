@@ -61,6 +61,7 @@ LazyPath::LazyPath(const Config& config, uint64_t seed, const RecoveredState& re
       learn_context((*loaded)->state.context());
       return true;
     });
+  store_.finish_load();
   if (bad.empty())
     scan_space(KeySpace::kGrave, [&](std::string_view key, std::string_view value) {
       Grave g;

@@ -56,8 +56,11 @@ class KeyStore {
   // Removes a settled key (tombstone collection), emitting the erase.
   void erase(const std::string& typed_key, std::vector<Persist>& persist);
 
-  // Loads one persisted state at start-up, settled (in the tree, not dirty).
+  // Loads one persisted state at start-up, settled (in the tree, not dirty);
+  // storage keys must come in order. The entry is staged (valid until the
+  // next load) and becomes findable at finish_load().
   Expected<const KeyEntry*> load(std::string_view storage_key, std::string_view value);
+  void finish_load();
 
   const MerkleTree& tree() const { return tree_; }
   uint32_t bucket_of(std::string_view typed_key) const;
@@ -73,6 +76,7 @@ class KeyStore {
   MerkleTree tree_;
   std::vector<std::map<std::string, KeyEntry>> buckets_;
   std::vector<std::string> dirty_;
+  std::vector<std::vector<std::pair<std::string, KeyEntry>>> loading_;  // by bucket, until finish_load()
   std::string scratch_;
   uint64_t total_keys_ = 0;  // settled keys, i.e. those in the tree
   uint64_t tombstone_keys_ = 0;
