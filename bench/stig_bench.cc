@@ -41,6 +41,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench/summary.h"
 #include "client/asio.h"
 #include "stigmergy.pb.h"
 #include "stigmergy/client.h"
@@ -52,6 +53,11 @@ namespace asio = boost::asio;
 namespace pb = stigmergy::v1;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
+using stig::bench::json_escape;
+using stig::bench::parse_duration;
+using stig::bench::Summary;
+using stig::bench::summarize;
+using stig::bench::summary_json;
 
 enum Op { kPut = 0, kGet = 1, kStrong = 2, kOps = 3 };
 const char* kOpNames[kOps] = {"put", "get", "strong"};  // [kStrong]: the --workload's name
@@ -78,30 +84,6 @@ struct Options {
   bool load = false;  // put keys 0..keys-1 once each, then stop
 };
 
-// Parses "10s", "500ms", "2m", "1.5s" or a bare number of seconds.
-bool parse_duration(const std::string& text, Clock::duration& out) {
-  size_t pos = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &pos);
-  } catch (...) {
-    return false;
-  }
-  const std::string unit = text.substr(pos);
-  double secs;
-  if (unit.empty() || unit == "s") {
-    secs = v;
-  } else if (unit == "ms") {
-    secs = v / 1000.0;
-  } else if (unit == "m" || unit == "min") {
-    secs = v * 60.0;
-  } else {
-    return false;
-  }
-  if (!(secs >= 0) || secs > 86400) return false;
-  out = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(secs));
-  return true;
-}
 
 // Latency samples (µs) and error counts of one client, merged at the end.
 struct Stats {
@@ -744,64 +726,6 @@ struct Worker {
   std::thread thread;
 };
 
-struct Summary {
-  uint64_t ops = 0;
-  uint64_t errors = 0;
-  double ops_per_sec = 0;
-  double p50 = 0, p99 = 0, p999 = 0, max = 0, mean = 0;
-};
-
-double percentile(const std::vector<uint32_t>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  const size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(sorted.size())));
-  return sorted[std::min(sorted.size() - 1, rank == 0 ? 0 : rank - 1)];
-}
-
-Summary summarize(std::vector<uint32_t>& v, uint64_t errors, double secs) {
-  std::sort(v.begin(), v.end());
-  Summary s;
-  s.ops = v.size();
-  s.errors = errors;
-  s.ops_per_sec = secs > 0 ? static_cast<double>(v.size()) / secs : 0;
-  s.p50 = percentile(v, 0.50);
-  s.p99 = percentile(v, 0.99);
-  s.p999 = percentile(v, 0.999);
-  s.max = v.empty() ? 0 : v.back();
-  double sum = 0;
-  for (auto x : v) sum += x;
-  s.mean = v.empty() ? 0 : sum / static_cast<double>(v.size());
-  return s;
-}
-
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
-
-std::string summary_json(const Summary& s) {
-  char buf[512];
-  std::snprintf(buf, sizeof buf,
-                "{\"ops\":%llu,\"errors\":%llu,\"ops_per_sec\":%.1f,\"p50_us\":%.0f,\"p99_us\":%.0f,\"p999_us\":%.0f,"
-                "\"max_us\":%.0f,\"mean_us\":%.1f}",
-                static_cast<unsigned long long>(s.ops), static_cast<unsigned long long>(s.errors), s.ops_per_sec, s.p50,
-                s.p99, s.p999, s.max, s.mean);
-  return buf;
-}
 
 int usage_error(const std::string& msg) {
   std::cerr << "stig-bench: error: " << msg << "\n";
@@ -1052,14 +976,7 @@ int main(int argc, char** argv) {
       out += ",\"redirects\":" + std::to_string(sh->redirects.load());
       out += ",\"leader_changes_seen\":" + std::to_string(sh->leader_changes.load());
     }
-    out += ",\"error_kinds\":{";
-    bool first = true;
-    for (const auto& [k, n] : total.error_kinds) {
-      if (n == 0) continue;
-      out += (first ? "\"" : ",\"") + json_escape(k) + "\":" + std::to_string(n);
-      first = false;
-    }
-    out += "}}";
+    out += ",\"error_kinds\":" + stig::bench::error_kinds_json(total.error_kinds) + "}";
     std::cout << out << "\n";
   } else {
     std::printf("\n%-5s %10s %12s %9s %9s %9s %9s %9s %8s\n", "op", "ops", "ops/s", "mean us", "p50 us", "p99 us",
@@ -1081,13 +998,7 @@ int main(int argc, char** argv) {
       std::printf("succeeded %llu, conflicts %llu\n", static_cast<unsigned long long>(sh->succeeded.load()),
                   static_cast<unsigned long long>(sh->conflicts.load()));
     }
-    if (!total.error_kinds.empty()) {
-      std::printf("errors by kind:");
-      for (const auto& [k, n] : total.error_kinds) {
-        if (n > 0) std::printf(" %s=%llu", k.c_str(), static_cast<unsigned long long>(n));
-      }
-      std::printf("\n");
-    }
+    stig::bench::print_error_kinds(total.error_kinds);
   }
   if (overall.ops == 0) {
     std::string last;

@@ -326,14 +326,7 @@ Examples:
       out += ",\"succeeded\":" + std::to_string(total.succeeded);
       out += ",\"conflicts\":" + std::to_string(total.conflicts);
     }
-    out += ",\"error_kinds\":{";
-    bool first = true;
-    for (const auto& [k, n] : total.error_kinds) {
-      if (n == 0) continue;
-      out += (first ? "\"" : ",\"") + json_escape(k) + "\":" + std::to_string(n);
-      first = false;
-    }
-    out += "}}";
+    out += ",\"error_kinds\":" + stig::bench::error_kinds_json(total.error_kinds) + "}";
     std::cout << out << "\n";
   } else {
     std::printf("\n%-5s %10s %12s %9s %9s %9s %9s %9s %8s\n", "op", "ops", "ops/s", "mean us", "p50 us", "p99 us",
@@ -345,13 +338,7 @@ Examples:
       std::printf("%s: %llu succeeded, %llu conflicts (compare failed)\n", opt.workload.c_str(),
                   static_cast<unsigned long long>(total.succeeded), static_cast<unsigned long long>(total.conflicts));
     }
-    if (!total.error_kinds.empty()) {
-      std::printf("errors by kind:");
-      for (const auto& [k, n] : total.error_kinds) {
-        if (n > 0) std::printf(" %s=%llu", k.c_str(), static_cast<unsigned long long>(n));
-      }
-      std::printf("\n");
-    }
+    stig::bench::print_error_kinds(total.error_kinds);
   }
   if (s.ops == 0) {
     std::string last;

@@ -1,5 +1,6 @@
-// etcd-bench's numbers: latency samples, their summary (ops/s, p50/p99/p999)
-// and JSON, shaped like stig-bench's so the two can be read the same way.
+// etcd-bench's numbers: each client's latency samples and counts; summaries,
+// JSON and durations are stig-bench's own (bench/summary.h), so the two tools
+// count and print alike.
 #pragma once
 
 #include <chrono>
@@ -8,9 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "bench/summary.h"
+
 namespace etcdbench {
 
-using Clock = std::chrono::steady_clock;
+using Clock = stig::bench::Clock;
 
 // What one client saw during the measured window.
 struct Stats {
@@ -23,19 +26,10 @@ struct Stats {
   void merge(const Stats& o);
 };
 
-struct Summary {
-  uint64_t ops = 0;
-  uint64_t errors = 0;
-  double ops_per_sec = 0;
-  double p50 = 0, p99 = 0, p999 = 0, max = 0, mean = 0;
-};
-
-// Sorts v and summarizes it over a window of secs seconds.
-Summary summarize(std::vector<uint32_t>& v, uint64_t errors, double secs);
-// {"ops":..,"errors":..,"ops_per_sec":..,"p50_us":..,"p99_us":..,"p999_us":..,"max_us":..,"mean_us":..}
-std::string summary_json(const Summary& s);
-std::string json_escape(const std::string& s);
-// Parses "10s", "500ms", "2m", "1.5s" or a bare number of seconds.
-bool parse_duration(const std::string& text, Clock::duration& out);
+using stig::bench::json_escape;
+using stig::bench::parse_duration;
+using stig::bench::Summary;
+using stig::bench::summarize;
+using stig::bench::summary_json;
 
 }  // namespace etcdbench
