@@ -376,9 +376,9 @@ const pb::AppliedWrite* find_applied(const pb::KeyState& state, std::string_view
   return nullptr;
 }
 
-void record_applied(pb::KeyState& state, std::string_view client_id, uint64_t seq, std::string_view node,
+bool record_applied(pb::KeyState& state, std::string_view client_id, uint64_t seq, std::string_view node,
                     uint64_t dot_counter, int64_t delta) {
-  if (client_id.empty() || client_id.size() > kMaxClientIdBytes) return;
+  if (client_id.empty() || client_id.size() > kMaxClientIdBytes) return false;
   pb::AppliedWrite a;
   a.set_client_id(std::string(client_id));
   a.set_seq(seq);
@@ -388,11 +388,12 @@ void record_applied(pb::KeyState& state, std::string_view client_id, uint64_t se
   a.set_delta(delta);
   auto* applied = state.mutable_applied();
   for (const auto& existing : *applied)
-    if (!applied_less(existing, a) && !applied_less(a, existing)) return;  // recorded already
+    if (!applied_less(existing, a) && !applied_less(a, existing)) return false;  // recorded already
   *applied->Add() = std::move(a);
   for (int i = applied->size() - 1; i > 0 && applied_less(applied->Get(i), applied->Get(i - 1)); --i)
     applied->SwapElements(i, i - 1);
   cut_applied(state);
+  return true;
 }
 
 bool compensate_duplicate_adds(pb::KeyState& state, std::string_view self) {

@@ -106,8 +106,9 @@ const pb::AppliedWrite* find_applied(const pb::KeyState& state, std::string_view
 
 // Records that `node` applied write (client_id, seq) to `state`, making the
 // sibling with dot (node, dot_counter) (0: none) or adding `delta` to a
-// counter. Does nothing for an empty or over-long client id.
-void record_applied(pb::KeyState& state, std::string_view client_id, uint64_t seq, std::string_view node,
+// counter. Does nothing for an empty or over-long client id, or when the
+// write is recorded already. Returns true if the state changed.
+bool record_applied(pb::KeyState& state, std::string_view client_id, uint64_t seq, std::string_view node,
                     uint64_t dot_counter, int64_t delta);
 
 // Counter adds `self` applied that another node had applied too, with a

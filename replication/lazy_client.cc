@@ -327,9 +327,7 @@ void LazyPath::handle_set_write(ClientToken token, const pb::Request& request, b
     // Recorded even when the element was absent: a retry elsewhere must not
     // remove an element added after this remove.
     const bool removed = set_remove(entry->state, element);
-    const int ids_before = entry->state.applied_size();
-    record_write_id(entry->state, request, 0, 0);
-    if (removed || entry->state.applied_size() != ids_before) {
+    if (record_write_id(entry->state, request, 0, 0) || removed) {
       store_.mark_dirty(tk, *entry);
       pending_push_.insert(tk);
     }
@@ -427,10 +425,10 @@ bool LazyPath::answer_known_write(ClientToken token, const pb::Request& request,
   return true;
 }
 
-void LazyPath::record_write_id(pb::KeyState& state, const pb::Request& request, uint64_t dot_counter,
+bool LazyPath::record_write_id(pb::KeyState& state, const pb::Request& request, uint64_t dot_counter,
                                int64_t delta) const {
-  if (config_.test_faults.per_node_retry_dedup) return;  // injected bug: retries elsewhere apply again
-  record_applied(state, request.client_id(), request.seq(), config_.self, dot_counter, delta);
+  if (config_.test_faults.per_node_retry_dedup) return false;  // injected bug: retries elsewhere apply again
+  return record_applied(state, request.client_id(), request.seq(), config_.self, dot_counter, delta);
 }
 
 void LazyPath::complete_write(ClientToken token, const std::string& client_id, uint64_t seq,

@@ -75,8 +75,9 @@ class LazyPath {
   bool answer_known_write(ClientToken token, const pb::Request& request, const std::string& key,
                           pb::ValueType type, pb::Durability durability);
   // Records the write id of a mutation just applied to `state` (unless a
-  // test turns cross-node retry detection off).
-  void record_write_id(pb::KeyState& state, const pb::Request& request, uint64_t dot_counter, int64_t delta) const;
+  // test turns cross-node retry detection off). Returns true if it changed
+  // the state.
+  bool record_write_id(pb::KeyState& state, const pb::Request& request, uint64_t dot_counter, int64_t delta) const;
   // Answers a mutation now (local) or once enough peers stored it.
   void finish_write(ClientToken token, const pb::Request& request, const std::string& typed_key,
                     pb::Response response, pb::Durability durability);
