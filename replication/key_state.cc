@@ -293,6 +293,11 @@ bool join_applied(pb::AppliedWrite& mine, const pb::AppliedWrite& r) {
   }
   if (r.compensated() && !mine.compensated()) mine.set_compensated(true), changed = true;
   if (r.collapsed() && !mine.collapsed()) mine.set_collapsed(true), changed = true;
+  if (r.has_cut_context() &&
+      (!mine.has_cut_context() || r.cut_context().SerializeAsString() < mine.cut_context().SerializeAsString())) {
+    *mine.mutable_cut_context() = r.cut_context();
+    changed = true;
+  }
   return changed;
 }
 
@@ -377,7 +382,7 @@ const pb::AppliedWrite* find_applied(const pb::KeyState& state, std::string_view
 }
 
 bool record_applied(pb::KeyState& state, std::string_view client_id, uint64_t seq, std::string_view node,
-                    uint64_t dot_counter, int64_t delta) {
+                    uint64_t dot_counter, int64_t delta, const pb::VersionVector* cut_context) {
   if (client_id.empty() || client_id.size() > kMaxClientIdBytes) return false;
   pb::AppliedWrite a;
   a.set_client_id(std::string(client_id));
@@ -386,6 +391,7 @@ bool record_applied(pb::KeyState& state, std::string_view client_id, uint64_t se
   a.set_dot_counter(dot_counter);
   a.set_order(std::min(highest_order(state) + 1, kMaxDotCounter));
   a.set_delta(delta);
+  if (cut_context) *a.mutable_cut_context() = *cut_context;
   auto* applied = state.mutable_applied();
   for (const auto& existing : *applied)
     if (!applied_less(existing, a) && !applied_less(a, existing)) return false;  // recorded already
@@ -564,6 +570,10 @@ Status validate_state(const pb::KeyState& state) {
       if (a.delta() != 0 || a.compensated()) return Status::invalid_argument("register or set write with a delta");
       if (a.dot_counter() != 0 && !vv_covers(state.context(), a.node(), a.dot_counter()))
         return Status::invalid_argument("applied write dot outside the key's context");
+    }
+    if (a.has_cut_context()) {
+      if (state.type() != pb::REGISTER) return Status::invalid_argument("cut context outside a register");
+      if (auto s = vv_validate(a.cut_context()); !s.is_ok()) return s;
     }
   }
   return Status::ok();

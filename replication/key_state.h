@@ -108,8 +108,9 @@ const pb::AppliedWrite* find_applied(const pb::KeyState& state, std::string_view
 // sibling with dot (node, dot_counter) (0: none) or adding `delta` to a
 // counter. Does nothing for an empty or over-long client id, or when the
 // write is recorded already. Returns true if the state changed.
+// `cut_context`: a register write's context after it was cut (nullptr: not cut).
 bool record_applied(pb::KeyState& state, std::string_view client_id, uint64_t seq, std::string_view node,
-                    uint64_t dot_counter, int64_t delta);
+                    uint64_t dot_counter, int64_t delta, const pb::VersionVector* cut_context = nullptr);
 
 // Counter adds `self` applied that another node had applied too, with a
 // smaller node id: subtracts each from self's entry once and marks it

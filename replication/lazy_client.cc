@@ -231,7 +231,7 @@ void LazyPath::handle_register_write(ClientToken token, const pb::Request& reque
   KeyEntry& entry = create_or_find(pb::REGISTER, key);
   const uint64_t dot = next_dot();
   register_write(entry.state, ctx, config_.self, dot, value, is_delete, WriteMeta{agent_of(request), now_.wall});
-  record_write_id(entry.state, request, dot, 0);
+  record_write_id(entry.state, request, dot, 0, context_cut ? &ctx : nullptr);
   store_.mark_dirty(tk, entry);
   pending_push_.insert(tk);
   // The only replica has seen it (or a test injects collection without acks).
@@ -410,6 +410,10 @@ bool LazyPath::answer_known_write(ClientToken token, const pb::Request& request,
       if (!e->state.context().entries().empty()) p->set_context(encode_context(e->state.context()));
       p->set_dot_node(first->node());
       p->set_dot_counter(first->dot_counter());
+      if (first->has_cut_context()) {
+        p->set_context_cut(true);
+        p->set_applied_context(encode_context(first->cut_context()));
+      }
       fill_versions(e->state, p->mutable_versions());
       break;
     }
@@ -426,9 +430,9 @@ bool LazyPath::answer_known_write(ClientToken token, const pb::Request& request,
 }
 
 bool LazyPath::record_write_id(pb::KeyState& state, const pb::Request& request, uint64_t dot_counter,
-                               int64_t delta) const {
+                               int64_t delta, const pb::VersionVector* cut_context) const {
   if (config_.test_faults.per_node_retry_dedup) return false;  // injected bug: retries elsewhere apply again
-  return record_applied(state, request.client_id(), request.seq(), config_.self, dot_counter, delta);
+  return record_applied(state, request.client_id(), request.seq(), config_.self, dot_counter, delta, cut_context);
 }
 
 void LazyPath::complete_write(ClientToken token, const std::string& client_id, uint64_t seq,

@@ -77,7 +77,8 @@ class LazyPath {
   // Records the write id of a mutation just applied to `state` (unless a
   // test turns cross-node retry detection off). Returns true if it changed
   // the state.
-  bool record_write_id(pb::KeyState& state, const pb::Request& request, uint64_t dot_counter, int64_t delta) const;
+  bool record_write_id(pb::KeyState& state, const pb::Request& request, uint64_t dot_counter, int64_t delta,
+                       const pb::VersionVector* cut_context = nullptr) const;
   // Answers a mutation now (local) or once enough peers stored it.
   void finish_write(ClientToken token, const pb::Request& request, const std::string& typed_key,
                     pb::Response response, pb::Durability durability);
