@@ -1,6 +1,7 @@
 #include "replication/key_state.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <tuple>
 
@@ -257,22 +258,29 @@ uint64_t highest_order(const pb::KeyState& state) {
   return top;
 }
 
-// Keeps the kMaxAppliedWrites records of highest (order, then lowest
-// identity), in canonical order. A pure function of the set of records, so
-// every replica cuts the same way.
+// Keeps, of each node's records, the kMaxAppliedWritesPerNode of highest
+// (order, then lowest identity), in canonical order. A pure function of the
+// set of records, so every replica cuts the same way, and a record once cut
+// never returns (the records it lost to are kept).
 void cut_applied(pb::KeyState& state) {
   auto* applied = state.mutable_applied();
-  if (static_cast<size_t>(applied->size()) <= kMaxAppliedWrites) return;
+  if (static_cast<size_t>(applied->size()) <= kMaxAppliedWritesPerNode) return;
   std::vector<int> rank(static_cast<size_t>(applied->size()));
   for (size_t i = 0; i < rank.size(); ++i) rank[i] = static_cast<int>(i);
   std::sort(rank.begin(), rank.end(), [&](int x, int y) {
     const auto& a = applied->Get(x);
     const auto& b = applied->Get(y);
+    if (a.node() != b.node()) return a.node() < b.node();
     if (a.order() != b.order()) return a.order() > b.order();
     return applied_less(a, b);
   });
   std::vector<bool> keep(rank.size(), false);
-  for (size_t i = 0; i < kMaxAppliedWrites; ++i) keep[static_cast<size_t>(rank[i])] = true;
+  size_t kept_of_node = 0;
+  for (size_t i = 0; i < rank.size(); ++i) {
+    const bool same_node = i > 0 && applied->Get(rank[i]).node() == applied->Get(rank[i - 1]).node();
+    kept_of_node = same_node ? kept_of_node + 1 : 1;
+    keep[static_cast<size_t>(rank[i])] = kept_of_node <= kMaxAppliedWritesPerNode;
+  }
   int out = 0;
   for (int i = 0; i < applied->size(); ++i) {
     if (!keep[static_cast<size_t>(i)]) continue;
@@ -554,10 +562,11 @@ Status validate_state(const pb::KeyState& state) {
   } else if (state.counter_size() != 0) {
     return Status::invalid_argument("register or set with counter entries");
   }
-  if (static_cast<size_t>(state.applied_size()) > kMaxAppliedWrites)
-    return Status::invalid_argument("more applied write ids than a key keeps");
+  std::map<std::string_view, size_t> applied_by_node;
   for (int i = 0; i < state.applied_size(); ++i) {
     const auto& a = state.applied(i);
+    if (++applied_by_node[a.node()] > kMaxAppliedWritesPerNode)
+      return Status::invalid_argument("more applied write ids of one node than a key keeps");
     if (a.client_id().empty() || a.client_id().size() > kMaxClientIdBytes)
       return Status::invalid_argument("applied write with an empty or over-long client id");
     if (a.node().empty()) return Status::invalid_argument("applied write without a node");

@@ -88,8 +88,10 @@ int64_t counter_value(const pb::KeyState& state);
 //
 // A key keeps the write ids (client id, seq) of its most recent client
 // writes, each with the node that applied it (AppliedWrite in the proto).
-// They merge as a set, cut to the kMaxAppliedWrites of highest order (a
-// per-key Lamport order, so no clock decides what is kept). A write applied
+// They merge as a set, cut to the kMaxAppliedWritesPerNode of highest
+// order that each node applied (a per-key Lamport order, so no clock decides
+// what is kept; per node, so a node that was cut off keeps its writes however
+// many the others took meanwhile, until it takes that many more itself). A write applied
 // on two nodes before either heard of the other's copy is resolved in the
 // merge, the same way on every replica: of the copies of one write id, the
 // one with the smallest (node, dot) counts. A register or set keeps only
@@ -97,7 +99,7 @@ int64_t counter_value(const pb::KeyState& state);
 // write was overwritten or removed); a counter's extra copies are
 // subtracted again by the node that applied them (compensate_duplicate_adds).
 
-constexpr size_t kMaxAppliedWrites = 64;
+constexpr size_t kMaxAppliedWritesPerNode = 32;
 constexpr size_t kMaxClientIdBytes = 256;  // longer client ids are not recorded
 
 // The copy of write (client_id, seq) that counts: the record with the
