@@ -189,6 +189,13 @@ void set_add(pb::KeyState& state, std::string_view element, std::string_view nod
              const WriteMeta& meta) {
   STIG_INVARIANT(state.type() == pb::SET, "set add on a non-set");
   STIG_INVARIANT(counter > vv_get(state.context(), node), "new dot must be above everything the key has seen");
+  // The element's earlier dots are replaced, not removed: a write whose copy
+  // goes this way was not undone (see drop_duplicate_siblings).
+  for (const auto& s : state.siblings()) {
+    if (s.value() != element) continue;
+    for (auto& a : *state.mutable_applied())
+      if (a.dot_counter() == s.dot_counter() && a.node() == s.dot_node()) a.set_collapsed(true);
+  }
   erase_siblings_if(state, [&](const pb::Sibling& s) { return s.value() == element; });
   vv_raise(*state.mutable_context(), node, counter);
   insert_sibling_sorted(state, make_sibling(node, counter, element, meta));
@@ -339,11 +346,11 @@ bool merge_applied(pb::KeyState& local, const pb::KeyState& remote) {
 // Registers and sets: of the copies of one write id that made siblings,
 // only the first (smallest (node, dot)) stays; the others' siblings are
 // dropped and their records marked collapsed. A copy whose sibling is gone
-// without that mark (the first, or another one before it was collapsed) was
-// superseded by a later write (a put with a context covering it, a delete,
-// a set remove): then the write was overwritten, and no copy stays. A
-// dropped sibling's dot stays in the context, so the drop spreads like a
-// delete and every replica ends with the same siblings.
+// without that mark (set_add also marks the copies of an element it
+// replaces) was superseded by a later write (a put with a context covering
+// it, a delete, a set remove): then the write was overwritten, and no copy
+// stays. A dropped sibling's dot stays in the context, so the drop spreads
+// like a delete and every replica ends with the same siblings.
 void drop_duplicate_siblings(pb::KeyState& state) {
   auto* applied = state.mutable_applied();
   std::vector<std::pair<std::string, uint64_t>> drop;
@@ -360,17 +367,16 @@ void drop_duplicate_siblings(pb::KeyState& state) {
       if (applied->Get(k).dot_counter() != 0) copies.push_back(applied->Mutable(k));
     i = end;
     if (copies.size() < 2) continue;
-    bool superseded = !live(*copies[0]);
+    const bool first_live = live(*copies[0]);
+    bool superseded = !first_live && !copies[0]->collapsed();
     for (size_t c = 1; c < copies.size(); ++c) {
       pb::AppliedWrite& copy = *copies[c];
       const bool is_live = live(copy);
-      if (!copy.collapsed()) {
-        superseded |= !is_live;
-        copy.set_collapsed(true);
-      }
+      superseded |= !is_live && !copy.collapsed();
+      copy.set_collapsed(true);
       if (is_live) drop.emplace_back(copy.node(), copy.dot_counter());
     }
-    if (superseded && live(*copies[0])) drop.emplace_back(copies[0]->node(), copies[0]->dot_counter());
+    if (superseded && first_live) drop.emplace_back(copies[0]->node(), copies[0]->dot_counter());
   }
   if (drop.empty()) return;
   erase_siblings_if(state, [&](const pb::Sibling& s) {

@@ -6,7 +6,8 @@
 // PN-counters: per-node increment and decrement totals.
 //
 // Every function keeps a KeyState canonical (siblings sorted by dot, counter
-// entries and context entries sorted by node, no zero context entries), so
+// entries and context entries sorted by node, no zero context entries,
+// applied writes sorted by (client id, seq, node, dot)), so
 // equal states serialize to equal bytes and hash equally on every replica.
 //
 // Dot counters are drawn from one per-node counter shared by all keys, never
