@@ -189,13 +189,6 @@ void set_add(pb::KeyState& state, std::string_view element, std::string_view nod
              const WriteMeta& meta) {
   STIG_INVARIANT(state.type() == pb::SET, "set add on a non-set");
   STIG_INVARIANT(counter > vv_get(state.context(), node), "new dot must be above everything the key has seen");
-  // The element's earlier dots are replaced, not removed: a write whose copy
-  // goes this way was not undone (see drop_duplicate_siblings).
-  for (const auto& s : state.siblings()) {
-    if (s.value() != element) continue;
-    for (auto& a : *state.mutable_applied())
-      if (a.dot_counter() == s.dot_counter() && a.node() == s.dot_node()) a.set_collapsed(true);
-  }
   erase_siblings_if(state, [&](const pb::Sibling& s) { return s.value() == element; });
   vv_raise(*state.mutable_context(), node, counter);
   insert_sibling_sorted(state, make_sibling(node, counter, element, meta));
@@ -343,14 +336,16 @@ bool merge_applied(pb::KeyState& local, const pb::KeyState& remote) {
   return true;
 }
 
-// Registers and sets: of the copies of one write id that made siblings,
-// only the first (smallest (node, dot)) stays; the others' siblings are
-// dropped and their records marked collapsed. A copy whose sibling is gone
-// without that mark (set_add also marks the copies of an element it
-// replaces) was superseded by a later write (a put with a context covering
-// it, a delete, a set remove): then the write was overwritten, and no copy
-// stays. A dropped sibling's dot stays in the context, so the drop spreads
-// like a delete and every replica ends with the same siblings.
+// Registers: of the copies of one write id, only the first (smallest (node,
+// dot)) stays; the others' siblings are dropped and their records marked
+// collapsed. A copy whose sibling is gone without that mark was superseded
+// by a later write (a put or delete with a context covering it): then the
+// write was overwritten, and no copy stays. A dropped sibling's dot stays in
+// the context, so the drop spreads like a delete and every replica ends with
+// the same siblings. (Sets keep both copies of a duplicated add: the element
+// shows once either way, and the next add or remove of it replaces or
+// removes every dot it has seen. Collapsing there would let two duplicated
+// adds that replaced each other's copies both vanish.)
 void drop_duplicate_siblings(pb::KeyState& state) {
   auto* applied = state.mutable_applied();
   std::vector<std::pair<std::string, uint64_t>> drop;
@@ -534,7 +529,7 @@ bool merge_state(pb::KeyState& local, const pb::KeyState& remote) {
   bool changed = merge_kernel(local, remote);
   changed |= merge_applied(local, remote);
   // Duplicates can only appear when something new arrived.
-  if (changed) drop_duplicate_siblings(local);
+  if (changed && local.type() == pb::REGISTER) drop_duplicate_siblings(local);
   return changed;
 }
 
@@ -583,6 +578,7 @@ Status validate_state(const pb::KeyState& state) {
       if (a.dot_counter() != 0 || a.collapsed()) return Status::invalid_argument("counter add with a dot");
     } else {
       if (a.delta() != 0 || a.compensated()) return Status::invalid_argument("register or set write with a delta");
+      if (a.collapsed() && state.type() != pb::REGISTER) return Status::invalid_argument("collapsed copy outside a register");
       if (a.dot_counter() != 0 && !vv_covers(state.context(), a.node(), a.dot_counter()))
         return Status::invalid_argument("applied write dot outside the key's context");
     }

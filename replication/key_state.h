@@ -95,10 +95,12 @@ int64_t counter_value(const pb::KeyState& state);
 // many the others took meanwhile, until it takes that many more itself). A write applied
 // on two nodes before either heard of the other's copy is resolved in the
 // merge, the same way on every replica: of the copies of one write id, the
-// one with the smallest (node, dot) counts. A register or set keeps only
-// that copy's sibling (and none if some copy was already superseded: the
-// write was overwritten or removed); a counter's extra copies are
-// subtracted again by the node that applied them (compensate_duplicate_adds).
+// one with the smallest (node, dot) counts. A register keeps only that
+// copy's sibling (and none if some copy was already superseded: the write
+// was overwritten or deleted); a counter's extra copies are subtracted again
+// by the node that applied them (compensate_duplicate_adds); a set shows the
+// element once either way and keeps both dots until the element's next add
+// or remove.
 
 constexpr size_t kMaxAppliedWritesPerNode = 32;
 constexpr size_t kMaxClientIdBytes = 256;  // longer client ids are not recorded

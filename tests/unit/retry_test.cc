@@ -153,16 +153,23 @@ TEST(Retry, AWriteSupersededOnEitherSideStaysSupersededAfterHeal) {
 
 TEST(Retry, SetAddAppliedOnTwoPartitionedNodesIsOneAddAfterHeal) {
   TestCluster c(3);
+  c.request("n1", with_id(set_request("tags", "blue", true), "agent-b", 1));
+  c.advance(1000);
   c.partition({"n1"});
   const auto add = with_id(set_request("tags", "red", true), "agent-a", 7);
   c.request("n1", add);
   c.request("n2", add);
-  c.deliver_all();
-  // A remove that saw only the majority side's copy removes the add: the
-  // copy on n1 is the same add, not a concurrent one that would win.
-  c.request("n3", with_id(set_request("tags", "red", false), "agent-b", 1));
   heal_and_converge(c);
-  for (const auto& n : {"n1", "n2", "n3"}) EXPECT_TRUE(set_on(c, n, "tags").empty()) << n;
+  for (const auto& n : {"n1", "n2", "n3"})
+    EXPECT_EQ(set_on(c, n, "tags"), (std::vector<std::string>{"blue", "red"})) << n;
+  // One remove after the heal removes the add, both copies of it.
+  c.request("n3", with_id(set_request("tags", "red", false), "agent-b", 2));
+  c.advance(2000);
+  for (const auto& n : {"n1", "n2", "n3"}) EXPECT_EQ(set_on(c, n, "tags"), (std::vector<std::string>{"blue"})) << n;
+  // And a retry of the add, now known everywhere, is answered, not applied.
+  EXPECT_EQ(c.request("n1", add).error(), pb::OK);
+  c.advance(2000);
+  EXPECT_EQ(set_on(c, "n2", "tags"), (std::vector<std::string>{"blue"}));
 }
 
 TEST(Retry, WithoutTheDedupARetryElsewhereCountsTwice) {
