@@ -309,11 +309,33 @@ bool join_applied(pb::AppliedWrite& mine, const pb::AppliedWrite& r) {
   return changed;
 }
 
-// Set union of two canonical record lists, then the cut. One pass.
+// Would joining `r` into its local copy `mine` change it?
+bool join_changes(const pb::AppliedWrite& mine, const pb::AppliedWrite& r) {
+  pb::AppliedWrite probe = mine;
+  return join_applied(probe, r);
+}
+
+// Set union of two canonical record lists, then the cut. One pass; a first
+// pass without copies finds the common case (a push of records already
+// held) and returns at once.
 bool merge_applied(pb::KeyState& local, const pb::KeyState& remote) {
   const auto& ls = local.applied();
   const auto& rs = remote.applied();
   if (rs.empty()) return false;
+  bool adds = false;
+  for (int i = 0, j = 0; j < rs.size() && !adds;) {
+    if (i == ls.size() || applied_less(rs[j], ls[i])) {
+      adds = true;
+    } else if (applied_less(ls[i], rs[j])) {
+      ++i;
+    } else {
+      adds = rs[j].order() != ls[i].order() || rs[j].delta() != ls[i].delta() ||
+             rs[j].compensated() != ls[i].compensated() || rs[j].collapsed() != ls[i].collapsed() ||
+             ((rs[j].has_cut_context() || ls[i].has_cut_context()) && join_changes(ls[i], rs[j]));
+      ++i, ++j;
+    }
+  }
+  if (!adds) return false;
   google::protobuf::RepeatedPtrField<pb::AppliedWrite> merged;
   merged.Reserve(ls.size() + rs.size());
   bool changed = false;
