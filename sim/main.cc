@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--scenario", scenario_path, "JSON file of timed fault events (replaces --nemesis)");
   app.add_option("--workload", workload,
-                 "comma list of registers, counters, sets (lazy path), strong, locks (strong path)")->capture_default_str();
+                 "comma list of registers, counters, sets, retries (lazy path), strong, locks (strong path)")->capture_default_str();
   app.add_option("--keys", o.workload.keys, "keys per workload (fewer keys: more contention)")->check(CLI::Range(1, 100000))->capture_default_str();
   app.add_option("--history", history_path, "write the history as JSON lines to this file");
   app.add_option("--report", report_path, "write a self-contained HTML report to this file");
@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
   o.workloads.clear();
   if (workload != "none") {
     for (const auto& w : split(workload, ',')) {
-      if (!make_workload(w, o.workload)) return fail("unknown workload '" + w + "' (known: registers, counters, sets, strong, locks, none)");
+      if (!make_workload(w, o.workload)) return fail("unknown workload '" + w + "' (known: registers, counters, sets, retries, strong, locks, none)");
       o.workloads.push_back(w);
     }
   }
