@@ -108,6 +108,10 @@ int main(int argc, char** argv) {
   app.add_option("--workload", workload,
                  "comma list of registers, counters, sets (lazy path), strong, locks (strong path)")->capture_default_str();
   app.add_option("--keys", o.workload.keys, "keys per workload (fewer keys: more contention)")->check(CLI::Range(1, 100000))->capture_default_str();
+  app.add_option("--value-bytes", o.workload.strong_value_bytes,
+                 "pad every value the strong workload writes to this many bytes (bigger Raft entries)")
+      ->check(CLI::Range(0, 1 << 20))
+      ->capture_default_str();
   app.add_option("--history", history_path, "write the history as JSON lines to this file");
   app.add_option("--report", report_path, "write a self-contained HTML report to this file");
   app.add_option("--loss-rate", o.nemesis.loss, "message loss probability while a loss fault is active")->check(CLI::Range(0.0, 1.0))->capture_default_str();
