@@ -138,5 +138,6 @@ std::string Replica::raft_role() const { return strong_->role(); }
 uint64_t Replica::raft_term() const { return strong_->term(); }
 uint64_t Replica::raft_commit_index() const { return strong_->commit_index(); }
 NodeId Replica::raft_leader() const { return strong_->leader(); }
+const raft::Raft* Replica::raft() const { return strong_->raft(); }
 
 }  // namespace stig::replication

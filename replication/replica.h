@@ -33,6 +33,9 @@ namespace stig::replication {
 
 class LazyPath;
 class StrongPath;
+namespace raft {
+class Raft;
+}
 
 // A storage write: put `value` under `key`, or erase `key`, or (erase with a
 // range_end) erase every key in [key, range_end). Keys are storage keys
@@ -159,6 +162,10 @@ class Replica {
   uint64_t raft_term() const;
   uint64_t raft_commit_index() const;
   NodeId raft_leader() const;
+  // The strong path's Raft node itself, read-only (the simulator's
+  // omniscient checkers read every node's role, term and applied log);
+  // nullptr until the first input starts it.
+  const raft::Raft* raft() const;
 
  private:
   bool is_cluster_member(const NodeId& id) const;

@@ -57,12 +57,39 @@ struct NodeFinal {
   std::map<std::pair<std::string, uint64_t>, RegisterValue> strong_at;
 };
 
+// What an omniscient observer saw of every node's Raft during the run, read
+// after every input a node stepped (the simulator sees the whole cluster; a
+// test against real processes leaves it unobserved). Raw sightings only:
+// the election-safety and state-machine-safety checkers judge them.
+struct RaftObservations {
+  bool observed = false;
+  // A node seen leading a term (the first sighting of each (node, term)).
+  struct Leadership {
+    int64_t time = 0;
+    std::string node;
+    uint64_t term = 0;
+  };
+  std::vector<Leadership> leaderships;
+  // A log entry a node applied to its state machine.
+  struct Applied {
+    int64_t time = 0;
+    std::string node;
+    uint64_t term = 0;
+    uint64_t hash = 0;  // of the entry's type and bytes
+  };
+  // index -> every distinct (term, hash) applied at that index, each at its
+  // first sighting; a correct Raft has exactly one per index.
+  std::map<uint64_t, std::vector<Applied>> applied;
+  uint64_t applications = 0;  // entries applied, counting each node (and each restart) again
+};
+
 // Every replica's final state plus what the runtime measured about convergence.
 struct FinalState {
   std::vector<NodeFinal> nodes;
   int64_t healed_at = -1;                     // time of the final heal
   std::optional<int64_t> converged_after_ms;  // from the heal until digests stayed equal
   std::vector<std::string> invariant_failures;
+  RaftObservations raft;
 };
 
 // One checker's verdict: ok, a one-line summary, and each violation found.
@@ -87,8 +114,18 @@ class Checker {
 // The checkers of the lazy path, in report order.
 std::vector<std::unique_ptr<Checker>> lazy_checkers();
 // The checkers of the strong path (linearizable, lock-safety,
-// committed-not-lost); run_checkers adds them when the history has strong ops.
+// committed-not-lost, election-safety, state-machine-safety); run_checkers
+// adds them when the history has strong ops.
+//
+//   election-safety       at most one node leads any term (Raft §5.2): every
+//                         (term, leader) the observer saw, compared
+//   state-machine-safety  no two nodes (nor one node before and after a
+//                         restart) apply different entries at the same log
+//                         index (Raft §5.4.3): per index, the (term, hash) of
+//                         every applied entry, compared
 std::vector<std::unique_ptr<Checker>> strong_checkers();
+std::unique_ptr<Checker> election_safety_checker();       // sim/raft_checker.cc
+std::unique_ptr<Checker> state_machine_safety_checker();  // sim/raft_checker.cc
 bool has_strong_ops(const History& history);
 std::vector<CheckResult> run_checkers(const History& history, const FinalState& final_state);
 

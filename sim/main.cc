@@ -100,13 +100,18 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "seed of the run")->capture_default_str();
   app.add_option("--seeds", seeds, "run every seed in A..B (each in a child process), print failing seeds");
   app.add_option("--nemesis", nemesis,
-                 "random faults: partition, loss, dup, reorder, spike, crash, clock, all, none;\n"
+                 "random faults: partition, loss, dup, reorder, spike, crash, clock, leader, all, none;\n"
+                 "targeted at Raft (not in all): vote-crash, new-leader;\n"
                  "KIND=RATE: faults per simulated second (default 0.1)")
       ->capture_default_str();
   app.add_option("--scenario", scenario_path, "JSON file of timed fault events (replaces --nemesis)");
   app.add_option("--workload", workload,
                  "comma list of registers, counters, sets, retries (lazy path), strong, locks (strong path)")->capture_default_str();
   app.add_option("--keys", o.workload.keys, "keys per workload (fewer keys: more contention)")->check(CLI::Range(1, 100000))->capture_default_str();
+  app.add_option("--value-bytes", o.workload.strong_value_bytes,
+                 "pad every value the strong workload writes to this many bytes (bigger Raft entries)")
+      ->check(CLI::Range(0, 1 << 20))
+      ->capture_default_str();
   app.add_option("--history", history_path, "write the history as JSON lines to this file");
   app.add_option("--report", report_path, "write a self-contained HTML report to this file");
   app.add_option("--loss-rate", o.nemesis.loss, "message loss probability while a loss fault is active")->check(CLI::Range(0.0, 1.0))->capture_default_str();
@@ -114,6 +119,11 @@ int main(int argc, char** argv) {
   app.add_option("--latency-min", o.network.latency_min_ms, "minimum one-way latency between nodes, ms")->check(CLI::Range(0, 100000))->capture_default_str();
   app.add_option("--latency-max", o.network.latency_max_ms, "maximum one-way latency between nodes, ms")->check(CLI::Range(0, 100000))->capture_default_str();
   app.add_option("--fsync-max", o.disk.fsync_max_ms, "maximum fsync latency, ms (minimum 1)")->check(CLI::Range(1, 100000))->capture_default_str();
+  app.add_option("--raft-frame-bytes", o.replica.raft_snapshot_chunk_bytes,
+                 "largest Raft APPEND and snapshot chunk, bytes (stigd derives it from --max-frame-bytes);\n"
+                 "small: a leader catches a follower up in many APPENDs")
+      ->check(CLI::Range(uint64_t{1024}, uint64_t{1} << 30))
+      ->capture_default_str();
   app.add_option("--timeout", timeout, "client attempt timeout before failing over to another node")->capture_default_str();
   app.add_flag("--no-codec", no_codec, "pass messages as objects instead of through the wire encoding (faster)");
   app.add_flag("--bench", bench, "print simulated seconds per wall-clock second");

@@ -14,8 +14,13 @@ using Json = nlohmann::json;
 std::string node_name(int index) { return "n" + std::to_string(index + 1); }
 
 std::vector<std::string> nemesis_kinds() {
-  return {"partition", "loss", "dup", "reorder", "spike", "crash", "clock", "leader"};
+  return {"partition", "loss", "dup", "reorder", "spike", "crash", "clock", "leader", "vote-crash", "new-leader"};
 }
+
+namespace {
+// Kinds "all" leaves out: targeted at the strong path, named explicitly.
+bool targeted_kind(const std::string& kind) { return kind == "vote-crash" || kind == "new-leader"; }
+}  // namespace
 
 std::string parse_duration(const std::string& text, int64_t& ms) {
   if (text.empty()) return "empty duration";
@@ -61,7 +66,8 @@ std::string parse_nemesis(const std::string& spec, NemesisOptions& out) {
       if (rate <= 0 || rate > 10) return "rate in --nemesis item '" + item + "' must be in (0, 10] per second";
     }
     if (name == "all") {
-      for (const auto& k : kinds) out.rates[k] = rate;
+      for (const auto& k : kinds)
+        if (!targeted_kind(k)) out.rates[k] = rate;
       continue;
     }
     if (std::find(kinds.begin(), kinds.end(), name) == kinds.end()) {
@@ -90,8 +96,20 @@ Scenario random_scenario(const NemesisOptions& o, int nodes, SimTime duration, S
   // draw, so adding it leaves every other kind's timeline as it was.
   SimRandom fork = random;
   SimRandom leader_random(fork.next() ^ 0x6c65616465720000ULL);
+  // The targeted kinds likewise, each from its own generator.
+  SimRandom targeted_random(fork.next() ^ 0x7461726765740000ULL);
   // Kinds in a fixed order (the map is ordered) so draws replay.
   for (const auto& [kind, rate] : o.rates) {
+    if (targeted_kind(kind)) {
+      for (SimTime t = gap(rate, targeted_random); t < duration; t += gap(rate, targeted_random)) {
+        FaultEvent e;
+        e.at = t;
+        e.kind = FaultKind::kArm;
+        e.shape = kind;
+        s.events.push_back(e);
+      }
+      continue;
+    }
     if (kind == "leader") {
       // Partitions aimed at whoever leads when they start: isolated, deaf
       // (its inbound links cut) or mute (its outbound links cut).
@@ -261,6 +279,12 @@ std::string parse_event(const Json& j, int nodes, FaultEvent& e) {
     e.kind = FaultKind::kHeal;
     return {};
   }
+  if (fault == "arm") {
+    e.kind = FaultKind::kArm;
+    e.shape = j.value("target", "");
+    if (!targeted_kind(e.shape)) return "\"arm\" needs a \"target\": vote-crash or new-leader";
+    return {};
+  }
   if (fault == "loss" || fault == "dup" || fault == "spike") {
     e.kind = fault == "loss" ? FaultKind::kLoss : fault == "dup" ? FaultKind::kDuplicate : FaultKind::kSpike;
     e.rate = j.value("rate", 0.0);
@@ -293,7 +317,7 @@ std::string parse_event(const Json& j, int nodes, FaultEvent& e) {
     if (j.contains("skew")) return time_of(j, "skew", e.ms);
     return "\"clock\" needs \"skew\" or \"jump\"";
   }
-  return "unknown fault '" + fault + "' (partition, heal, loss, dup, spike, reorder, crash, restart, clock; or an \"op\")";
+  return "unknown fault '" + fault + "' (partition, heal, loss, dup, spike, reorder, crash, restart, clock, arm; or an \"op\")";
 }
 
 }  // namespace

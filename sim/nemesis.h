@@ -4,7 +4,19 @@
 // examples/sim-*.json) or from the random nemesis, which turns
 // `--nemesis partition,loss,dup,reorder,spike,crash,clock` (each with an
 // optional rate in faults per simulated second, e.g. crash=0.05) into the
-// same kind of list, drawn from the run's random generator. Either way the
+// same kind of list, drawn from the run's random generator.
+//
+// Two targeted kinds aim at Raft's windows of danger; the random nemesis
+// arms them at their rate and each strikes once, at the next moment it
+// aims for (they are not part of "all": name them):
+//   vote-crash  the next node to grant a vote crashes as the grant leaves
+//               it (before a slow disk could have synced it) and restarts
+//               a few ms later, while the election is still on;
+//   new-leader  the next node to win an election is either cut off from
+//               every peer at once (its first APPENDs lost) or crashed a
+//               few ms later (its own NOOP possibly not yet synced), and
+//               comes back a while later: the elections churn of the Raft
+//               paper's figure 8. Either way the
 // simulation ends every run with heal-all, restart of crashed nodes and a
 // quiet period (see Simulation), so convergence can be checked.
 //
@@ -27,12 +39,14 @@
 
 namespace stig::sim {
 
-enum class FaultKind { kPartition, kHeal, kLoss, kDuplicate, kReorder, kSpike, kCrash, kRestart, kClock, kOp };
+// kArm arms a targeted fault (shape "vote-crash" or "new-leader") that
+// strikes at the next moment it aims for; see Simulation.
+enum class FaultKind { kPartition, kHeal, kLoss, kDuplicate, kReorder, kSpike, kCrash, kRestart, kClock, kOp, kArm };
 
 struct FaultEvent {
   SimTime at = 0;
   FaultKind kind = FaultKind::kHeal;
-  // partition: halves | isolate | bridge | oneway | random | groups
+  // partition: halves | isolate | bridge | oneway | random | groups; arm: vote-crash | new-leader
   std::string shape;
   std::vector<std::vector<int>> groups;  // groups: explicit sides; oneway: groups[0] cannot reach groups[1]
   int node = -1;                         // crash, restart, clock, isolate (-1: random)

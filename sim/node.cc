@@ -51,7 +51,8 @@ void SimNode::crash() {
 void SimNode::deliver(Input input) {
   if (!replica_) return;
   replica_->step(now(), std::move(input));
-  if (flush_scheduled_) return;
+  if (observe_) observe_(*this);
+  if (!replica_ || flush_scheduled_) return;
   flush_scheduled_ = true;
   const uint64_t epoch = epoch_;
   scheduler_.after(0, [this, epoch] {

@@ -58,6 +58,10 @@ class SimNode {
 
   // Steps one input now; the output is drained at the end of this millisecond.
   void deliver(replication::Input input);
+  // Called right after every input the replica stepped, with the replica
+  // settled for reading: the simulator's omniscient observers (read only).
+  using Observe = std::function<void(SimNode& node)>;
+  void set_observer(Observe observe) { observe_ = std::move(observe); }
 
   void set_skew(int64_t ms) { skew_ms_ = ms; }
   int64_t skew() const { return skew_ms_; }
@@ -86,6 +90,7 @@ class SimNode {
   NodeOptions options_;
   SendPeer send_peer_;
   SendReply send_reply_;
+  Observe observe_;
 
   std::unique_ptr<replication::Replica> replica_;
   SimDisk disk_;

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 
+#include "sim/raft_observer.h"
 #include "wire/envelope.h"
 #include "wire/frame.h"
 
@@ -93,6 +94,7 @@ const char* fault_name(FaultKind k) {
     case FaultKind::kRestart: return "restart";
     case FaultKind::kClock: return "clock";
     case FaultKind::kOp: return "op";
+    case FaultKind::kArm: return "arm";
   }
   return "?";
 }
@@ -122,11 +124,31 @@ class Simulation {
   FinalState read_final();
   void poll_leaders();
   int current_leader() const;  // -1: no up node is leader
+  // After every input a node steps: the omniscient Raft observer, and the
+  // armed new-leader fault.
+  void observe(SimNode& node);
+  // A message leaves node `from`: the armed vote-crash fault watches for a
+  // granted vote.
+  void watch_message(int from, const replication::Outbound& m);
+  // Targeted faults: crash `node` after `delay` ms, restart it `down` ms
+  // later; cut `node` off every peer now, healed 0.3-2 s later; the
+  // new-leader fault's second form, armed by observe().
+  void crash_for(int node, int64_t delay, int64_t down, const std::string& why);
+  void isolate(SimNode& node, const std::string& why);
+  void cut_at_first_commit(SimNode& node, const replication::raft::Raft& raft);
 
   SimOptions o_;
   bool strong_ = false;  // a strong workload runs: the quiet period waits for Raft too
   std::vector<LeaderEvent> leaders_;
   std::map<std::string, uint64_t> leader_term_;  // node -> last term it was seen leading
+  RaftObserver raft_observer_;
+  bool vote_crash_armed_ = false;
+  bool new_leader_armed_ = false;
+  struct CutAtCommit {
+    int node = -1;
+    uint64_t term = 0, commit = 0;  // its term, and its commit index when it won
+  };
+  std::optional<CutAtCommit> cut_at_commit_;
   Scheduler sched_;
   SimRandom random_;
   History history_;
@@ -169,12 +191,14 @@ void Simulation::build() {
     nodes_.push_back(std::make_unique<SimNode>(
         i, c, sched_, random_, o_.disk,
         [this](int from, const replication::Outbound& m) {
+          watch_message(from, m);
           // Node ids are ours ("n1".."nN"): the index follows the 'n'.
           int idx = 0;
           std::from_chars(m.to.data() + 1, m.to.data() + m.to.size(), idx);
           if (idx >= 1 && idx <= o_.nodes) net_->send(from, idx - 1, m.message);
         },
         [this](int from, replication::Reply r) { to_client(from, std::move(r)); }));
+    nodes_.back()->set_observer([this](SimNode& node) { observe(node); });
   }
   for (const auto& w : o_.workloads) {
     if (auto made = make_workload(w, o_.workload)) workloads_.push_back(std::move(made));
@@ -261,11 +285,86 @@ void Simulation::close_span(const std::string& id) {
   open_.erase(it);
 }
 
+void Simulation::observe(SimNode& node) {
+  const replication::raft::Raft* raft = node.replica().raft();
+  if (!raft) return;
+  const bool won = raft_observer_.observe(sched_.now(), node.id(), node.crashes(), *raft);
+  cut_at_first_commit(node, *raft);
+  // Strike a leader in the step it won its term.
+  if (!won || !new_leader_armed_ || healed_at_ >= 0) return;
+  new_leader_armed_ = false;
+  if (random_.chance(0.5)) return isolate(node, "won term " + std::to_string(raft->term()) + ": isolated at once");
+  // Or once its commit index first moves in its term, before what it sends
+  // next (the rest of a follower's catch-up, its own NOOP) arrives.
+  cut_at_commit_ = CutAtCommit{node.index(), raft->term(), raft->commit_index()};
+}
+
+void Simulation::cut_at_first_commit(SimNode& node, const replication::raft::Raft& raft) {
+  if (!cut_at_commit_ || cut_at_commit_->node != node.index() || healed_at_ >= 0) return;
+  if (raft.role() != replication::raft::Role::kLeader || raft.term() != cut_at_commit_->term) {
+    cut_at_commit_.reset();  // deposed first
+    return;
+  }
+  if (raft.commit_index() <= cut_at_commit_->commit) return;
+  const uint64_t from = cut_at_commit_->commit;
+  cut_at_commit_.reset();
+  isolate(node, "leading term " + std::to_string(raft.term()) + ", committed " + std::to_string(from + 1) + ".." +
+                    std::to_string(raft.commit_index()) + ": isolated");
+}
+
+void Simulation::isolate(SimNode& node, const std::string& why) {
+  // Synchronous, inside the node's step: what the step decided to send is
+  // dropped, and so is everything still in flight to or from it.
+  FaultEvent cut;
+  cut.kind = FaultKind::kPartition;
+  cut.shape = "isolate";
+  cut.node = node.index();
+  record_fault("targeted", node.id() + " " + why);
+  apply(cut);
+  sched_.after(random_.range(300, 2000), [this] {
+    FaultEvent heal;
+    heal.kind = FaultKind::kHeal;
+    apply(heal);
+  });
+}
+
+void Simulation::watch_message(int from, const replication::Outbound& m) {
+  if (!vote_crash_armed_ || healed_at_ >= 0 || !m.message->has_raft()) return;
+  const auto& raft = m.message->raft();
+  if (raft.type() != pb::RaftMessage::VOTE_RESP || raft.reject()) return;
+  vote_crash_armed_ = false;
+  // Crashed as the grant leaves it, back before the election is over.
+  crash_for(from, 0, random_.range(1, 10),
+            "granted a vote in term " + std::to_string(raft.term()) + " to " + m.to + ", crashed as it left");
+}
+
+void Simulation::crash_for(int node, int64_t delay, int64_t down, const std::string& why) {
+  sched_.after(delay, [this, node, down, why] {
+    if (healed_at_ >= 0 || !nodes_[static_cast<size_t>(node)]->up()) return;
+    record_fault("targeted", node_name(node) + " " + why);
+    FaultEvent crash;
+    crash.kind = FaultKind::kCrash;
+    crash.node = node;
+    apply(crash);
+    sched_.after(down, [this, node] {
+      FaultEvent restart;
+      restart.kind = FaultKind::kRestart;
+      restart.node = node;
+      apply(restart);
+    });
+  });
+}
+
 void Simulation::apply(const FaultEvent& e) {
   if (e.kind == FaultKind::kOp) return script_op(e);
   if (healed_at_ >= 0) return;  // faults stop at the final heal
   char buf[96];
   switch (e.kind) {
+    case FaultKind::kArm:
+      if (e.shape == "vote-crash") vote_crash_armed_ = true;
+      if (e.shape == "new-leader") new_leader_armed_ = true;
+      record_fault("arm", e.shape + " armed");
+      break;
     case FaultKind::kPartition: {
       std::string desc;
       net_->heal_links();
@@ -507,6 +606,7 @@ void Simulation::script_reply(ClientToken token, const pb::Response& r) {
 FinalState Simulation::read_final() {
   FinalState f;
   f.healed_at = healed_at_;
+  f.raft = raft_observer_.observations();
   if (equal_since_ >= 0) f.converged_after_ms = std::max<int64_t>(0, equal_since_ - healed_at_);
   const TouchedKeys keys = touched_keys(history_);
   const bool strong_history = has_strong_ops(history_);

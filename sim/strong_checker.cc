@@ -366,6 +366,8 @@ std::vector<std::unique_ptr<Checker>> strong_checkers() {
   v.push_back(std::make_unique<LinearizableChecker>());
   v.push_back(std::make_unique<LockSafetyChecker>());
   v.push_back(std::make_unique<CommittedNotLostChecker>());
+  v.push_back(election_safety_checker());
+  v.push_back(state_machine_safety_checker());
   return v;
 }
 

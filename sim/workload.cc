@@ -297,7 +297,11 @@ class StrongClient : public ClientWorkload {
     std::string value;
     uint64_t version = 0;
   };
-  std::string fresh() { return "c" + std::to_string(client_ + 1) + "-" + std::to_string(++written_); }
+  std::string fresh() {
+    std::string v = "c" + std::to_string(client_ + 1) + "-" + std::to_string(++written_);
+    if (v.size() < static_cast<size_t>(options_.strong_value_bytes)) v.resize(static_cast<size_t>(options_.strong_value_bytes), '.');
+    return v;
+  }
 
   int client_;
   WorkloadOptions options_;

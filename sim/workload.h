@@ -24,6 +24,9 @@ struct WorkloadOptions {
   int keys = 4;           // keys per workload (few keys: more contention, more siblings)
   int set_elements = 8;   // distinct elements per set
   double quorum_writes = 0.1;  // fraction of writes asking for quorum durability
+  // The strong workload pads each value it writes to this many bytes (its
+  // unique prefix kept): bigger Raft entries, so fewer fit one APPEND.
+  int strong_value_bytes = 0;
 };
 
 class ClientWorkload {
