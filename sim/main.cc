@@ -124,6 +124,14 @@ int main(int argc, char** argv) {
                  "small: a leader catches a follower up in many APPENDs")
       ->check(CLI::Range(uint64_t{1024}, uint64_t{1} << 30))
       ->capture_default_str();
+  app.add_option("--strong-snapshot-entries", o.replica.strong_snapshot_entries,
+                 "strong path: snapshot every this many applied entries (stigd's default: 100000)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--strong-catch-up-entries", o.replica.strong_snapshot_catch_up_entries,
+                 "strong path: entries a snapshot covers that stay in the log (stigd's default: 5000)")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 40))
+      ->capture_default_str();
   app.add_option("--timeout", timeout, "client attempt timeout before failing over to another node")->capture_default_str();
   app.add_flag("--no-codec", no_codec, "pass messages as objects instead of through the wire encoding (faster)");
   app.add_flag("--bench", bench, "print simulated seconds per wall-clock second");

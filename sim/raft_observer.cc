@@ -15,8 +15,9 @@ bool RaftObserver::observe(int64_t time, const std::string& node, uint64_t life,
   Cursor& cursor = cursors_[node];
   if (cursor.life != life) cursor = Cursor{life, 0};
   const uint64_t applied = raft.applied();
-  // Entries the log no longer holds (compacted into a snapshot) cannot be read.
-  for (uint64_t i = std::max(cursor.applied, raft.snapshot_index()) + 1; i <= applied; ++i) {
+  // Entries the log no longer holds (compacted into a snapshot, past its
+  // catch-up tail) cannot be read.
+  for (uint64_t i = std::max(cursor.applied + 1, raft.log().first_index()); i <= applied; ++i) {
     const auto& entry = raft.log().at(i);
     const uint64_t hash = replication::hash_bytes(entry.data(), static_cast<uint64_t>(entry.type()));
     ++seen_.applications;

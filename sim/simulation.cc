@@ -15,6 +15,13 @@ namespace stig::sim {
 namespace pb = stigmergy::v1;
 using replication::ClientToken;
 
+replication::Config sim_replica_defaults() {
+  replication::Config c;
+  c.strong_snapshot_entries = 400;
+  c.strong_snapshot_catch_up_entries = 100;
+  return c;
+}
+
 std::vector<std::string> injectable_bugs() {
   return {"lww-merge",          "anti-entropy-skips-bucket", "counter-merge-sums",      "set-remove-wins",
           "forget-dot-counter", "collect-tombstones-early",  "reply-before-fsync", "messages-before-fsync",

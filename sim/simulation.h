@@ -30,6 +30,12 @@ namespace stig::sim {
 
 // Everything a run depends on: together with the seed it determines the
 // history byte for byte.
+// The protocol knobs the simulator starts from: stigd's defaults, but the
+// strong path snapshots every 400 entries keeping 100 (stigd: 100,000 and
+// 5,000), so short runs compact their logs and catch lagging nodes up from
+// snapshots and from the catch-up tail.
+replication::Config sim_replica_defaults();
+
 struct SimOptions {
   int nodes = 5;
   int clients = 10;
@@ -43,7 +49,7 @@ struct SimOptions {
   NodeOptions disk;
   ClientOptions client;
   WorkloadOptions workload;
-  replication::Config replica;  // protocol knobs (self/peers are filled in)
+  replication::Config replica = sim_replica_defaults();  // protocol knobs (self/peers are filled in)
 };
 
 struct SimOptions;
