@@ -6,20 +6,13 @@
 
 namespace stig::sim {
 
-namespace {
-
-constexpr size_t kMaxFindings = 20;
-
-std::string seconds(int64_t ms) {
+std::string format_seconds(int64_t ms) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.3fs", static_cast<double>(ms) / 1000.0);
   return buf;
 }
 
-void add_finding(CheckResult& r, std::string line) {
-  r.ok = false;
-  if (r.findings.size() < kMaxFindings) r.findings.push_back(std::move(line));
-}
+namespace {
 
 // Invoke and completion of one client operation.
 struct Operation {
@@ -54,10 +47,10 @@ class ConvergenceChecker : public Checker {
       if (n.up)
         up.push_back(&n);
       else
-        add_finding(r, n.node + " is down at the end of the run");
+        r.fail(n.node + " is down at the end of the run");
     }
     if (up.empty()) {
-      add_finding(r, "no replica is up");
+      r.fail("no replica is up");
       r.summary = "no replica to compare";
       return r;
     }
@@ -70,13 +63,13 @@ class ConvergenceChecker : public Checker {
         std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(n->digest));
         digests += (digests.empty() ? "" : ", ") + n->node + "=" + buf;
       }
-      add_finding(r, "digests differ at the end of the quiet period: " + digests);
+      r.fail("digests differ at the end of the quiet period: " + digests);
       // Name the keys whose visible state differs.
       const NodeFinal& a = *up[0];
       for (const auto* b : up) {
         if (b == up[0]) continue;
         auto diff = [&](const std::string& what, const std::string& key) {
-          add_finding(r, what + " '" + key + "' differs between " + a.node + " and " + b->node);
+          r.fail(what + " '" + key + "' differs between " + a.node + " and " + b->node);
         };
         std::set<std::string> keys;
         for (const auto& [k, v] : a.registers) keys.insert(k);
@@ -97,10 +90,10 @@ class ConvergenceChecker : public Checker {
           if (auto it = b->sets.find(k); it == b->sets.end() || it->second != v) diff("set", k);
       }
     } else if (!f.converged_after_ms) {
-      add_finding(r, "digests were equal only at the very end");
+      r.fail("digests were equal only at the very end");
     }
     if (r.ok)
-      r.summary = f.converged_after_ms ? "converged " + seconds(*f.converged_after_ms) + " after the final heal"
+      r.summary = f.converged_after_ms ? "converged " + format_seconds(*f.converged_after_ms) + " after the final heal"
                                        : "converged";
     else
       r.summary = "did not converge after the final heal";
@@ -177,8 +170,8 @@ class LostWritesChecker : public Checker {
       if (!missing.empty()) {
         std::string where;
         for (const auto& m : missing) where += (where.empty() ? "" : ", ") + m;
-        add_finding(r, "put " + op.invoke->key + "=" + op.invoke->value + " by " + op.invoke->process + " (dot " +
-                           dot.to_string() + ", acknowledged at " + seconds(op.done->time) + ") is missing on " + where +
+        r.fail("put " + op.invoke->key + "=" + op.invoke->value + " by " + op.invoke->process + " (dot " +
+                           dot.to_string() + ", acknowledged at " + format_seconds(op.done->time) + ") is missing on " + where +
                            " and no later write's context covered it");
       }
     }
@@ -190,7 +183,7 @@ class LostWritesChecker : public Checker {
       for (const auto& [key, versions] : n.registers)
         for (const auto& v : versions)
           if (!written.count({key, v.value}))
-            add_finding(r, "register " + key + " on " + n.node + " holds '" + v.value + "' (dot " + v.dot.to_string() +
+            r.fail("register " + key + " on " + n.node + " holds '" + v.value + "' (dot " + v.dot.to_string() +
                                "), which no client wrote");
     r.summary = std::to_string(acked) + " acknowledged puts: " + std::to_string(superseded) +
                 " superseded by a covering context, " + std::to_string(checked) + " must survive" +
@@ -228,9 +221,9 @@ class ResurrectionChecker : public Checker {
             const VersionMap& ctx = superseding_context(*w);
             const auto it = ctx.find(v.dot.node);
             if (it == ctx.end() || it->second < v.dot.counter) continue;
-            add_finding(r, "register " + key + " on " + n.node + " shows '" + v.value + "' (dot " + v.dot.to_string() +
+            r.fail("register " + key + " on " + n.node + " shows '" + v.value + "' (dot " + v.dot.to_string() +
                                "), which " + w->invoke->f + " by " + w->invoke->process + " at " +
-                               seconds(w->invoke->time) + " had already superseded");
+                               format_seconds(w->invoke->time) + " had already superseded");
             break;
           }
         }
@@ -274,7 +267,7 @@ class CounterChecker : public Checker {
         auto it = n.counters.find(key);
         const int64_t v = it == n.counters.end() ? 0 : it->second;
         if (v < range.lo || v > range.hi)
-          add_finding(r, "counter " + key + " is " + std::to_string(v) + " on " + n.node + ", outside the allowed [" +
+          r.fail("counter " + key + " is " + std::to_string(v) + " on " + n.node + ", outside the allowed [" +
                              std::to_string(range.lo) + ", " + std::to_string(range.hi) + "]");
       }
     }
@@ -318,7 +311,7 @@ class AppliedOnceChecker : public Checker {
         auto it = n.counters.find(key);
         const int64_t v = it == n.counters.end() ? 0 : it->second;
         if (v < range.lo || v > range.hi)
-          add_finding(r, "counter " + key + " is " + std::to_string(v) + " on " + n.node +
+          r.fail("counter " + key + " is " + std::to_string(v) + " on " + n.node +
                              ", outside [" + std::to_string(range.lo) + ", " + std::to_string(range.hi) +
                              "] (each add applied once): a retried add counted twice");
       }
@@ -332,7 +325,7 @@ class AppliedOnceChecker : public Checker {
           ++versions;
           auto [it, fresh] = by_value.emplace(v.value, &v);
           if (!fresh)
-            add_finding(r, "register " + key + " on " + n.node + " holds value '" + v.value + "' twice (dots " +
+            r.fail("register " + key + " on " + n.node + " holds value '" + v.value + "' twice (dots " +
                                it->second->dot.node + ":" + std::to_string(it->second->dot.counter) + " and " +
                                v.dot.node + ":" + std::to_string(v.dot.counter) + "): a retried put applied twice");
         }
@@ -385,8 +378,8 @@ class SetChecker : public Checker {
         if (!n.up) continue;
         auto it = n.sets.find(ke.first);
         if (it == n.sets.end() || !it->second.count(ke.second))
-          add_finding(r, "set " + ke.first + " on " + n.node + " lacks " + ke.second + ", added (ok) by " +
-                             witness->invoke->process + " at " + seconds(witness->invoke->time) +
+          r.fail("set " + ke.first + " on " + n.node + " lacks " + ke.second + ", added (ok) by " +
+                             witness->invoke->process + " at " + format_seconds(witness->invoke->time) +
                              " after every remove of it had finished");
       }
     }
@@ -395,7 +388,7 @@ class SetChecker : public Checker {
       for (const auto& [key, elements] : n.sets)
         for (const auto& e : elements)
           if (!by_element.count({key, e}) || by_element.at({key, e}).adds.empty())
-            add_finding(r, "set " + key + " on " + n.node + " holds " + e + ", which no client ever added");
+            r.fail("set " + key + " on " + n.node + " holds " + e + ", which no client ever added");
     }
     r.summary = std::to_string(set_keys.size()) + " sets, " + std::to_string(must) + " elements that must be present" +
                 (r.ok ? ", all present, none invented" : ", " + std::to_string(r.findings.size()) + "+ missing or invented");
@@ -409,7 +402,7 @@ class InvariantChecker : public Checker {
   CheckResult check(const History&, const FinalState& f) const override {
     CheckResult r;
     r.name = name();
-    for (const auto& s : f.invariant_failures) add_finding(r, s);
+    for (const auto& s : f.invariant_failures) r.fail(s);
     r.summary = r.ok ? "no core invariant failed" : "the core refused its own state";
     return r;
   }

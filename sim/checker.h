@@ -101,7 +101,21 @@ struct CheckResult {
   bool inconclusive = false;
   std::string summary;                // one line
   std::vector<std::string> findings;  // one line each (capped)
+
+  static constexpr size_t kMaxFindings = 20;
+  // Records a violation: not ok, and the line kept while under the cap.
+  void fail(std::string line) {
+    ok = false;
+    note(std::move(line));
+  }
+  // Keeps a line (while under the cap) without failing.
+  void note(std::string line) {
+    if (findings.size() < kMaxFindings) findings.push_back(std::move(line));
+  }
 };
+
+// "12.345s": a simulated time in milliseconds, as findings print it.
+std::string format_seconds(int64_t ms);
 
 // A property of a history and the final states. Stateless; check() is pure.
 class Checker {

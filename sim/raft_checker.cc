@@ -12,19 +12,6 @@ namespace stig::sim {
 
 namespace {
 
-constexpr size_t kMaxFindings = 20;
-
-std::string seconds(int64_t ms) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3fs", static_cast<double>(ms) / 1000.0);
-  return buf;
-}
-
-void add_finding(CheckResult& r, std::string line) {
-  r.ok = false;
-  if (r.findings.size() < kMaxFindings) r.findings.push_back(std::move(line));
-}
-
 // Raft §5.2: at most one leader per term. Two nodes seen leading the same
 // term means some node voted twice in it (or votes were miscounted).
 class ElectionSafetyChecker : public Checker {
@@ -45,8 +32,8 @@ class ElectionSafetyChecker : public Checker {
       if (leaders.size() < 2) continue;
       ++bad_terms;
       std::string line = "term " + std::to_string(term) + " had " + std::to_string(leaders.size()) + " leaders:";
-      for (const auto* l : leaders) line += " " + l->node + " (from " + seconds(l->time) + ")";
-      add_finding(r, line);
+      for (const auto* l : leaders) line += " " + l->node + " (from " + format_seconds(l->time) + ")";
+      r.fail(line);
     }
     r.summary = r.ok ? std::to_string(by_term.size()) + " terms led, each by one node (" +
                            std::to_string(seen.leaderships.size()) + " leaderships seen)"
@@ -78,10 +65,10 @@ class StateMachineSafetyChecker : public Checker {
       for (const auto& a : variants) {
         char hash[24];
         std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(a.hash));
-        line += " term " + std::to_string(a.term) + " #" + hash + " on " + a.node + " at " + seconds(a.time) + ";";
+        line += " term " + std::to_string(a.term) + " #" + hash + " on " + a.node + " at " + format_seconds(a.time) + ";";
       }
       line.pop_back();
-      add_finding(r, line);
+      r.fail(line);
     }
     r.summary = r.ok ? std::to_string(seen.applied.size()) + " log indexes applied, each as one entry (" +
                            std::to_string(seen.applications) + " applications on all nodes)"

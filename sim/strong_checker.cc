@@ -14,19 +14,6 @@ namespace {
 
 namespace pb = stigmergy::v1;
 
-constexpr size_t kMaxFindings = 20;
-
-void add_finding(CheckResult& r, std::string line) {
-  r.ok = false;
-  if (r.findings.size() < kMaxFindings) r.findings.push_back(std::move(line));
-}
-
-std::string seconds(int64_t ms) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3fs", static_cast<double>(ms) / 1000.0);
-  return buf;
-}
-
 struct Op {
   const HistoryEvent* invoke = nullptr;
   const HistoryEvent* done = nullptr;
@@ -142,7 +129,7 @@ class LinearizableChecker : public Checker {
           if ((f == "strong_put" || f == "strong_cas") && s.reads.empty()) {
             s.success.pop_back();
           } else {
-            add_finding(r, "op " + std::to_string(id) + " (" + s.description + ") recorded " +
+            r.fail("op " + std::to_string(id) + " (" + s.description + ") recorded " +
                                std::to_string(s.reads.size()) + " reads for " + std::to_string(gets) + " gets");
             continue;
           }
@@ -154,17 +141,17 @@ class LinearizableChecker : public Checker {
                                                    std::to_string(s.reads[0].version) + ")"
                                              : " -> absent";
       }
-      s.description = in.process + " " + s.description + " [" + seconds(s.invoke) + ", " +
-                      (s.complete == StrongOp::kNeverReturned ? std::string("?") : seconds(s.complete)) + "]" +
+      s.description = in.process + " " + s.description + " [" + format_seconds(s.invoke) + ", " +
+                      (s.complete == StrongOp::kNeverReturned ? std::string("?") : format_seconds(s.complete)) + "]" +
                       (s.outcome == StrongOp::Outcome::kUnknown ? " unknown" : "");
       ops.push_back(std::move(s));
     }
     const LinearizabilityResult res = check_linearizability(ops);
     for (const auto& f : res.findings) {
       if (res.verdict == LinearizabilityResult::Verdict::kViolation)
-        add_finding(r, f);
-      else if (r.findings.size() < kMaxFindings)
-        r.findings.push_back(f);
+        r.fail(f);
+      else
+        r.note(f);
     }
     const std::string stats = std::to_string(res.operations) + " operations in " + std::to_string(res.groups) +
                               " groups, " + std::to_string(res.steps) + " search steps, " + std::to_string(stale) +
@@ -226,7 +213,7 @@ class LockSafetyChecker : public Checker {
           const auto colon = in.value.find(':', 6);
           uint64_t named = 0;
           if (colon != std::string::npos && parse_u64(in.value.substr(6, colon - 6), named) && named != token)
-            add_finding(r, "op " + std::to_string(id) + ": " + in.value + " written under fence " + in.fence);
+            r.fail("op " + std::to_string(id) + ": " + in.value + " written under fence " + in.fence);
         }
       }
     }
@@ -237,7 +224,7 @@ class LockSafetyChecker : public Checker {
     for (const auto& g : grants) {
       auto [it, inserted] = by_token.emplace(std::make_pair(g.lock, g.token), &g);
       if (!inserted && it->second->session != g.session)
-        add_finding(r, g.lock + " token " + std::to_string(g.token) + " granted to session " +
+        r.fail(g.lock + " token " + std::to_string(g.token) + " granted to session " +
                            std::to_string(it->second->session) + " (op " + std::to_string(it->second->op) +
                            ") and to session " + std::to_string(g.session) + " (op " + std::to_string(g.op) + ")");
     }
@@ -245,10 +232,10 @@ class LockSafetyChecker : public Checker {
       for (const auto& b : grants) {
         if (a.lock != b.lock || a.complete >= b.invoke) continue;
         if (a.token > b.token || (a.token == b.token && a.session != b.session))
-          add_finding(r, a.lock + ": grant of token " + std::to_string(a.token) + " to " + a.process + " (op " +
-                             std::to_string(a.op) + ", acknowledged " + seconds(a.complete) +
+          r.fail(a.lock + ": grant of token " + std::to_string(a.token) + " to " + a.process + " (op " +
+                             std::to_string(a.op) + ", acknowledged " + format_seconds(a.complete) +
                              ") came before the grant of token " + std::to_string(b.token) + " to " + b.process +
-                             " (op " + std::to_string(b.op) + ", invoked " + seconds(b.invoke) + ")");
+                             " (op " + std::to_string(b.op) + ", invoked " + format_seconds(b.invoke) + ")");
       }
     // Fenced writes: accepted in token order. A write under token T invoked
     // after a write under a larger token was acknowledged, or after a larger
@@ -256,16 +243,16 @@ class LockSafetyChecker : public Checker {
     for (const auto& w : writes) {
       for (const auto& x : writes)
         if (x.lock == w.lock && x.key == w.key && x.token > w.token && x.complete < w.invoke)
-          add_finding(r, "fenced write " + w.key + "=" + w.value + " (op " + std::to_string(w.op) + ", token " +
-                             std::to_string(w.token) + ", invoked " + seconds(w.invoke) +
+          r.fail("fenced write " + w.key + "=" + w.value + " (op " + std::to_string(w.op) + ", token " +
+                             std::to_string(w.token) + ", invoked " + format_seconds(w.invoke) +
                              ") accepted after the write under token " + std::to_string(x.token) + " (op " +
-                             std::to_string(x.op) + ") was acknowledged at " + seconds(x.complete));
+                             std::to_string(x.op) + ") was acknowledged at " + format_seconds(x.complete));
       for (const auto& g : grants)
         if (g.lock == w.lock && g.token > w.token && g.complete < w.invoke)
-          add_finding(r, "fenced write " + w.key + "=" + w.value + " (op " + std::to_string(w.op) + ", token " +
-                             std::to_string(w.token) + ", invoked " + seconds(w.invoke) +
+          r.fail("fenced write " + w.key + "=" + w.value + " (op " + std::to_string(w.op) + ", token " +
+                             std::to_string(w.token) + ", invoked " + format_seconds(w.invoke) +
                              ") accepted after token " + std::to_string(g.token) + " was granted to " + g.process +
-                             " (op " + std::to_string(g.op) + ") at " + seconds(g.complete));
+                             " (op " + std::to_string(g.op) + ") at " + format_seconds(g.complete));
     }
     if (r.ok)
       r.summary = std::to_string(grants.size()) + " grants with unique, increasing tokens; " +
@@ -305,7 +292,7 @@ class CommittedNotLostChecker : public Checker {
     if (caught_up.size() != read.size()) {
       std::string lag;
       for (const auto* n : read) lag += " " + n->node + "@" + std::to_string(n->commit_index);
-      add_finding(r, "only " + std::to_string(caught_up.size()) + " of " + std::to_string(read.size()) +
+      r.fail("only " + std::to_string(caught_up.size()) + " of " + std::to_string(read.size()) +
                          " nodes reached commit index " + std::to_string(max_commit) +
                          " after the final heal and quiet period:" + lag);
     }
@@ -321,7 +308,7 @@ class CommittedNotLostChecker : public Checker {
           return it == x.strong.end() ? RegisterValue{} : it->second;
         };
         if (value(*n) != value(*caught_up[0]))
-          add_finding(r, "at commit index " + std::to_string(max_commit) + " " + k + " is " + show(value(*caught_up[0])) +
+          r.fail("at commit index " + std::to_string(max_commit) + " " + k + " is " + show(value(*caught_up[0])) +
                              " on " + caught_up[0]->node + " but " + show(value(*n)) + " on " + n->node);
       }
     }
@@ -336,7 +323,7 @@ class CommittedNotLostChecker : public Checker {
         const bool matches = w.deleted ? !v.exists : (v.exists && v.value == w.value);
         if (!matches) {
           ++lost;
-          add_finding(r, "acknowledged " + std::string(w.deleted ? "delete of " + w.key : "write " + w.key + "=" + w.value) +
+          r.fail("acknowledged " + std::string(w.deleted ? "delete of " + w.key : "write " + w.key + "=" + w.value) +
                              " at revision " + std::to_string(w.revision) + " (op " + std::to_string(w.op) +
                              ") is not in " + n->node + "'s state machine: as of that revision it reads " + show(v));
           break;
