@@ -104,17 +104,24 @@ void SimClient::on_reply(replication::ClientToken token, const pb::Response& res
   }
 }
 
-void SimClient::on_strong_reply(replication::ClientToken token, const pb::Response& response) {
-  Current& c = *current_;
-  switch (response.error()) {
-    case pb::OK:
-      return complete(EventType::kOk, &response, "");
+bool is_decided_refusal(pb::ErrorCode error) {
+  switch (error) {
     case pb::CONFLICT:
     case pb::BUSY:
     case pb::DEADLOCK:
     case pb::SESSION_EXPIRED:
     case pb::NOT_FOUND:
-      // Applied (or answered from the dedup table) as a refusal: definite.
+      return true;  // applied (or answered from the dedup table) as a refusal
+    default:
+      return false;
+  }
+}
+
+void SimClient::on_strong_reply(replication::ClientToken token, const pb::Response& response) {
+  Current& c = *current_;
+  if (is_decided_refusal(response.error())) return complete(EventType::kOk, &response, "");
+  switch (response.error()) {
+    case pb::OK:
       return complete(EventType::kOk, &response, "");
     case pb::OUTCOME_UNKNOWN:
     case pb::UNAVAILABLE:

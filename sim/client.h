@@ -34,6 +34,12 @@
 
 namespace stig::sim {
 
+// A strong-path answer that refuses the request as applied (a CAS whose
+// compare failed, a busy lock, ...): the request was decided, so the op
+// completes (ok, with the refusal as its result), unlike NOT_LEADER (not
+// applied) or OUTCOME_UNKNOWN (may have been applied).
+bool is_decided_refusal(stigmergy::v1::ErrorCode error);
+
 struct ClientOptions {
   int64_t attempt_timeout_ms = 1000;
   int max_attempts = 3;

@@ -22,6 +22,7 @@
 
 #include "process_cluster.h"
 #include "sim/checker.h"
+#include "sim/client.h"
 #include "sim/history.h"
 #include "sim/random.h"
 #include "sim/workload.h"
@@ -207,10 +208,15 @@ void run_client(int index, const std::vector<uint16_t>& ports, Recorder& rec, st
       done.type = sim::EventType::kInfo;
       done.error = "no reply after " + std::to_string(attempts) + " attempts: " + error;
     } else {
-      done.type = reply->error() == pb::OK ? sim::EventType::kOk
-                  : (uncertain || reply->error() == pb::DURABILITY_NOT_MET) ? sim::EventType::kInfo
-                                                                           : sim::EventType::kFail;
+      // As stig-sim's client: a strong refusal was decided (ok, with the
+      // refusal as the result); an unknown outcome or an unconfirmed
+      // durability may have been applied (info).
+      const pb::ErrorCode e = reply->error();
+      done.type = e == pb::OK || (req.has_strong() && sim::is_decided_refusal(e)) ? sim::EventType::kOk
+                  : (uncertain || e == pb::DURABILITY_NOT_MET || e == pb::OUTCOME_UNKNOWN) ? sim::EventType::kInfo
+                                                                                          : sim::EventType::kFail;
       sim::describe_response(*reply, done);
+      if (req.has_strong() && e != pb::OK && done.type == sim::EventType::kOk) done.succeeded = false;  // refused
     }
     rec.add(done);
     w.on_reply(req, reply && done.type != sim::EventType::kInfo ? &*reply : nullptr);
