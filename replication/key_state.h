@@ -6,8 +6,7 @@
 // PN-counters: per-node increment and decrement totals.
 //
 // Every function keeps a KeyState canonical (siblings sorted by dot, counter
-// entries and context entries sorted by node, no zero context entries,
-// applied writes sorted by (client id, seq, node, dot)), so
+// entries and context entries sorted by node, no zero context entries), so
 // equal states serialize to equal bytes and hash equally on every replica.
 //
 // Dot counters are drawn from one per-node counter shared by all keys, never
@@ -84,43 +83,6 @@ std::vector<std::string> set_elements(const pb::KeyState& state);
 
 void counter_add(pb::KeyState& state, std::string_view node, int64_t delta, const WriteMeta& meta);
 int64_t counter_value(const pb::KeyState& state);
-
-// --- applied writes: retries recognised on every node ------------------------
-//
-// A key keeps the write ids (client id, seq) of its most recent client
-// writes, each with the node that applied it (AppliedWrite in the proto).
-// They merge as a set, cut to the kMaxAppliedWritesPerNode of highest
-// order that each node applied (a per-key Lamport order, so no clock decides
-// what is kept; per node, so a node that was cut off keeps its writes however
-// many the others took meanwhile, until it takes that many more itself). A write applied
-// on two nodes before either heard of the other's copy is resolved in the
-// merge, the same way on every replica: of the copies of one write id, the
-// one with the smallest (node, dot) counts. A register keeps only that
-// copy's sibling (and none if some copy was already superseded: the write
-// was overwritten or deleted); a counter's extra copies are subtracted again
-// by the node that applied them (compensate_duplicate_adds); a set shows the
-// element once either way and keeps both dots until the element's next add
-// or remove.
-
-constexpr size_t kMaxAppliedWritesPerNode = 32;
-constexpr size_t kMaxClientIdBytes = 256;  // longer client ids are not recorded
-
-// The copy of write (client_id, seq) that counts: the record with the
-// smallest (node, dot). nullptr when the key does not know the write.
-const pb::AppliedWrite* find_applied(const pb::KeyState& state, std::string_view client_id, uint64_t seq);
-
-// Records that `node` applied write (client_id, seq) to `state`, making the
-// sibling with dot (node, dot_counter) (0: none) or adding `delta` to a
-// counter. Does nothing for an empty or over-long client id, or when the
-// write is recorded already. Returns true if the state changed.
-// `cut_context`: a register write's context after it was cut (nullptr: not cut).
-bool record_applied(pb::KeyState& state, std::string_view client_id, uint64_t seq, std::string_view node,
-                    uint64_t dot_counter, int64_t delta, const pb::VersionVector* cut_context = nullptr);
-
-// Counter adds `self` applied that another node had applied too, with a
-// smaller node id: subtracts each from self's entry once and marks it
-// compensated. Returns true if the state changed (it must then be pushed).
-bool compensate_duplicate_adds(pb::KeyState& state, std::string_view self);
 
 // Joins `remote` into `local` (same key and type). Commutative, associative
 // and idempotent. Returns true if `local` changed.

@@ -195,7 +195,6 @@ void LazyPath::handle_register_write(ClientToken token, const pb::Request& reque
   if (!check_key(token, request, key, pb::REGISTER)) return;
   if (!pb::Durability_IsValid(durability))
     return reply_error(token, request, pb::BAD_REQUEST, "unknown durability level");
-  if (answer_known_write(token, request, key, pb::REGISTER, durability)) return;
   if (value.size() > config_.max_value_bytes)
     return reply_error(token, request, pb::BAD_REQUEST,
                        "value is " + std::to_string(value.size()) + " bytes; the limit is " +
@@ -231,7 +230,6 @@ void LazyPath::handle_register_write(ClientToken token, const pb::Request& reque
   KeyEntry& entry = create_or_find(pb::REGISTER, key);
   const uint64_t dot = next_dot();
   register_write(entry.state, ctx, config_.self, dot, value, is_delete, WriteMeta{agent_of(request), now_.wall});
-  record_write_id(entry.state, request, dot, 0, context_cut ? &ctx : nullptr);
   store_.mark_dirty(tk, entry);
   pending_push_.insert(tk);
   // The only replica has seen it (or a test injects collection without acks).
@@ -256,11 +254,9 @@ void LazyPath::handle_counter_add(ClientToken token, const pb::Request& request)
   if (!check_key(token, request, op.key(), pb::COUNTER)) return;
   if (!pb::Durability_IsValid(op.durability()))
     return reply_error(token, request, pb::BAD_REQUEST, "unknown durability level");
-  if (answer_known_write(token, request, op.key(), pb::COUNTER, op.durability())) return;
   const std::string tk = KeyStore::typed_key(pb::COUNTER, op.key());
   KeyEntry& entry = create_or_find(pb::COUNTER, op.key());
   counter_add(entry.state, config_.self, op.delta(), WriteMeta{agent_of(request), now_.wall});
-  record_write_id(entry.state, request, 0, op.delta());
   store_.mark_dirty(tk, entry);
   pending_push_.insert(tk);
   pb::Response r = make_response(request);
@@ -301,7 +297,6 @@ void LazyPath::handle_set_write(ClientToken token, const pb::Request& request, b
     return reply_error(token, request, pb::BAD_REQUEST, "unknown durability level");
   if (element.size() > config_.max_value_bytes)
     return reply_error(token, request, pb::BAD_REQUEST, "set element is larger than the value limit");
-  if (answer_known_write(token, request, key, pb::SET, durability)) return;
   const std::string tk = KeyStore::typed_key(pb::SET, key);
   pb::Response r = make_response(request);
   r.mutable_set()->set_key(key);
@@ -318,19 +313,12 @@ void LazyPath::handle_set_write(ClientToken token, const pb::Request& request, b
                              std::to_string(config_.max_state_bytes) + " bytes of elements");
     if (!check_dots_left(token, request)) return;
     KeyEntry& entry = create_or_find(pb::SET, key);
-    const uint64_t dot = next_dot();
-    set_add(entry.state, element, config_.self, dot, WriteMeta{agent_of(request), now_.wall});
-    record_write_id(entry.state, request, dot, 0);
+    set_add(entry.state, element, config_.self, next_dot(), WriteMeta{agent_of(request), now_.wall});
     store_.mark_dirty(tk, entry);
     pending_push_.insert(tk);
-  } else if (KeyEntry* entry = store_.find(tk)) {
-    // Recorded even when the element was absent: a retry elsewhere must not
-    // remove an element added after this remove.
-    const bool removed = set_remove(entry->state, element);
-    if (record_write_id(entry->state, request, 0, 0) || removed) {
-      store_.mark_dirty(tk, *entry);
-      pending_push_.insert(tk);
-    }
+  } else if (KeyEntry* entry = store_.find(tk); entry && set_remove(entry->state, element)) {
+    store_.mark_dirty(tk, *entry);
+    pending_push_.insert(tk);
   }
   finish_write(token, request, tk, std::move(r), durability);
 }
@@ -392,47 +380,6 @@ void LazyPath::finish_write(ClientToken token, const pb::Request& request, const
   // A write that changed nothing (e.g. removing an absent element) still
   // waits for peers to acknowledge the key's current state.
   pending_push_.insert(typed_key);
-}
-
-bool LazyPath::answer_known_write(ClientToken token, const pb::Request& request, const std::string& key,
-                                  pb::ValueType type, pb::Durability durability) {
-  if (request.client_id().empty() || config_.test_faults.per_node_retry_dedup) return false;
-  const std::string tk = KeyStore::typed_key(type, key);
-  const KeyEntry* e = store_.find(tk);
-  if (!e) return false;
-  const pb::AppliedWrite* first = find_applied(e->state, request.client_id(), request.seq());
-  if (!first) return false;
-  pb::Response r = make_response(request);
-  switch (type) {
-    case pb::REGISTER: {
-      auto* p = r.mutable_put();
-      p->set_key(key);
-      if (!e->state.context().entries().empty()) p->set_context(encode_context(e->state.context()));
-      p->set_dot_node(first->node());
-      p->set_dot_counter(first->dot_counter());
-      if (first->has_cut_context()) {
-        p->set_context_cut(true);
-        p->set_applied_context(encode_context(first->cut_context()));
-      }
-      fill_versions(e->state, p->mutable_versions());
-      break;
-    }
-    case pb::COUNTER: {
-      auto* c = r.mutable_counter();
-      c->set_key(key);
-      c->set_value(counter_value(e->state));
-      break;
-    }
-    default: r.mutable_set()->set_key(key); break;
-  }
-  finish_write(token, request, tk, std::move(r), durability);
-  return true;
-}
-
-bool LazyPath::record_write_id(pb::KeyState& state, const pb::Request& request, uint64_t dot_counter,
-                               int64_t delta, const pb::VersionVector* cut_context) const {
-  if (config_.test_faults.per_node_retry_dedup) return false;  // injected bug: retries elsewhere apply again
-  return record_applied(state, request.client_id(), request.seq(), config_.self, dot_counter, delta, cut_context);
 }
 
 void LazyPath::complete_write(ClientToken token, const std::string& client_id, uint64_t seq,

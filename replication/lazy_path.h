@@ -67,18 +67,6 @@ class LazyPath {
   // Returns false (after replying with the error) when the key's name is bad
   // or the key exists with another type.
   bool check_key(ClientToken token, const pb::Request& request, const std::string& key, pb::ValueType type);
-  // A mutation whose write id (client id, seq) the key already holds, because
-  // it was applied here or on a peer whose state reached this node, is
-  // answered as the retry it is (with the key's current state, the copy that
-  // counts and the durability asked for) instead of being applied again.
-  // Returns true if it answered.
-  bool answer_known_write(ClientToken token, const pb::Request& request, const std::string& key,
-                          pb::ValueType type, pb::Durability durability);
-  // Records the write id of a mutation just applied to `state` (unless a
-  // test turns cross-node retry detection off). Returns true if it changed
-  // the state.
-  bool record_write_id(pb::KeyState& state, const pb::Request& request, uint64_t dot_counter, int64_t delta,
-                       const pb::VersionVector* cut_context = nullptr) const;
   // Answers a mutation now (local) or once enough peers stored it.
   void finish_write(ClientToken token, const pb::Request& request, const std::string& typed_key,
                     pb::Response response, pb::Durability durability);

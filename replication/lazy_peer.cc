@@ -65,11 +65,6 @@ Status LazyPath::check_peer_state(const pb::KeyState& state) const {
     if (!member(e.node())) return Status::invalid_argument("context names a node outside the cluster");
   for (const auto& c : state.counter())
     if (!member(c.node())) return Status::invalid_argument("counter names a node outside the cluster");
-  for (const auto& a : state.applied()) {
-    if (!member(a.node())) return Status::invalid_argument("applied write names a node outside the cluster");
-    for (const auto& e : a.cut_context().entries())
-      if (!member(e.node())) return Status::invalid_argument("applied write context names a node outside the cluster");
-  }
   // Each node refuses writes beyond its limit, so together they make at most
   // the limit times the cluster size.
   const size_t per_node = state.type() == pb::SET ? config_.max_set_elements() : config_.max_siblings;
@@ -106,12 +101,6 @@ bool LazyPath::merge_remote(const NodeId& from, const pb::KeyState& remote) {
     store_.mark_dirty(tk, *entry);
   } else if (merge_keys(entry->state, remote)) {
     store_.mark_dirty(tk, *entry);
-  }
-  // A counter add this node applied that a peer had applied first: subtract
-  // our copy, and push the change so every replica counts the add once.
-  if (compensate_duplicate_adds(entry->state, config_.self)) {
-    store_.mark_dirty(tk, *entry);
-    pending_push_.insert(tk);
   }
   return true;
 }

@@ -64,11 +64,7 @@ struct ClientOptions {
   std::string agent;
   // How long one attempt at one endpoint may take (connect + request + reply)
   // before the client gives up on that endpoint and fails over to the next.
-  // Above the node's durability timeout (5 s, --durability-timeout-ms), so a
-  // quorum or all write on a node cut off from the others is answered
-  // DURABILITY_NOT_MET (applied there, not yet replicated) instead of timing
-  // out and being sent to another node as if it had not happened.
-  std::chrono::milliseconds timeout{8000};
+  std::chrono::milliseconds timeout{3000};
   // Upper bound for establishing a TCP connection (capped by `timeout`), so a
   // dead host does not eat the whole attempt budget.
   std::chrono::milliseconds connect_timeout{1000};
@@ -181,16 +177,11 @@ struct AdminReply {
 //   UNAVAILABLE, the same request (same client id and seq: it stays one
 //   logical request, and a node that already applied it answers from its
 //   dedup table instead of applying it twice) is sent to the next endpoint,
-//   and the client then sticks to the node that worked. A write applies once
-//   on every node: the write id (client id, seq) travels with it to every
-//   replica, a node that already holds it answers the retry instead of
-//   applying it, and a write applied on two nodes before either heard of the
-//   other counts once when they merge (docs/lazy-path.md "Retries"). The
-//   error after every endpoint failed names each endpoint with its reason.
-// - DURABILITY_NOT_MET is returned, never retried: the write was applied on
-//   the node that answered and keeps spreading; only the durability asked
-//   for was not confirmed in time. Other server errors are returned as well;
-//   only UNAVAILABLE and transport failures fail over.
+//   and the client then sticks to the node that worked. At-most-once holds per node: a write that timed out on
+//   one node and was retried on another may have been applied by both (which
+//   is harmless for register puts carrying a context, but may count a counter
+//   increment twice). The error after every endpoint failed names each
+//   endpoint with its reason.
 // - Read-your-writes: the client remembers the causal context it last
 //   obtained for each key (from put, del and get replies). A get whose
 //   returned context does not dominate the remembered one (the answering node
