@@ -41,7 +41,7 @@ void print_json(const json& j);
 struct Globals {
   std::string endpoints;
   std::string agent;
-  int64_t timeout_ms = 3000;
+  int64_t timeout_ms = 8000;  // above the node's 5 s durability timeout
   bool json = false;
 };
 

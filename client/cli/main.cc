@@ -296,7 +296,7 @@ int main(int argc, char** argv) {
                  "Comma-separated HOST:PORT list of nodes, tried in order with failover (default: $STIG_ENDPOINTS "
                  "or 127.0.0.1:7101)");
   app.add_option("--agent", g.agent, "Name recorded as modified_by on writes (default: $STIG_AGENT or $USER@hostname)");
-  app.add_option("--timeout", g.timeout_ms, "Milliseconds to wait for one node before trying the next (default 3000)")
+  app.add_option("--timeout", g.timeout_ms, "Milliseconds to wait for one node before trying the next (default 8000, above the node's 5 s durability timeout)")
       ->check(CLI::Range(int64_t{1}, int64_t{3600000}));
   app.add_flag("--json", g.json, "Print exactly one JSON object per result");
   app.footer(R"(Synopsis:

@@ -64,7 +64,11 @@ struct ClientOptions {
   std::string agent;
   // How long one attempt at one endpoint may take (connect + request + reply)
   // before the client gives up on that endpoint and fails over to the next.
-  std::chrono::milliseconds timeout{3000};
+  // Above the node's durability timeout (5 s, --durability-timeout-ms), so a
+  // quorum or all write on a node cut off from the others is answered
+  // DURABILITY_NOT_MET (applied there, not yet replicated) instead of timing
+  // out and being sent to another node as if it had not happened.
+  std::chrono::milliseconds timeout{8000};
   // Upper bound for establishing a TCP connection (capped by `timeout`), so a
   // dead host does not eat the whole attempt budget.
   std::chrono::milliseconds connect_timeout{1000};
