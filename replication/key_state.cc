@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 #include <tuple>
+#include <vector>
 
 #include "replication/invariant.h"
 
@@ -272,6 +273,67 @@ bool merge_kernel(pb::KeyState& local, const pb::KeyState& remote) {
   return changed;
 }
 
+// merge_kernel, moving siblings out of `remote` instead of copying them: the
+// siblings of both sides are released, then each is either re-added to
+// `local` in dot order or deleted. No sibling is copied or allocated.
+bool merge_kernel_consuming(pb::KeyState& local, pb::KeyState& remote) {
+  auto* lsf = local.mutable_siblings();
+  auto* rsf = remote.mutable_siblings();
+  const int n = lsf->size(), m = rsf->size();
+  // Sibling lists are short (bounded by the sibling limit times the cluster
+  // size); the common case fits on the stack.
+  constexpr int kInline = 16;
+  pb::Sibling* inline_buf[2 * kInline];
+  std::vector<pb::Sibling*> heap_buf;
+  pb::Sibling** ls = inline_buf;
+  if (n > kInline || m > kInline) {
+    heap_buf.resize(static_cast<size_t>(n + m));
+    ls = heap_buf.data();
+  }
+  pb::Sibling** rs = ls + n;
+  lsf->ExtractSubrange(0, n, ls);
+  rsf->ExtractSubrange(0, m, rs);
+  bool changed = false;
+  int i = 0, j = 0;
+  while (i < n || j < m) {
+    if (j == m || (i < n && dot_less(*ls[i], *rs[j]))) {
+      // Only here: keep unless the remote has seen it (and so dropped it).
+      if (!covered(remote.context(), *ls[i])) {
+        lsf->AddAllocated(ls[i]);
+      } else {
+        delete ls[i];
+        changed = true;
+      }
+      ++i;
+    } else if (i == n || dot_less(*rs[j], *ls[i])) {
+      if (!covered(local.context(), *rs[j])) {
+        lsf->AddAllocated(rs[j]);
+        changed = true;
+      } else {
+        delete rs[j];
+      }
+      ++j;
+    } else {
+      STIG_INVARIANT(same_dot(*ls[i], *rs[j]), "merge cursor out of step");
+      lsf->AddAllocated(ls[i]);
+      delete rs[j];
+      ++i;
+      ++j;
+    }
+  }
+  // The context: a remote that has seen everything local has (a push of a
+  // newer write, the common case) simply replaces it.
+  if (vv_descends(remote.context(), local.context())) {
+    if (!vv_descends(local.context(), remote.context())) {
+      local.mutable_context()->Swap(remote.mutable_context());
+      changed = true;
+    }
+  } else {
+    changed |= vv_join(*local.mutable_context(), remote.context());
+  }
+  return changed;
+}
+
 // Joins one node's counter entry into another. Totals only grow; the larger
 // total is the later write at that node and carries its metadata. Adding
 // zero changes only the metadata, so ties are broken by (time, agent) to keep
@@ -324,6 +386,12 @@ bool merge_state(pb::KeyState& local, const pb::KeyState& remote) {
   STIG_INVARIANT(local.type() == remote.type() && local.key() == remote.key(), "merging different keys");
   if (local.type() == pb::COUNTER) return merge_counter(local, remote);
   return merge_kernel(local, remote);
+}
+
+bool merge_state(pb::KeyState& local, pb::KeyState&& remote) {
+  STIG_INVARIANT(local.type() == remote.type() && local.key() == remote.key(), "merging different keys");
+  if (local.type() == pb::COUNTER) return merge_counter(local, remote);
+  return merge_kernel_consuming(local, remote);
 }
 
 bool is_tombstone_only(const pb::KeyState& state) {

@@ -87,6 +87,10 @@ int64_t counter_value(const pb::KeyState& state);
 // Joins `remote` into `local` (same key and type). Commutative, associative
 // and idempotent. Returns true if `local` changed.
 bool merge_state(pb::KeyState& local, const pb::KeyState& remote);
+// The same join, free to move what it keeps out of `remote` (left in an
+// unspecified but valid state, its key and type untouched): no sibling is
+// copied. For states parsed from a peer's message and then dropped.
+bool merge_state(pb::KeyState& local, pb::KeyState&& remote);
 
 // True when the key holds nothing live: a register whose siblings are all
 // tombstones, or an empty set. Such keys are garbage once every replica has

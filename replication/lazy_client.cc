@@ -164,7 +164,7 @@ bool LazyPath::check_key(ClientToken token, const pb::Request& request, const st
   }
   for (pb::ValueType other : {pb::REGISTER, pb::COUNTER, pb::SET}) {
     if (other == type) continue;
-    const KeyEntry* e = store_.find(KeyStore::typed_key(other, key));
+    const KeyEntry* e = store_.find(other, key);
     if (e && !is_tombstone_only(e->state)) {
       reply_error(token, request, pb::WRONG_TYPE,
                   "key '" + printable(key) + "' holds a " + type_name(other) + ", not a " + type_name(type));
@@ -180,7 +180,7 @@ void LazyPath::handle_get(ClientToken token, const pb::Request& request) {
   pb::Response r = make_response(request);
   auto* g = r.mutable_get();
   g->set_key(key);
-  if (const KeyEntry* e = store_.find(KeyStore::typed_key(pb::REGISTER, key))) {
+  if (const KeyEntry* e = store_.find(pb::REGISTER, key)) {
     fill_versions(e->state, g->mutable_versions());
     if (!e->state.context().entries().empty()) g->set_context(encode_context(e->state.context()));
   }
@@ -230,7 +230,7 @@ void LazyPath::handle_register_write(ClientToken token, const pb::Request& reque
   KeyEntry& entry = create_or_find(pb::REGISTER, key);
   const uint64_t dot = next_dot();
   register_write(entry.state, ctx, config_.self, dot, value, is_delete, WriteMeta{agent_of(request), now_.wall});
-  store_.mark_dirty(tk, entry);
+  store_.mark_dirty(entry);
   pending_push_.insert(tk);
   // The only replica has seen it (or a test injects collection without acks).
   if (is_delete && (peers_.empty() || config_.test_faults.collect_tombstones_early)) gc_candidates_.insert(tk);
@@ -257,7 +257,7 @@ void LazyPath::handle_counter_add(ClientToken token, const pb::Request& request)
   const std::string tk = KeyStore::typed_key(pb::COUNTER, op.key());
   KeyEntry& entry = create_or_find(pb::COUNTER, op.key());
   counter_add(entry.state, config_.self, op.delta(), WriteMeta{agent_of(request), now_.wall});
-  store_.mark_dirty(tk, entry);
+  store_.mark_dirty(entry);
   pending_push_.insert(tk);
   pb::Response r = make_response(request);
   auto* c = r.mutable_counter();
@@ -274,7 +274,7 @@ void LazyPath::handle_counter_get(ClientToken token, const pb::Request& request)
   pb::Response r = make_response(request);
   auto* c = r.mutable_counter();
   c->set_key(key);
-  if (const KeyEntry* e = store_.find(KeyStore::typed_key(pb::COUNTER, key))) {
+  if (const KeyEntry* e = store_.find(pb::COUNTER, key)) {
     c->set_value(counter_value(e->state));
     // The latest change known here, by the wall clock of the node that made it.
     const pb::CounterEntry* latest = nullptr;
@@ -314,10 +314,10 @@ void LazyPath::handle_set_write(ClientToken token, const pb::Request& request, b
     if (!check_dots_left(token, request)) return;
     KeyEntry& entry = create_or_find(pb::SET, key);
     set_add(entry.state, element, config_.self, next_dot(), WriteMeta{agent_of(request), now_.wall});
-    store_.mark_dirty(tk, entry);
+    store_.mark_dirty(entry);
     pending_push_.insert(tk);
   } else if (KeyEntry* entry = store_.find(tk); entry && set_remove(entry->state, element)) {
-    store_.mark_dirty(tk, *entry);
+    store_.mark_dirty(*entry);
     pending_push_.insert(tk);
   }
   finish_write(token, request, tk, std::move(r), durability);
@@ -329,7 +329,7 @@ void LazyPath::handle_set_get(ClientToken token, const pb::Request& request) {
   pb::Response r = make_response(request);
   auto* s = r.mutable_set();
   s->set_key(key);
-  if (const KeyEntry* e = store_.find(KeyStore::typed_key(pb::SET, key)))
+  if (const KeyEntry* e = store_.find(pb::SET, key))
     for (auto& el : set_elements(e->state)) s->add_elements(std::move(el));
   reply(token, std::move(r));
 }
@@ -401,7 +401,7 @@ void LazyPath::answer_retry(ClientToken token, pb::Response remembered) {
     pb::VersionVector ctx;
     const auto& put = remembered.put();
     if (decode_context(put.context(), ctx).is_ok())
-      if (const KeyEntry* e = store_.find(KeyStore::typed_key(pb::REGISTER, put.key())))
+      if (const KeyEntry* e = store_.find(pb::REGISTER, put.key()))
         fill_versions(e->state, remembered.mutable_put()->mutable_versions(), &ctx);
   }
   reply(token, std::move(remembered));

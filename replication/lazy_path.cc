@@ -161,8 +161,8 @@ void LazyPath::bury(const std::string& tk) {
 }
 
 KeyEntry& LazyPath::create_or_find(pb::ValueType type, const std::string& key) {
+  if (KeyEntry* e = store_.find(type, key)) return *e;
   const std::string tk = KeyStore::typed_key(type, key);
-  if (KeyEntry* e = store_.find(tk)) return *e;
   KeyEntry& e = store_.get_or_create(type, key);
   if (auto g = graveyard_.find(tk); g != graveyard_.end()) {
     // Alive again: the state carries the deletion's context from now on, so

@@ -93,7 +93,8 @@ class LazyPath {
   void handle_collect(const pb::Collect& collect);  // graves: see Collect in the proto
   // Joins a peer's state of one key. Returns false (and logs nothing: the
   // core has no log) if the state is malformed; it is then ignored.
-  bool merge_remote(const NodeId& from, const pb::KeyState& remote);
+  // Consumes `remote` (its key and type stay readable).
+  bool merge_remote(const NodeId& from, pb::KeyState&& remote);
   // Everything a peer's state must satisfy before the core acts on it: the
   // structural invariants, a key within the limit, only nodes of this
   // cluster (which bounds contexts and counters by the cluster size) and no
@@ -111,7 +112,7 @@ class LazyPath {
   // `cut` when it changed anything.
   Status clamp_client_context(pb::VersionVector& ctx, bool& cut) const;
   // merge_state, or a deliberately wrong merge when a test fault is on.
-  bool merge_keys(pb::KeyState& local, const pb::KeyState& remote) const;
+  bool merge_keys(pb::KeyState& local, pb::KeyState&& remote) const;
   void note_tombstone_seen(const NodeId& peer, const std::string& typed_key, uint64_t peer_hash);
   void collect_tombstones();
   void start_anti_entropy();

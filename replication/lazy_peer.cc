@@ -46,14 +46,14 @@ void LazyPath::on_peer(const NodeId& from, const pb::PeerMessage& message) {
 
 // --- merging -------------------------------------------------------------------
 
-bool LazyPath::merge_keys(pb::KeyState& local, const pb::KeyState& remote) const {
+bool LazyPath::merge_keys(pb::KeyState& local, pb::KeyState&& remote) const {
   const TestFaults& f = config_.test_faults;
   if (f.any()) {  // deliberately wrong merges: only when a test injects a bug
     if (f.lww_merge && local.type() == pb::REGISTER) return test_faults::merge_register_lww(local, remote);
     if (f.counter_merge_sums && local.type() == pb::COUNTER) return test_faults::merge_counter_summing(local, remote);
     if (f.set_remove_wins && local.type() == pb::SET) return test_faults::merge_set_remove_wins(local, remote);
   }
-  return merge_state(local, remote);
+  return merge_state(local, std::move(remote));
 }
 
 Status LazyPath::check_peer_state(const pb::KeyState& state) const {
@@ -73,7 +73,7 @@ Status LazyPath::check_peer_state(const pb::KeyState& state) const {
   return Status::ok();
 }
 
-bool LazyPath::merge_remote(const NodeId& from, const pb::KeyState& remote) {
+bool LazyPath::merge_remote(const NodeId& from, pb::KeyState&& remote) {
   if (!check_peer_state(remote).is_ok()) return false;
   learn_context(remote.context());
   const std::string tk = KeyStore::typed_key(remote.type(), remote.key());
@@ -97,10 +97,10 @@ bool LazyPath::merge_remote(const NodeId& from, const pb::KeyState& remote) {
       }
     }
     entry = &create_or_find(remote.type(), remote.key());
-    merge_keys(entry->state, remote);
-    store_.mark_dirty(tk, *entry);
-  } else if (merge_keys(entry->state, remote)) {
-    store_.mark_dirty(tk, *entry);
+    merge_keys(entry->state, std::move(remote));
+    store_.mark_dirty(*entry);
+  } else if (merge_keys(entry->state, std::move(remote))) {
+    store_.mark_dirty(*entry);
   }
   return true;
 }
@@ -166,11 +166,16 @@ void LazyPath::handle_push(const NodeId& from, const pb::PushBatch& push) {
   for (int i = 0; i < push.states_size(); ++i) {
     const std::string& bytes = push.states(i);
     pb::KeyState& state = states[static_cast<size_t>(i)];
-    if (!state.ParseFromString(bytes) || !merge_remote(from, state)) {
+    if (!state.ParseFromString(bytes)) {
       state.Clear();  // malformed: ignored, and not acknowledged below
       continue;
     }
-    if (is_tombstone_only(state))
+    const bool tombstone_only = is_tombstone_only(state);  // before the merge consumes it
+    if (!merge_remote(from, std::move(state))) {
+      state.Clear();
+      continue;
+    }
+    if (tombstone_only)
       tombstones.emplace_back(KeyStore::typed_key(state.type(), state.key()), KeyStore::hash_serialized(bytes));
   }
   // Merged states of a batch nobody waits for need no sync here: they are
@@ -184,7 +189,7 @@ void LazyPath::handle_push(const NodeId& from, const pb::PushBatch& push) {
   ack->set_batch_id(push.batch_id());
   for (const auto& state : states) {
     if (state.key().empty()) continue;
-    const KeyEntry* e = store_.find(KeyStore::typed_key(state.type(), state.key()));
+    const KeyEntry* e = store_.find(state.type(), state.key());
     if (!e || !e->tombstone_only) continue;
     auto* kh = ack->add_tombstones();
     kh->set_key(state.key());
@@ -254,7 +259,7 @@ void LazyPath::handle_collect(const pb::Collect& collect) {
       continue;
     }
     // What the deletion saw goes; anything newer (a write, another delete) stays.
-    if (merge_state(e->state, grave)) store_.mark_dirty(tk, *e);
+    if (merge_state(e->state, grave)) store_.mark_dirty(*e);
     if (e->state.siblings_size() == 0 && !pending_push_.count(tk)) emptied.insert(tk);
   }
   settle();
@@ -338,7 +343,7 @@ void LazyPath::handle_ae_keys(const NodeId& from, const pb::AeKeys& keys) {
     if (keys.buckets(i) >= store_.tree().leaf_count() || (i > 0 && keys.buckets(i) <= keys.buckets(i - 1))) return;
   std::map<std::string, uint64_t> remote_hash;
   for (const auto& state : keys.states()) {
-    if (!merge_remote(from, state)) continue;
+    if (!merge_remote(from, pb::KeyState(state))) continue;
     remote_hash[KeyStore::typed_key(state.type(), state.key())] = KeyStore::hash_serialized(state.SerializeAsString());
   }
   settle();

@@ -24,41 +24,65 @@ uint32_t KeyStore::bucket_of(std::string_view typed_key) const {
   return tree_.bucket_of(hash_bytes(typed_key, 0x5bd1e995ULL));
 }
 
-KeyEntry* KeyStore::find(const std::string& typed_key) {
+std::string_view KeyStore::lookup_key(pb::ValueType type, std::string_view key) const {
+  lookup_.clear();
+  lookup_.push_back(type == pb::COUNTER ? 'c' : type == pb::SET ? 's' : 'r');
+  lookup_.push_back(':');
+  lookup_.append(key);
+  return lookup_;
+}
+
+KeyEntry* KeyStore::find(std::string_view typed_key) {
   auto& b = buckets_[bucket_of(typed_key)];
   auto it = b.find(typed_key);
   return it == b.end() ? nullptr : &it->second;
 }
 
-const KeyEntry* KeyStore::find(const std::string& typed_key) const {
+const KeyEntry* KeyStore::find(std::string_view typed_key) const {
   const auto& b = buckets_[bucket_of(typed_key)];
   auto it = b.find(typed_key);
   return it == b.end() ? nullptr : &it->second;
 }
 
-KeyEntry& KeyStore::get_or_create(pb::ValueType type, std::string_view key) {
-  std::string tk = typed_key(type, key);
-  auto& b = buckets_[bucket_of(tk)];
-  auto [it, inserted] = b.try_emplace(std::move(tk));
-  if (inserted) {
-    it->second.state.set_key(std::string(key));
-    it->second.state.set_type(type);
-  }
-  return it->second;
+KeyEntry* KeyStore::find(pb::ValueType type, std::string_view key) {
+  if (!holds_type(type)) return nullptr;
+  return find(lookup_key(type, key));
 }
 
-void KeyStore::mark_dirty(const std::string& typed_key, KeyEntry& entry) {
+const KeyEntry* KeyStore::find(pb::ValueType type, std::string_view key) const {
+  if (!holds_type(type)) return nullptr;
+  return find(lookup_key(type, key));
+}
+
+KeyEntry& KeyStore::inserted(Bucket::iterator it, uint32_t bucket) {
+  KeyEntry& e = it->second;
+  e.typed_key = &it->first;
+  e.bucket = bucket;
+  ++keys_of_type_[type_index(e.state.type())];
+  return e;
+}
+
+KeyEntry& KeyStore::get_or_create(pb::ValueType type, std::string_view key) {
+  std::string tk = typed_key(type, key);
+  const uint32_t b = bucket_of(tk);
+  auto [it, is_new] = buckets_[b].try_emplace(std::move(tk));
+  if (!is_new) return it->second;
+  it->second.state.set_key(std::string(key));
+  it->second.state.set_type(type);
+  return inserted(it, b);
+}
+
+void KeyStore::mark_dirty(KeyEntry& entry) {
+  STIG_INVARIANT(entry.typed_key != nullptr, "marking an entry the store does not hold");
   if (entry.dirty) return;
   entry.dirty = true;
-  dirty_.push_back(typed_key);
+  dirty_.push_back(&entry);
 }
 
 void KeyStore::settle(std::vector<Persist>* persist) {
-  for (const auto& tk : dirty_) {
-    const uint32_t b = bucket_of(tk);
-    auto it = buckets_[b].find(tk);
-    STIG_INVARIANT(it != buckets_[b].end(), "dirty key vanished before settle");
-    KeyEntry& e = it->second;
+  for (KeyEntry* dirty : dirty_) {
+    KeyEntry& e = *dirty;
+    const uint32_t b = e.bucket;
     STIG_INVARIANT(e.dirty, "dirty list and flag disagree");
     e.dirty = false;
     scratch_.clear();
@@ -74,7 +98,7 @@ void KeyStore::settle(std::vector<Persist>* persist) {
     if (was_new) ++total_keys_;
     if (!was_new && was_tomb) --tombstone_keys_;
     if (e.tombstone_only) ++tombstone_keys_;
-    if (persist) persist->push_back(Persist{storage_key(tk), scratch_, false});
+    if (persist) persist->push_back(Persist{storage_key(*e.typed_key), scratch_, false});
   }
   dirty_.clear();
 }
@@ -87,8 +111,9 @@ void KeyStore::erase(const std::string& typed_key, std::vector<Persist>& persist
   tree_.apply(b, it->second.hash);
   --total_keys_;
   if (it->second.tombstone_only) --tombstone_keys_;
+  --keys_of_type_[type_index(it->second.state.type())];
+  persist.push_back(Persist{storage_key(typed_key), {}, true});  // before the erase: `typed_key` may be the entry's own
   buckets_[b].erase(it);
-  persist.push_back(Persist{storage_key(typed_key), {}, true});
 }
 
 Expected<const KeyEntry*> KeyStore::load(std::string_view skey, std::string_view value) {
@@ -127,7 +152,7 @@ void KeyStore::finish_load() {
   for (uint32_t b = 0; b < loading_.size(); ++b) {
     auto& bucket = buckets_[b];
     STIG_INVARIANT(bucket.empty() || loading_[b].empty(), "states loaded into a bucket already in use");
-    for (auto& [tk, entry] : loading_[b]) bucket.emplace_hint(bucket.end(), std::move(tk), std::move(entry));
+    for (auto& [tk, entry] : loading_[b]) inserted(bucket.emplace_hint(bucket.end(), std::move(tk), std::move(entry)), b);
     std::vector<std::pair<std::string, KeyEntry>>().swap(loading_[b]);
   }
   std::vector<std::vector<std::pair<std::string, KeyEntry>>>().swap(loading_);

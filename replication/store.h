@@ -24,6 +24,8 @@ namespace stig::replication {
 
 struct KeyEntry {
   pb::KeyState state;
+  const std::string* typed_key = nullptr;  // the store's key of this entry (stable while it exists)
+  uint32_t bucket = 0;                     // its Merkle bucket
   uint64_t hash = 0;         // hash of the serialized state as of the last settle
   bool dirty = false;
   bool tombstone_only = false;  // as of the last settle
@@ -41,11 +43,19 @@ class KeyStore {
   }
   static bool is_storage_key(std::string_view key) { return in_key_space(key, KeySpace::kLazyKey); }
 
-  KeyEntry* find(const std::string& typed_key);
-  const KeyEntry* find(const std::string& typed_key) const;
+  using Bucket = std::map<std::string, KeyEntry, std::less<>>;
+
+  KeyEntry* find(std::string_view typed_key);
+  const KeyEntry* find(std::string_view typed_key) const;
+  // The same, without building the typed key on the heap.
+  KeyEntry* find(pb::ValueType type, std::string_view key);
+  const KeyEntry* find(pb::ValueType type, std::string_view key) const;
+  // False when no key of `type` exists (a lookup would miss): most key
+  // spaces hold one type, and a write checks the other two for its name.
+  bool holds_type(pb::ValueType type) const { return keys_of_type_[type_index(type)] > 0; }
   // Finds or creates (empty state of `type`) the entry for `key`.
   KeyEntry& get_or_create(pb::ValueType type, std::string_view key);
-  void mark_dirty(const std::string& typed_key, KeyEntry& entry);
+  void mark_dirty(KeyEntry& entry);
 
   // Serializes dirty keys, updates hashes and the tree; appends a Persist per
   // key to `persist` (nullptr: recovery, the data is on disk already). Keys
@@ -64,7 +74,7 @@ class KeyStore {
 
   const MerkleTree& tree() const { return tree_; }
   uint32_t bucket_of(std::string_view typed_key) const;
-  const std::map<std::string, KeyEntry>& bucket(uint32_t b) const { return buckets_[b]; }
+  const Bucket& bucket(uint32_t b) const { return buckets_[b]; }
 
   uint64_t digest() const { return tree_.root(); }
   uint64_t live_keys() const { return total_keys_ - tombstone_keys_; }
@@ -73,9 +83,16 @@ class KeyStore {
   static uint64_t hash_serialized(std::string_view bytes);
 
  private:
+  static size_t type_index(pb::ValueType type) { return type == pb::COUNTER ? 1 : type == pb::SET ? 2 : 0; }
+  // Typed key of (type, key) in a reused buffer.
+  std::string_view lookup_key(pb::ValueType type, std::string_view key) const;
+  KeyEntry& inserted(Bucket::iterator it, uint32_t bucket);
+
   MerkleTree tree_;
-  std::vector<std::map<std::string, KeyEntry>> buckets_;
-  std::vector<std::string> dirty_;
+  std::vector<Bucket> buckets_;
+  std::vector<KeyEntry*> dirty_;  // entries are never erased while dirty
+  mutable std::string lookup_;
+  uint64_t keys_of_type_[3] = {0, 0, 0};  // entries in the map, settled or not
   std::vector<std::vector<std::pair<std::string, KeyEntry>>> loading_;  // by bucket, until finish_load()
   std::string scratch_;
   uint64_t total_keys_ = 0;  // settled keys, i.e. those in the tree

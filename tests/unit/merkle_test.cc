@@ -66,7 +66,7 @@ TEST(KeyStore, DigestDependsOnStateNotOnHistory) {
   for (int i = 0; i < 100; ++i) {
     KeyEntry& e = a.get_or_create(pb::REGISTER, "k" + std::to_string(i));
     register_write(e.state, {}, "n1", static_cast<uint64_t>(i + 1), "v", false, WriteMeta{"a", 1});
-    a.mark_dirty(KeyStore::typed_key(pb::REGISTER, "k" + std::to_string(i)), e);
+    a.mark_dirty(e);
   }
   a.settle(&sink);
   EXPECT_EQ(sink.size(), 100u);
@@ -74,7 +74,7 @@ TEST(KeyStore, DigestDependsOnStateNotOnHistory) {
     const std::string key = "k" + std::to_string(i);
     KeyEntry& e = b.get_or_create(pb::REGISTER, key);
     e.state = a.find(KeyStore::typed_key(pb::REGISTER, key))->state;
-    b.mark_dirty(KeyStore::typed_key(pb::REGISTER, key), e);
+    b.mark_dirty(e);
     if (i % 10 == 0) b.settle(nullptr);
   }
   b.settle(nullptr);
