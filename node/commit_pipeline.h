@@ -19,6 +19,7 @@
 // storage thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <thread>
@@ -36,8 +37,10 @@ class CommitPipeline {
   using PersistedFn = std::function<void(uint64_t through_output)>;
   using FailureFn = std::function<void(const StorageStatus&)>;
 
+  // `gather`: after each synced write, how long the next write waits for
+  // more outputs to join it (fewer fsyncs under load, at that much latency).
   CommitPipeline(asio::io_context& io, Storage& storage, ReleaseFn release, PersistedFn on_persisted,
-                 FailureFn on_failure);
+                 FailureFn on_failure, std::chrono::microseconds gather = {});
   ~CommitPipeline();  // joins the storage thread (after the in-flight write)
   CommitPipeline(const CommitPipeline&) = delete;
   CommitPipeline& operator=(const CommitPipeline&) = delete;
@@ -56,6 +59,7 @@ class CommitPipeline {
  private:
   // Releases what may leave, then starts the next write if one is due.
   void pump();
+  void start_write();
   void on_write_done(uint64_t id, size_t persists, bool synced, const StorageStatus& status);
 
   asio::io_context& io_;
@@ -67,6 +71,9 @@ class CommitPipeline {
 
   runtime::ReleaseQueue queue_;
   bool failed_ = false;
+  const std::chrono::microseconds gather_;
+  asio::steady_timer gather_timer_{io_};
+  bool gathering_ = false;  // the next write waits for gather_timer_
   uint64_t syncs_ = 0;
   uint64_t persists_written_ = 0;
 

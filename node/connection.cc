@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cstring>
 
 #include "wire/envelope.h"
 #include "replication/printable.h"
@@ -62,26 +63,15 @@ void Connection::wait_readable() {
     }
   }
   reading_ = true;
-  socket_.async_wait(tcp::socket::wait_read,
-                     [self = shared_from_this()](const boost::system::error_code& ec) { self->on_readable(ec); });
+  socket_.async_read_some(asio::buffer(read_buf_), [self = shared_from_this()](const boost::system::error_code& ec,
+                                                                              size_t n) { self->on_read(ec, n); });
 }
 
-void Connection::on_readable(const boost::system::error_code& ec) {
+void Connection::on_read(const boost::system::error_code& ec, size_t n) {
   reading_ = false;
   if (closed_) return;
   if (ec) {
     on_read_error(ec);
-    return;
-  }
-  asio::mutable_buffer buf = host_.read_buffer();
-  boost::system::error_code rec;
-  const size_t n = socket_.read_some(buf, rec);
-  if (rec == asio::error::would_block || rec == asio::error::try_again || rec == asio::error::interrupted) {
-    wait_readable();
-    return;
-  }
-  if (rec) {
-    on_read_error(rec);
     return;
   }
   if (lingering_) {  // discard until the client closes or the linger ends
@@ -89,7 +79,22 @@ void Connection::on_readable(const boost::system::error_code& ec) {
     return;
   }
   if (read_stopped_) return;
-  on_bytes(static_cast<const char*>(buf.data()), n);
+  if (n < read_buf_.size()) {
+    on_bytes(read_buf_.data(), n);
+    return;
+  }
+  // The small buffer filled: more is likely waiting. Take it in one read
+  // into the shared buffer, the small buffer's bytes first.
+  asio::mutable_buffer buf = host_.read_buffer();
+  std::memcpy(buf.data(), read_buf_.data(), n);
+  boost::system::error_code rec;
+  const size_t more = socket_.read_some(asio::buffer(static_cast<char*>(buf.data()) + n, buf.size() - n), rec);
+  if (rec && rec != asio::error::would_block && rec != asio::error::try_again && rec != asio::error::interrupted) {
+    on_bytes(static_cast<const char*>(buf.data()), n);  // what arrived before the error still counts
+    if (!closed_) on_read_error(rec);
+    return;
+  }
+  on_bytes(static_cast<const char*>(buf.data()), n + (rec ? 0 : more));
 }
 
 void Connection::on_read_error(const boost::system::error_code& ec) {

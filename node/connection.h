@@ -33,6 +33,7 @@
 //    backlog exceeds the configured bound (backpressure, bounded memory).
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -137,7 +138,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   void wait_readable();
-  void on_readable(const boost::system::error_code& ec);
+  void on_read(const boost::system::error_code& ec, size_t n);
   void on_bytes(const char* data, size_t n);
   void on_read_error(const boost::system::error_code& ec);
   bool settle_charge();
@@ -164,6 +165,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string peer_id_;
   uint64_t next_slot_ = 0;
 
+  // Reads land here first: asio tries a read at once and only then waits,
+  // so a wait costs no epoll_ctl (a plain async_wait re-arms the socket
+  // with one every time). Small, as requests are; a full read is followed
+  // by a read into the host's large shared buffer.
+  std::array<char, 512> read_buf_;
   wire::FrameDecoder decoder_;
   stigmergy::v1::Envelope env_;  // reused for every frame
   uint64_t charged_ = 0;         // bytes charged to the host's inbound budget

@@ -91,6 +91,7 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
   const Options option_defaults;
   uint64_t client_buffer_bytes = option_defaults.client_buffer_bytes;
   uint32_t max_requests_in_flight = option_defaults.max_requests_in_flight;
+  uint32_t group_commit_gather_us = option_defaults.group_commit_gather_us;
   uint64_t max_client_connections = option_defaults.max_client_connections;
   uint64_t inbound_buffer_bytes = option_defaults.inbound_buffer_bytes;
   int64_t hello_timeout_ms = option_defaults.hello_timeout_ms;
@@ -143,6 +144,11 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
                  "Requests of one client connection the node works on at once; later pipelined\n"
                  "requests wait unread until answers go out (bounds what one read can make it hold)")
       ->check(CLI::Range(uint32_t{1}, uint32_t{1} << 16))
+      ->capture_default_str();
+  app.add_option("--group-commit-gather-us", group_commit_gather_us,
+                 "After each fsync'd group commit, wait this many microseconds for more writes to share the\n"
+                 "next fsync (fewer fsyncs: less CPU per write, at most this much more latency); 0: no wait")
+      ->check(CLI::Range(uint32_t{0}, uint32_t{100'000}))
       ->capture_default_str();
   app.add_option("--client-buffer-bytes", client_buffer_bytes,
                  "Unsent response bytes per client before the node stops reading its requests")
@@ -281,6 +287,7 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
     o.peer_queue_bytes = peer_queue_bytes;
     o.client_buffer_bytes = client_buffer_bytes;
     o.max_requests_in_flight = max_requests_in_flight;
+    o.group_commit_gather_us = group_commit_gather_us;
     o.max_client_connections = static_cast<uint32_t>(max_client_connections);
     o.inbound_buffer_bytes = inbound_buffer_bytes;
     if (inbound_buffer_bytes < uint64_t{o.max_frame_bytes} + 4)

@@ -55,7 +55,8 @@ Server::Server(const Options& options, replication::Replica& replica, Storage& s
             step_core(replication::Persisted{through});
             schedule_flush();
           },
-          [this](const StorageStatus& st) { on_storage_failure(st); }) {
+          [this](const StorageStatus& st) { on_storage_failure(st); },
+          std::chrono::microseconds(options.group_commit_gather_us)) {
   using std::chrono::milliseconds;
   limits_.max_frame_bytes = options.max_frame_bytes;
   limits_.max_backlog_bytes = options.client_buffer_bytes;

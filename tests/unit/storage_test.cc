@@ -244,7 +244,7 @@ struct PipelineFixture {
   bool failed = false;
   std::unique_ptr<CommitPipeline> pipeline;
 
-  PipelineFixture() {
+  explicit PipelineFixture(std::chrono::microseconds gather = {}) {
     pipeline = std::make_unique<CommitPipeline>(
         io, *storage,
         [this](stig::runtime::ReleaseQueue::Released& out) {
@@ -254,7 +254,7 @@ struct PipelineFixture {
           }
         },
         [this](uint64_t through) { persisted.push_back(through); },
-        [this](const stig::node::StorageStatus&) { failed = true; });
+        [this](const stig::node::StorageStatus&) { failed = true; }, gather);
   }
 };
 
@@ -299,6 +299,23 @@ TEST(CommitPipeline, WritesQueuedBehindAnInFlightWriteShareOneSync) {
 }  // namespace
 
 namespace {
+
+TEST(CommitPipeline, AfterASyncTheNextGroupGathersForTheWindow) {
+  PipelineFixture f(std::chrono::milliseconds(300));
+  f.pipeline->submit(make_output(0, {"first"}));  // idle pipeline: written at once
+  run_until_idle(f.io, *f.pipeline);
+  ASSERT_EQ(f.pipeline->syncs(), 1u);
+  // Within the window after that sync, writes wait and then share one.
+  f.pipeline->submit(make_output(1, {"a"}));
+  f.io.restart();
+  f.io.run_for(std::chrono::milliseconds(30));
+  EXPECT_EQ(f.released, (std::vector<uint64_t>{0}));  // gathering, not yet written
+  f.pipeline->submit(make_output(2, {"b"}));
+  run_until_idle(f.io, *f.pipeline);
+  EXPECT_EQ(f.released, (std::vector<uint64_t>{0, 1, 2}));
+  EXPECT_EQ(f.pipeline->syncs(), 2u);
+  EXPECT_EQ(f.durable_keys_at_release.back(), 3u);
+}
 
 TEST(CommitPipeline, OutputsThatNeedNoSyncAreWrittenWithoutOne) {
   PipelineFixture f;
