@@ -48,14 +48,15 @@ void CommitPipeline::start_write() {
       SPDLOG_TRACE("group commit: {} outputs, {} writes, {} us", job->groups.size(), job->persists, us);
       (void)us;
       asio::post(io_, [this, job, status = std::move(status)] {
-        on_write_done(job->id, job->persists, job->sync, status);
+        on_write_done(job->id, job->persists, job->sync, job->groups.size(), status);
       });
     });
   }
   if (queue_.idle() && on_idle_) on_idle_();
 }
 
-void CommitPipeline::on_write_done(uint64_t id, size_t persists, bool synced, const StorageStatus& status) {
+void CommitPipeline::on_write_done(uint64_t id, size_t persists, bool synced, size_t outputs,
+                                   const StorageStatus& status) {
   if (!status.ok) {
     failed_ = true;
     if (on_failure_) on_failure_(status);
@@ -65,11 +66,11 @@ void CommitPipeline::on_write_done(uint64_t id, size_t persists, bool synced, co
   persists_written_ += persists;
   queue_.write_done(id);
   if (synced && on_persisted_) on_persisted_(queue_.synced_through());
-  if (synced && gather_.count() > 0) {
-    // Under load the next group is already forming; waiting a little lets
-    // more writes share its fsync, the biggest CPU cost of a write. A lone
-    // write arriving at an idle pipeline does not wait (no sync preceded it
-    // within the window).
+  if (synced && outputs > 1 && gather_.count() > 0) {
+    // Under load (this group gathered several outputs) the next group is
+    // already forming; waiting a little lets more writes share its fsync.
+    // A lone writer (one output per group) never waits: each of its writes
+    // would pay the whole window.
     gathering_ = true;
     gather_timer_.expires_after(gather_);
     gather_timer_.async_wait([this](const boost::system::error_code&) {

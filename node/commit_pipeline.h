@@ -37,8 +37,9 @@ class CommitPipeline {
   using PersistedFn = std::function<void(uint64_t through_output)>;
   using FailureFn = std::function<void(const StorageStatus&)>;
 
-  // `gather`: after each synced write, how long the next write waits for
-  // more outputs to join it (fewer fsyncs under load, at that much latency).
+  // `gather`: after a synced write of several outputs (load), how long the
+  // next write waits for more outputs to join it (fewer fsyncs, at up to
+  // that much latency).
   CommitPipeline(asio::io_context& io, Storage& storage, ReleaseFn release, PersistedFn on_persisted,
                  FailureFn on_failure, std::chrono::microseconds gather = {});
   ~CommitPipeline();  // joins the storage thread (after the in-flight write)
@@ -60,7 +61,7 @@ class CommitPipeline {
   // Releases what may leave, then starts the next write if one is due.
   void pump();
   void start_write();
-  void on_write_done(uint64_t id, size_t persists, bool synced, const StorageStatus& status);
+  void on_write_done(uint64_t id, size_t persists, bool synced, size_t outputs, const StorageStatus& status);
 
   asio::io_context& io_;
   Storage& storage_;

@@ -146,8 +146,9 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
       ->check(CLI::Range(uint32_t{1}, uint32_t{1} << 16))
       ->capture_default_str();
   app.add_option("--group-commit-gather-us", group_commit_gather_us,
-                 "After each fsync'd group commit, wait this many microseconds for more writes to share the\n"
-                 "next fsync (fewer fsyncs: less CPU per write, at most this much more latency); 0: no wait")
+                 "After an fsync'd group commit of several writes, wait this many microseconds for more writes\n"
+                 "to share the next fsync (fewer fsyncs and wake-ups: less CPU per write under load, up to this\n"
+                 "much more latency; a lone sequential writer never waits); 0: no wait")
       ->check(CLI::Range(uint32_t{0}, uint32_t{100'000}))
       ->capture_default_str();
   app.add_option("--client-buffer-bytes", client_buffer_bytes,

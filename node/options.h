@@ -43,9 +43,9 @@ struct Options {
   uint64_t peer_queue_bytes = 64ull << 20;      // per-peer outbound queue bound
   uint64_t client_buffer_bytes = 16ull << 20;   // stop reading a client past this backlog
   uint32_t max_requests_in_flight = 32;         // per client connection, before decoding pauses
-  // After each synced group commit, the next waits this long for more writes
-  // to share its fsync (0: starts at once).
-  uint32_t group_commit_gather_us = 500;
+  // After a synced group commit of several writes, the next waits this long
+  // for more writes to share its fsync (0: starts at once).
+  uint32_t group_commit_gather_us = 1000;
 
   // Limits that hold under abuse (docs/node.md, "Limits"). A timeout of 0 is off.
   uint32_t max_client_connections = 4096;        // client (and undecided) connections

@@ -300,21 +300,33 @@ TEST(CommitPipeline, WritesQueuedBehindAnInFlightWriteShareOneSync) {
 
 namespace {
 
-TEST(CommitPipeline, AfterASyncTheNextGroupGathersForTheWindow) {
+TEST(CommitPipeline, AfterAGroupOfSeveralTheNextGathersForTheWindow) {
   PipelineFixture f(std::chrono::milliseconds(300));
   f.pipeline->submit(make_output(0, {"first"}));  // idle pipeline: written at once
-  run_until_idle(f.io, *f.pipeline);
-  ASSERT_EQ(f.pipeline->syncs(), 1u);
-  // Within the window after that sync, writes wait and then share one.
   f.pipeline->submit(make_output(1, {"a"}));
+  f.pipeline->submit(make_output(2, {"b"}));  // 1 and 2: one group of two
+  run_until_idle(f.io, *f.pipeline);
+  ASSERT_EQ(f.pipeline->syncs(), 2u);
+  // Within the window after that group, writes wait and then share one sync.
+  f.pipeline->submit(make_output(3, {"c"}));
   f.io.restart();
   f.io.run_for(std::chrono::milliseconds(30));
-  EXPECT_EQ(f.released, (std::vector<uint64_t>{0}));  // gathering, not yet written
-  f.pipeline->submit(make_output(2, {"b"}));
+  EXPECT_EQ(f.released, (std::vector<uint64_t>{0, 1, 2}));  // gathering, not yet written
+  f.pipeline->submit(make_output(4, {"d"}));
   run_until_idle(f.io, *f.pipeline);
+  EXPECT_EQ(f.released, (std::vector<uint64_t>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(f.pipeline->syncs(), 3u);
+  EXPECT_EQ(f.durable_keys_at_release.back(), 5u);
+}
+
+TEST(CommitPipeline, ALoneWriterNeverWaitsForTheWindow) {
+  PipelineFixture f(std::chrono::seconds(30));
+  for (uint64_t t = 0; t < 3; ++t) {
+    f.pipeline->submit(make_output(t, {"k" + std::to_string(t)}));  // one output per group
+    run_until_idle(f.io, *f.pipeline);  // would time out (20 s) if it waited 30 s
+  }
   EXPECT_EQ(f.released, (std::vector<uint64_t>{0, 1, 2}));
-  EXPECT_EQ(f.pipeline->syncs(), 2u);
-  EXPECT_EQ(f.durable_keys_at_release.back(), 3u);
+  EXPECT_EQ(f.pipeline->syncs(), 3u);
 }
 
 TEST(CommitPipeline, OutputsThatNeedNoSyncAreWrittenWithoutOne) {
