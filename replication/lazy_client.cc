@@ -4,6 +4,7 @@
 #include "replication/invariant.h"
 #include "replication/printable.h"
 #include "replication/lazy_path.h"
+#include "replication/write_ids.h"
 
 namespace stig::replication {
 
@@ -55,6 +56,7 @@ pb::Response LazyPath::make_response(const pb::Request& request) const {
   pb::Response r;
   r.set_seq(request.seq());
   r.set_node(config_.self);
+  r.set_node_dot(dot_counter_);
   return r;
 }
 
@@ -195,6 +197,7 @@ void LazyPath::handle_register_write(ClientToken token, const pb::Request& reque
   if (!check_key(token, request, key, pb::REGISTER)) return;
   if (!pb::Durability_IsValid(durability))
     return reply_error(token, request, pb::BAD_REQUEST, "unknown durability level");
+  if (answer_known_write(token, request, key, pb::REGISTER, durability)) return;
   if (value.size() > config_.max_value_bytes)
     return reply_error(token, request, pb::BAD_REQUEST,
                        "value is " + std::to_string(value.size()) + " bytes; the limit is " +
@@ -230,6 +233,7 @@ void LazyPath::handle_register_write(ClientToken token, const pb::Request& reque
   KeyEntry& entry = create_or_find(pb::REGISTER, key);
   const uint64_t dot = next_dot();
   register_write(entry.state, ctx, config_.self, dot, value, is_delete, WriteMeta{agent_of(request), now_.wall});
+  if (records_write_ids(request)) record_write(entry.state, config_.self, dot, request.client_id(), request.seq(), 0, 0);
   store_.mark_dirty(tk, entry);
   pending_push_.insert(tk);
   // The only replica has seen it (or a test injects collection without acks).
@@ -254,9 +258,14 @@ void LazyPath::handle_counter_add(ClientToken token, const pb::Request& request)
   if (!check_key(token, request, op.key(), pb::COUNTER)) return;
   if (!pb::Durability_IsValid(op.durability()))
     return reply_error(token, request, pb::BAD_REQUEST, "unknown durability level");
+  if (answer_known_write(token, request, op.key(), pb::COUNTER, op.durability())) return;
+  const bool record = records_write_ids(request);
+  if (record && !check_dots_left(token, request)) return;
   const std::string tk = KeyStore::typed_key(pb::COUNTER, op.key());
   KeyEntry& entry = create_or_find(pb::COUNTER, op.key());
   counter_add(entry.state, config_.self, op.delta(), WriteMeta{agent_of(request), now_.wall});
+  // The add's dot only names it among the key's write ids.
+  if (record) record_write(entry.state, config_.self, next_dot(), request.client_id(), request.seq(), op.delta(), 0);
   store_.mark_dirty(tk, entry);
   pending_push_.insert(tk);
   pb::Response r = make_response(request);
@@ -297,6 +306,8 @@ void LazyPath::handle_set_write(ClientToken token, const pb::Request& request, b
     return reply_error(token, request, pb::BAD_REQUEST, "unknown durability level");
   if (element.size() > config_.max_value_bytes)
     return reply_error(token, request, pb::BAD_REQUEST, "set element is larger than the value limit");
+  if (answer_known_write(token, request, key, pb::SET, durability)) return;
+  const bool record = records_write_ids(request);
   const std::string tk = KeyStore::typed_key(pb::SET, key);
   pb::Response r = make_response(request);
   r.mutable_set()->set_key(key);
@@ -313,12 +324,24 @@ void LazyPath::handle_set_write(ClientToken token, const pb::Request& request, b
                              std::to_string(config_.max_state_bytes) + " bytes of elements");
     if (!check_dots_left(token, request)) return;
     KeyEntry& entry = create_or_find(pb::SET, key);
-    set_add(entry.state, element, config_.self, next_dot(), WriteMeta{agent_of(request), now_.wall});
+    const uint64_t dot = next_dot();
+    set_add(entry.state, element, config_.self, dot, WriteMeta{agent_of(request), now_.wall});
+    if (record) record_write(entry.state, config_.self, dot, request.client_id(), request.seq(), 0, 0);
     store_.mark_dirty(tk, entry);
     pending_push_.insert(tk);
-  } else if (KeyEntry* entry = store_.find(tk); entry && set_remove(entry->state, element)) {
-    store_.mark_dirty(tk, *entry);
-    pending_push_.insert(tk);
+  } else if (KeyEntry* entry = store_.find(tk)) {
+    // Recorded even when the element was absent: a retry elsewhere must not
+    // remove an element added after this remove.
+    if (record && !check_dots_left(token, request)) return;
+    bool changed = set_remove(entry->state, element);
+    if (record) {
+      record_write(entry->state, config_.self, next_dot(), request.client_id(), request.seq(), 0, kWriteNoSibling);
+      changed = true;
+    }
+    if (changed) {
+      store_.mark_dirty(tk, *entry);
+      pending_push_.insert(tk);
+    }
   }
   finish_write(token, request, tk, std::move(r), durability);
 }
@@ -380,6 +403,85 @@ void LazyPath::finish_write(ClientToken token, const pb::Request& request, const
   // A write that changed nothing (e.g. removing an absent element) still
   // waits for peers to acknowledge the key's current state.
   pending_push_.insert(typed_key);
+}
+
+bool LazyPath::records_write_ids(const pb::Request& request) const {
+  return !config_.test_faults.per_node_retry_dedup && !request.client_id().empty() &&
+         request.client_id().size() <= kMaxClientIdBytes;
+}
+
+bool LazyPath::answer_known_write(ClientToken token, const pb::Request& request, const std::string& key,
+                                  pb::ValueType type, pb::Durability durability) {
+  const std::string& client_id = request.client_id();
+  if (client_id.empty() || config_.test_faults.per_node_retry_dedup) return false;
+  const bool retry = request.attempt() > 1;
+  if (retry && static_cast<size_t>(request.tried_size()) > config_.cluster_size()) {
+    reply_error(token, request, pb::BAD_REQUEST,
+                "retry names " + std::to_string(request.tried_size()) + " earlier nodes; the cluster has " +
+                    std::to_string(config_.cluster_size()));
+    return true;
+  }
+  if (client_id.size() > kMaxClientIdBytes) {
+    if (!retry) return false;
+    reply_error(token, request, pb::RETRY_UNKNOWN,
+                "client id is longer than " + std::to_string(kMaxClientIdBytes) +
+                    " bytes, so its writes keep no write ids: this node cannot tell whether the first attempt was "
+                    "applied elsewhere (it may have been); not applied again");
+    return true;
+  }
+  const std::string tk = KeyStore::typed_key(type, key);
+  const KeyEntry* e = store_.find(tk);
+  if (e && !e->state.writes().empty()) {
+    if (auto first = find_write(e->state, client_id, request.seq())) {
+      // Applied already (here or on a node whose state reached us): answer as
+      // the first attempt was, with the key as it is now.
+      pb::Response r = make_response(request);
+      switch (type) {
+        case pb::REGISTER: {
+          auto* p = r.mutable_put();
+          p->set_key(key);
+          if (!e->state.context().entries().empty()) p->set_context(encode_context(e->state.context()));
+          p->set_dot_node(std::string(first->node));
+          p->set_dot_counter(first->dot);
+          fill_versions(e->state, p->mutable_versions());
+          break;
+        }
+        case pb::COUNTER: {
+          auto* c = r.mutable_counter();
+          c->set_key(key);
+          c->set_value(counter_value(e->state));
+          break;
+        }
+        default: r.mutable_set()->set_key(key); break;
+      }
+      finish_write(token, request, tk, std::move(r), durability);
+      return true;
+    }
+  }
+  if (!retry) return false;
+  // Not held here. Applying it is safe unless a node it was sent to has cut
+  // write ids of this key newer than what the client knew of that node: the
+  // first attempt may be among them.
+  std::string why;
+  if (!e) {
+    if (graveyard_.count(tk)) why = "the key was deleted and collected since, with its write ids";
+  } else if (request.tried_unknown() && any_write_floor(e->state)) {
+    why = "an earlier attempt went to a node the client cannot name, and this key's older write ids are forgotten";
+  } else {
+    for (const auto& t : request.tried()) {
+      if (write_floor(e->state, t.node()) > t.horizon()) {
+        why = "node " + printable(t.node()) + ", where an earlier attempt went, has since forgotten older write ids "
+              "of this key";
+        break;
+      }
+    }
+  }
+  if (why.empty()) return false;
+  reply_error(token, request, pb::RETRY_UNKNOWN,
+              "retry of write " + std::to_string(request.seq()) + " of client '" + printable(client_id) + "' on key '" +
+                  printable(key) + "' cannot be checked: " + why +
+                  "; it may have been applied, and was not applied again (read the key to see)");
+  return true;
 }
 
 void LazyPath::complete_write(ClientToken token, const std::string& client_id, uint64_t seq,

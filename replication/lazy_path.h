@@ -67,6 +67,17 @@ class LazyPath {
   // Returns false (after replying with the error) when the key's name is bad
   // or the key exists with another type.
   bool check_key(ClientToken token, const pb::Request& request, const std::string& key, pb::ValueType type);
+  // A mutation whose write id (client id, seq) the key holds, because it was
+  // applied here or on a peer whose state reached this node, is answered as
+  // the retry it is (with the key's current state and the durability asked
+  // for); a retry this node cannot check (a node it was sent to has cut
+  // newer write ids of the key than the client's horizon for it) is refused
+  // with RETRY_UNKNOWN. Returns true if it answered. docs/lazy-path.md "Retries".
+  bool answer_known_write(ClientToken token, const pb::Request& request, const std::string& key,
+                          pb::ValueType type, pb::Durability durability);
+  // Whether this request's write id is recorded with the key (a client id
+  // within kMaxClientIdBytes, and no test fault turning it off).
+  bool records_write_ids(const pb::Request& request) const;
   // Answers a mutation now (local) or once enough peers stored it.
   void finish_write(ClientToken token, const pb::Request& request, const std::string& typed_key,
                     pb::Response response, pb::Durability durability);

@@ -6,6 +6,7 @@
 #include "replication/invariant.h"
 #include "replication/lazy_path.h"
 #include "replication/test_faults.h"
+#include "replication/write_ids.h"
 
 namespace stig::replication {
 
@@ -65,6 +66,14 @@ Status LazyPath::check_peer_state(const pb::KeyState& state) const {
     if (!member(e.node())) return Status::invalid_argument("context names a node outside the cluster");
   for (const auto& c : state.counter())
     if (!member(c.node())) return Status::invalid_argument("counter names a node outside the cluster");
+  if (!state.writes().empty()) {  // decoded and ordered already (validate_state)
+    WriteLedger l;
+    if (auto s = decode_writes(state.writes(), l); !s.is_ok()) return s;
+    for (const auto& [node, floor] : l.floors)
+      if (!member(std::string(node))) return Status::invalid_argument("write ids name a node outside the cluster");
+    for (const auto& w : l.records)
+      if (!member(std::string(w.node))) return Status::invalid_argument("write ids name a node outside the cluster");
+  }
   // Each node refuses writes beyond its limit, so together they make at most
   // the limit times the cluster size.
   const size_t per_node = state.type() == pb::SET ? config_.max_set_elements() : config_.max_siblings;
@@ -101,6 +110,12 @@ bool LazyPath::merge_remote(const NodeId& from, const pb::KeyState& remote) {
     store_.mark_dirty(tk, *entry);
   } else if (merge_keys(entry->state, remote)) {
     store_.mark_dirty(tk, *entry);
+  }
+  // A counter add this node applied that a peer had applied first: subtract
+  // our copy, and push the change so every replica counts the add once.
+  if (compensate_duplicate_adds(entry->state, config_.self)) {
+    store_.mark_dirty(tk, *entry);
+    pending_push_.insert(tk);
   }
   return true;
 }

@@ -1,0 +1,102 @@
+// Write ids kept with a key, so a client write retried on any node applies
+// once (docs/lazy-path.md "Retries").
+//
+// KeyState.writes holds, for each node, the write ids (client id, seq) of the
+// last kWriteIdsPerNode client writes that node applied to the key, each with
+// the node's dot for that write (every recorded write draws one; for a
+// register or set add it is the dot of the sibling it made) and, for a
+// counter add, its delta. Beside them, each node's *floor*: the highest dot
+// of that node's records that were cut from the window. Records merge as a
+// set, floors by maximum, and the window is cut per node to its highest dots,
+// a pure function of what was merged, so every replica cuts alike and the
+// merge stays commutative, associative and idempotent.
+//
+// A retry whose write id the key holds is answered, not applied. One that is
+// not held and names a node it was sent to whose floor is above the client's
+// horizon for that node (the node's dot counter as last heard by the client,
+// before the first attempt) may have been applied there and cut since: it is
+// refused (RETRY_UNKNOWN). Otherwise it is applied; if the first attempt was
+// applied too (on a node whose state had not arrived yet), the copies meet
+// in a merge, where the one with the smallest (node, dot) counts:
+// registers keep only its sibling, counters' other copies are subtracted
+// again by the node that applied them, sets keep both dots (the element
+// shows once).
+//
+// Layout (all varints are LEB128, no field longer than it must be):
+//   varint floors; floors x { u8 node_len, node, varint floor }   sorted by node
+//   varint records; records x { u8 node_len, node, varint dot,
+//                               u8 client_len, client_id, varint seq,
+//                               varint zigzag(delta), u8 flags } sorted by (node, dot)
+// An empty ledger is the empty string.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "replication/status.h"
+#include "stigmergy.pb.h"
+
+namespace stig::replication {
+
+namespace pb = stigmergy::v1;
+
+constexpr size_t kWriteIdsPerNode = 4;
+constexpr size_t kMaxClientIdBytes = 64;  // longer client ids are not recorded
+constexpr size_t kMaxWriteNodeBytes = 255;
+
+enum WriteFlags : uint8_t {
+  kWriteCompensated = 1,  // counter: a duplicate copy its node has subtracted again
+  kWriteCollapsed = 2,    // register: a duplicate copy whose sibling was dropped
+  kWriteNoSibling = 4,    // register or set: the write made no sibling (a set remove)
+  kWriteKnownFlags = 7,
+};
+
+struct WriteRecord {
+  std::string_view node;
+  uint64_t dot = 0;
+  std::string_view client_id;
+  uint64_t seq = 0;
+  int64_t delta = 0;
+  uint8_t flags = 0;
+};
+
+struct WriteLedger {
+  std::vector<std::pair<std::string_view, uint64_t>> floors;  // by node, no zeros
+  std::vector<WriteRecord> records;                           // by (node, dot)
+};
+
+// Parses and checks the layout, order and bounds (views point into `bytes`).
+Status decode_writes(std::string_view bytes, WriteLedger& out);
+std::string encode_writes(const WriteLedger& ledger);
+
+// The copy of write (client_id, seq) that counts: the record with the
+// smallest (node, dot). nullopt when the key does not hold it.
+std::optional<WriteRecord> find_write(const pb::KeyState& state, std::string_view client_id, uint64_t seq);
+// The highest dot of `node`'s records cut from the key's window (0: none).
+uint64_t write_floor(const pb::KeyState& state, std::string_view node);
+// True when any node's floor is above zero.
+bool any_write_floor(const pb::KeyState& state);
+
+// Records that `node` applied write (client_id, seq) with `dot` (above every
+// dot of that node the key holds). Cuts the node's window.
+void record_write(pb::KeyState& state, std::string_view node, uint64_t dot, std::string_view client_id, uint64_t seq,
+                  int64_t delta, uint8_t flags);
+
+// Joins remote's ledger into local's (same key), then resolves copies of one
+// write id: registers keep the sibling of the first copy only (none when a
+// copy was superseded). `kernel_changed`: the siblings changed in this merge.
+// Returns true if local changed.
+bool merge_writes(pb::KeyState& local, const pb::KeyState& remote, bool kernel_changed);
+
+// Counter adds `self` applied that another node had applied first: subtracts
+// each from self's entry once and marks it compensated. Returns true if the
+// state changed (it must then be pushed).
+bool compensate_duplicate_adds(pb::KeyState& state, std::string_view self);
+
+// Type-specific checks of a decoded ledger (validate_state calls it).
+Status validate_writes(const pb::KeyState& state);
+
+}  // namespace stig::replication
