@@ -197,7 +197,9 @@ void LazyPath::handle_register_write(ClientToken token, const pb::Request& reque
   if (!check_key(token, request, key, pb::REGISTER)) return;
   if (!pb::Durability_IsValid(durability))
     return reply_error(token, request, pb::BAD_REQUEST, "unknown durability level");
-  if (answer_known_write(token, request, key, pb::REGISTER, durability)) return;
+  const std::string tk = KeyStore::typed_key(pb::REGISTER, key);
+  const KeyEntry* existing = store_.find(tk);
+  if (answer_known_write(token, request, key, tk, existing, pb::REGISTER, durability)) return;
   if (value.size() > config_.max_value_bytes)
     return reply_error(token, request, pb::BAD_REQUEST,
                        "value is " + std::to_string(value.size()) + " bytes; the limit is " +
@@ -209,8 +211,6 @@ void LazyPath::handle_register_write(ClientToken token, const pb::Request& reque
   if (auto s = clamp_client_context(ctx, context_cut); !s.is_ok())
     return reply_error(token, request, pb::MALFORMED_CONTEXT, s.message());
 
-  const std::string tk = KeyStore::typed_key(pb::REGISTER, key);
-  const KeyEntry* existing = store_.find(tk);
   if (existing) {
     const size_t kept = surviving_siblings(existing->state, ctx);
     if (kept + 1 > config_.max_siblings)
@@ -233,7 +233,9 @@ void LazyPath::handle_register_write(ClientToken token, const pb::Request& reque
   KeyEntry& entry = create_or_find(pb::REGISTER, key);
   const uint64_t dot = next_dot();
   register_write(entry.state, ctx, config_.self, dot, value, is_delete, WriteMeta{agent_of(request), now_.wall});
-  if (records_write_ids(request)) record_write(entry.state, config_.self, dot, request.client_id(), request.seq(), 0, 0);
+  if (records_write_ids(request))
+    record_write(entry.state, config_.self, dot, request.client_id(), request.seq(), 0,
+                 write_id_flags(request, durability));
   store_.mark_dirty(tk, entry);
   pending_push_.insert(tk);
   // The only replica has seen it (or a test injects collection without acks).
@@ -258,14 +260,16 @@ void LazyPath::handle_counter_add(ClientToken token, const pb::Request& request)
   if (!check_key(token, request, op.key(), pb::COUNTER)) return;
   if (!pb::Durability_IsValid(op.durability()))
     return reply_error(token, request, pb::BAD_REQUEST, "unknown durability level");
-  if (answer_known_write(token, request, op.key(), pb::COUNTER, op.durability())) return;
+  const std::string tk = KeyStore::typed_key(pb::COUNTER, op.key());
+  if (answer_known_write(token, request, op.key(), tk, store_.find(tk), pb::COUNTER, op.durability())) return;
   const bool record = records_write_ids(request);
   if (record && !check_dots_left(token, request)) return;
-  const std::string tk = KeyStore::typed_key(pb::COUNTER, op.key());
   KeyEntry& entry = create_or_find(pb::COUNTER, op.key());
   counter_add(entry.state, config_.self, op.delta(), WriteMeta{agent_of(request), now_.wall});
   // The add's dot only names it among the key's write ids.
-  if (record) record_write(entry.state, config_.self, next_dot(), request.client_id(), request.seq(), op.delta(), 0);
+  if (record)
+    record_write(entry.state, config_.self, next_dot(), request.client_id(), request.seq(), op.delta(),
+                 write_id_flags(request, op.durability()));
   store_.mark_dirty(tk, entry);
   pending_push_.insert(tk);
   pb::Response r = make_response(request);
@@ -306,9 +310,9 @@ void LazyPath::handle_set_write(ClientToken token, const pb::Request& request, b
     return reply_error(token, request, pb::BAD_REQUEST, "unknown durability level");
   if (element.size() > config_.max_value_bytes)
     return reply_error(token, request, pb::BAD_REQUEST, "set element is larger than the value limit");
-  if (answer_known_write(token, request, key, pb::SET, durability)) return;
-  const bool record = records_write_ids(request);
   const std::string tk = KeyStore::typed_key(pb::SET, key);
+  if (answer_known_write(token, request, key, tk, store_.find(tk), pb::SET, durability)) return;
+  const bool record = records_write_ids(request);
   pb::Response r = make_response(request);
   r.mutable_set()->set_key(key);
   if (is_add) {
@@ -326,7 +330,9 @@ void LazyPath::handle_set_write(ClientToken token, const pb::Request& request, b
     KeyEntry& entry = create_or_find(pb::SET, key);
     const uint64_t dot = next_dot();
     set_add(entry.state, element, config_.self, dot, WriteMeta{agent_of(request), now_.wall});
-    if (record) record_write(entry.state, config_.self, dot, request.client_id(), request.seq(), 0, 0);
+    if (record)
+      record_write(entry.state, config_.self, dot, request.client_id(), request.seq(), 0,
+                   write_id_flags(request, durability));
     store_.mark_dirty(tk, entry);
     pending_push_.insert(tk);
   } else if (KeyEntry* entry = store_.find(tk)) {
@@ -335,7 +341,8 @@ void LazyPath::handle_set_write(ClientToken token, const pb::Request& request, b
     if (record && !check_dots_left(token, request)) return;
     bool changed = set_remove(entry->state, element);
     if (record) {
-      record_write(entry->state, config_.self, next_dot(), request.client_id(), request.seq(), 0, kWriteNoSibling);
+      record_write(entry->state, config_.self, next_dot(), request.client_id(), request.seq(), 0,
+                   kWriteNoSibling | write_id_flags(request, durability));
       changed = true;
     }
     if (changed) {
@@ -406,12 +413,19 @@ void LazyPath::finish_write(ClientToken token, const pb::Request& request, const
 }
 
 bool LazyPath::records_write_ids(const pb::Request& request) const {
-  return !config_.test_faults.per_node_retry_dedup && !request.client_id().empty() &&
-         request.client_id().size() <= kMaxClientIdBytes;
+  return !config_.test_faults.per_node_retry_dedup && !request.client_id().empty();
+}
+
+uint8_t LazyPath::write_id_flags(const pb::Request& request, pb::Durability durability) {
+  // Writes at risk of being applied twice keep their record longer: a
+  // quorum or all write waits on a cut-off node while the client retries
+  // elsewhere, and a retry applied here may meet its first attempt later.
+  return durability != pb::DURABILITY_LOCAL || request.attempt() > 1 ? kWritePinned : 0;
 }
 
 bool LazyPath::answer_known_write(ClientToken token, const pb::Request& request, const std::string& key,
-                                  pb::ValueType type, pb::Durability durability) {
+                                  const std::string& tk, const KeyEntry* e, pb::ValueType type,
+                                  pb::Durability durability) {
   const std::string& client_id = request.client_id();
   if (client_id.empty() || config_.test_faults.per_node_retry_dedup) return false;
   const bool retry = request.attempt() > 1;
@@ -421,16 +435,6 @@ bool LazyPath::answer_known_write(ClientToken token, const pb::Request& request,
                     std::to_string(config_.cluster_size()));
     return true;
   }
-  if (client_id.size() > kMaxClientIdBytes) {
-    if (!retry) return false;
-    reply_error(token, request, pb::RETRY_UNKNOWN,
-                "client id is longer than " + std::to_string(kMaxClientIdBytes) +
-                    " bytes, so its writes keep no write ids: this node cannot tell whether the first attempt was "
-                    "applied elsewhere (it may have been); not applied again");
-    return true;
-  }
-  const std::string tk = KeyStore::typed_key(type, key);
-  const KeyEntry* e = store_.find(tk);
   if (e && !e->state.writes().empty()) {
     if (auto first = find_write(e->state, client_id, request.seq())) {
       // Applied already (here or on a node whose state reached us): answer as

@@ -73,11 +73,14 @@ class LazyPath {
   // for); a retry this node cannot check (a node it was sent to has cut
   // newer write ids of the key than the client's horizon for it) is refused
   // with RETRY_UNKNOWN. Returns true if it answered. docs/lazy-path.md "Retries".
+  // `tk` is the key's typed key and `e` its entry (nullptr: none here).
   bool answer_known_write(ClientToken token, const pb::Request& request, const std::string& key,
-                          pb::ValueType type, pb::Durability durability);
+                          const std::string& tk, const KeyEntry* e, pb::ValueType type, pb::Durability durability);
   // Whether this request's write id is recorded with the key (a client id
   // within kMaxClientIdBytes, and no test fault turning it off).
   bool records_write_ids(const pb::Request& request) const;
+  // kWritePinned for writes at risk of being applied twice, else 0.
+  static uint8_t write_id_flags(const pb::Request& request, pb::Durability durability);
   // Answers a mutation now (local) or once enough peers stored it.
   void finish_write(ClientToken token, const pb::Request& request, const std::string& typed_key,
                     pb::Response response, pb::Durability durability);

@@ -66,14 +66,8 @@ Status LazyPath::check_peer_state(const pb::KeyState& state) const {
     if (!member(e.node())) return Status::invalid_argument("context names a node outside the cluster");
   for (const auto& c : state.counter())
     if (!member(c.node())) return Status::invalid_argument("counter names a node outside the cluster");
-  if (!state.writes().empty()) {  // decoded and ordered already (validate_state)
-    WriteLedger l;
-    if (auto s = decode_writes(state.writes(), l); !s.is_ok()) return s;
-    for (const auto& [node, floor] : l.floors)
-      if (!member(std::string(node))) return Status::invalid_argument("write ids name a node outside the cluster");
-    for (const auto& w : l.records)
-      if (!member(std::string(w.node))) return Status::invalid_argument("write ids name a node outside the cluster");
-  }
+  if (auto s = check_write_nodes(state, [&](std::string_view n) { return member(std::string(n)); }); !s.is_ok())
+    return s;
   // Each node refuses writes beyond its limit, so together they make at most
   // the limit times the cluster size.
   const size_t per_node = state.type() == pb::SET ? config_.max_set_elements() : config_.max_siblings;

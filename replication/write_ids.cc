@@ -1,8 +1,10 @@
 #include "replication/write_ids.h"
 
 #include <algorithm>
+#include <bitset>
 #include <tuple>
 
+#include "replication/hash.h"
 #include "replication/key_state.h"
 
 namespace stig::replication {
@@ -56,15 +58,27 @@ class Reader {
     out = static_cast<uint8_t>(b_[pos_++]);
     return true;
   }
+  bool fixed64(uint64_t& out) {
+    if (b_.size() - pos_ < 8) return false;
+    out = 0;
+    for (int i = 0; i < 8; ++i) out |= uint64_t{static_cast<uint8_t>(b_[pos_ + i])} << (8 * i);
+    pos_ += 8;
+    return true;
+  }
 
  private:
   std::string_view b_;
   size_t pos_ = 0;
 };
 
+void put_fixed64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
 auto dot_key(const WriteRecord& r) { return std::make_tuple(r.node, r.dot); }
-auto payload(const WriteRecord& r) { return std::make_tuple(r.client_id, r.seq, r.delta); }
-bool same_write(const WriteRecord& a, const WriteRecord& b) { return a.seq == b.seq && a.client_id == b.client_id; }
+auto payload(const WriteRecord& r) { return std::make_tuple(r.id, r.delta); }
+bool same_write(const WriteRecord& a, const WriteRecord& b) { return a.id == b.id; }
+bool pinned(const WriteRecord& r) { return r.flags & kWritePinned; }
 
 uint64_t floor_of(const WriteLedger& l, std::string_view node) {
   for (const auto& [n, f] : l.floors)
@@ -82,8 +96,12 @@ void raise_floor(WriteLedger& l, std::string_view node, uint64_t f) {
   }
 }
 
-// Drops records at or below their node's floor, then keeps each node's
-// kWriteIdsPerNode highest dots, raising the floor over the rest.
+// Per node: keeps the kPinnedWriteIdsPerNode highest pinned dots, then,
+// above the floor raised over the pinned ones it cut, the kWriteIdsPerNode
+// highest unpinned dots, and raises the floor over everything it cut. (A
+// pinned record may lie below the floor: the floor bounds what was cut; an
+// unpinned one never does.) Records cut from part of the records are cut
+// from the whole too, so the result does not depend on the merge order.
 void cut(WriteLedger& l) {
   size_t out = 0;
   for (size_t i = 0; i < l.records.size();) {
@@ -91,13 +109,25 @@ void cut(WriteLedger& l) {
     while (end < l.records.size() && l.records[end].node == l.records[i].node) ++end;
     const std::string_view node = l.records[i].node;
     uint64_t f = floor_of(l, node);
-    size_t first = i;
-    while (first < end && l.records[first].dot <= f) ++first;
-    if (end - first > kWriteIdsPerNode) {
-      first = end - kWriteIdsPerNode;
-      raise_floor(l, node, l.records[first - 1].dot);
+    const uint64_t f0 = f;
+    size_t n = 0;
+    for (size_t k = end; k-- > i;) {  // pinned, highest dots first
+      WriteRecord& r = l.records[k];
+      if (!pinned(r) || ++n <= kPinnedWriteIdsPerNode) continue;
+      f = std::max(f, r.dot);
+      r.dot = 0;  // marked: dropped below
     }
-    for (size_t k = first; k < end; ++k) l.records[out++] = l.records[k];
+    n = 0;
+    const uint64_t above = f;
+    for (size_t k = end; k-- > i;) {  // unpinned, highest dots first
+      WriteRecord& r = l.records[k];
+      if (pinned(r) || r.dot == 0 || (r.dot > above && ++n <= kWriteIdsPerNode)) continue;
+      f = std::max(f, r.dot);
+      r.dot = 0;
+    }
+    if (f > f0) raise_floor(l, node, f);
+    for (size_t k = i; k < end; ++k)
+      if (l.records[k].dot != 0) l.records[out++] = l.records[k];
     i = end;
   }
   l.records.resize(out);
@@ -111,7 +141,7 @@ std::vector<size_t> by_write_id(const WriteLedger& l) {
   std::sort(idx.begin(), idx.end(), [&](size_t x, size_t y) {
     const auto& a = l.records[x];
     const auto& b = l.records[y];
-    return std::make_tuple(a.client_id, a.seq, a.node, a.dot) < std::make_tuple(b.client_id, b.seq, b.node, b.dot);
+    return std::make_tuple(a.id, a.node, a.dot) < std::make_tuple(b.id, b.node, b.dot);
   });
   return idx;
 }
@@ -177,7 +207,29 @@ bool collapse_register_copies(pb::KeyState& state, WriteLedger& l) {
   return changed;
 }
 
+// Scratch ledgers and buffer, reused so that the common paths (a write, a
+// push merged) allocate nothing once warm. Views in them are valid only
+// within one call.
+WriteLedger& scratch(int i) {
+  thread_local WriteLedger ledgers[3];
+  return ledgers[i];
+}
+
+// Replaces state.writes with the encoding of `l` (swapping buffers, so the
+// old one is reused). Returns true if the bytes changed.
+bool store_writes(pb::KeyState& state, const WriteLedger& l) {
+  thread_local std::string buf;
+  encode_writes_into(l, buf);
+  if (buf == state.writes()) return false;
+  state.mutable_writes()->swap(buf);
+  return true;
+}
+
 }  // namespace
+
+uint64_t write_id(std::string_view client_id, uint64_t seq) {
+  return mix64(hash_bytes(client_id, 0x5772697465496473ULL) ^ mix64(seq ^ 0x9e3779b97f4a7c15ULL));
+}
 
 Status decode_writes(std::string_view bytes, WriteLedger& out) {
   out.floors.clear();
@@ -186,93 +238,128 @@ Status decode_writes(std::string_view bytes, WriteLedger& out) {
   const auto bad = [](const char* what) { return Status::invalid_argument(std::string("write ids: ") + what); };
   Reader r(bytes);
   uint64_t n = 0;
-  if (!r.varint(n) || n > bytes.size()) return bad("floor count does not decode");
-  out.floors.reserve(n);
+  if (!r.varint(n) || n > bytes.size() || n > 255) return bad("node count does not decode");
+  thread_local std::vector<std::string_view> nodes;
+  nodes.clear();
+  std::bitset<256> used;  // nodes without a floor must name a record
   for (uint64_t i = 0; i < n; ++i) {
     std::string_view node;
     uint64_t f = 0;
-    if (!r.bytes(node, 1, kMaxWriteNodeBytes) || !r.varint(f)) return bad("floor does not decode");
-    if (f == 0 || f > kMaxDotCounter) return bad("floor out of range");
-    if (!out.floors.empty() && !(out.floors.back().first < node)) return bad("floors not sorted");
-    out.floors.emplace_back(node, f);
+    if (!r.bytes(node, 1, kMaxWriteNodeBytes) || !r.varint(f)) return bad("node does not decode");
+    if (f > kMaxDotCounter) return bad("floor out of range");
+    if (!nodes.empty() && !(nodes.back() < node)) return bad("nodes not sorted");
+    nodes.push_back(node);
+    if (f) out.floors.emplace_back(node, f), used[i] = true;
   }
   if (!r.varint(n) || n > bytes.size()) return bad("record count does not decode");
   out.records.reserve(n);
-  size_t run = 0;
+  size_t unpinned = 0, pins = 0;
   for (uint64_t i = 0; i < n; ++i) {
     WriteRecord w;
-    uint64_t delta = 0;
-    if (!r.bytes(w.node, 1, kMaxWriteNodeBytes) || !r.varint(w.dot) || !r.bytes(w.client_id, 1, kMaxClientIdBytes) ||
-        !r.varint(w.seq) || !r.varint(delta) || !r.u8(w.flags))
+    uint8_t node_index = 0;
+    if (!r.u8(node_index) || node_index >= nodes.size() || !r.varint(w.dot) || !r.fixed64(w.id) || !r.u8(w.flags))
       return bad("record does not decode");
-    w.delta = unzigzag(delta);
-    if (w.dot == 0 || w.dot > kMaxDotCounter) return bad("record dot out of range");
     if (w.flags & ~kWriteKnownFlags) return bad("unknown record flags");
+    if (w.flags & kWriteHasDelta) {
+      uint64_t z = 0;
+      if (!r.varint(z) || z == 0) return bad("record delta does not decode");
+      w.delta = unzigzag(z);
+      w.flags &= static_cast<uint8_t>(~kWriteHasDelta);
+    }
+    w.node = nodes[node_index];
+    used[node_index] = true;
+    if (w.dot == 0 || w.dot > kMaxDotCounter) return bad("record dot out of range");
+    const bool same_node = !out.records.empty() && out.records.back().node == w.node;
     if (!out.records.empty() && !(dot_key(out.records.back()) < dot_key(w))) return bad("records not sorted");
-    run = !out.records.empty() && out.records.back().node == w.node ? run + 1 : 1;
-    if (run > kWriteIdsPerNode) return bad("more records of one node than a key keeps");
-    if (w.dot <= floor_of(out, w.node)) return bad("record at or below its node's floor");
+    unpinned = same_node ? unpinned : 0;
+    pins = same_node ? pins : 0;
+    if (pinned(w) ? ++pins > kPinnedWriteIdsPerNode : ++unpinned > kWriteIdsPerNode)
+      return bad("more records of one node than a key keeps");
+    if (!pinned(w) && w.dot <= floor_of(out, w.node)) return bad("record at or below its node's floor");
     out.records.push_back(w);
   }
   if (!r.done()) return bad("trailing bytes");
+  if (used.count() != nodes.size()) return bad("node with neither a floor nor a record");
   return Status::ok();
 }
 
 std::string encode_writes(const WriteLedger& l) {
   std::string out;
-  if (l.floors.empty() && l.records.empty()) return out;
-  out.reserve(2 + l.floors.size() * 8 + l.records.size() * 32);
-  put_varint(out, l.floors.size());
-  for (const auto& [node, f] : l.floors) {
+  encode_writes_into(l, out);
+  return out;
+}
+
+void encode_writes_into(const WriteLedger& l, std::string& out) {
+  out.clear();
+  if (l.floors.empty() && l.records.empty()) return;
+  // The node table: every node with a floor or a record, sorted.
+  thread_local std::vector<std::string_view> nodes;
+  nodes.clear();
+  for (const auto& [node, f] : l.floors) nodes.push_back(node);
+  for (const auto& w : l.records)
+    if (nodes.empty() || std::find(nodes.begin(), nodes.end(), w.node) == nodes.end()) nodes.push_back(w.node);
+  std::sort(nodes.begin(), nodes.end());
+  out.reserve(2 + nodes.size() * 8 + l.records.size() * 16);
+  put_varint(out, nodes.size());
+  for (const auto node : nodes) {
     put_bytes(out, node);
-    put_varint(out, f);
+    put_varint(out, floor_of(l, node));
   }
   put_varint(out, l.records.size());
   for (const auto& w : l.records) {
-    put_bytes(out, w.node);
+    out.push_back(static_cast<char>(std::lower_bound(nodes.begin(), nodes.end(), w.node) - nodes.begin()));
     put_varint(out, w.dot);
-    put_bytes(out, w.client_id);
-    put_varint(out, w.seq);
-    put_varint(out, zigzag(w.delta));
-    out.push_back(static_cast<char>(w.flags));
+    put_fixed64(out, w.id);
+    out.push_back(static_cast<char>(w.flags | (w.delta != 0 ? kWriteHasDelta : 0)));
+    if (w.delta != 0) put_varint(out, zigzag(w.delta));
   }
-  return out;
 }
 
 std::optional<WriteRecord> find_write(const pb::KeyState& state, std::string_view client_id, uint64_t seq) {
   if (state.writes().empty()) return std::nullopt;
-  WriteLedger l;
+  WriteLedger& l = scratch(0);
   if (!decode_writes(state.writes(), l).is_ok()) return std::nullopt;
-  std::optional<WriteRecord> first;
+  const uint64_t id = write_id(client_id, seq);
   for (const auto& w : l.records)  // (node, dot) order: the first match counts
-    if (w.seq == seq && w.client_id == client_id) return w;
-  return first;
+    if (w.id == id) return w;
+  return std::nullopt;
 }
 
 uint64_t write_floor(const pb::KeyState& state, std::string_view node) {
   if (state.writes().empty()) return 0;
-  WriteLedger l;
+  WriteLedger& l = scratch(0);
   if (!decode_writes(state.writes(), l).is_ok()) return 0;
   return floor_of(l, node);
 }
 
+Status check_write_nodes(const pb::KeyState& state, const std::function<bool(std::string_view)>& member) {
+  if (state.writes().empty()) return Status::ok();
+  WriteLedger& l = scratch(0);
+  if (auto s = decode_writes(state.writes(), l); !s.is_ok()) return s;
+  for (const auto& [node, floor] : l.floors)
+    if (!member(node)) return Status::invalid_argument("write ids name a node outside the cluster");
+  for (const auto& w : l.records)
+    if (!member(w.node)) return Status::invalid_argument("write ids name a node outside the cluster");
+  return Status::ok();
+}
+
 bool any_write_floor(const pb::KeyState& state) {
-  // The first varint is the floor count.
-  return !state.writes().empty() && state.writes()[0] != 0;
+  if (state.writes().empty()) return false;
+  WriteLedger& l = scratch(0);
+  return decode_writes(state.writes(), l).is_ok() && !l.floors.empty();
 }
 
 void record_write(pb::KeyState& state, std::string_view node, uint64_t dot, std::string_view client_id, uint64_t seq,
                   int64_t delta, uint8_t flags) {
-  if (client_id.empty() || client_id.size() > kMaxClientIdBytes || node.empty() || node.size() > kMaxWriteNodeBytes)
-    return;
-  WriteLedger l;
-  if (!decode_writes(state.writes(), l).is_ok()) l = WriteLedger();  // states are validated: cannot happen
-  WriteRecord w{node, dot, client_id, seq, delta, flags};
+  if (client_id.empty() || node.empty() || node.size() > kMaxWriteNodeBytes) return;
+  WriteLedger& l = scratch(0);
+  if (!decode_writes(state.writes(), l).is_ok()) decode_writes({}, l);  // states are validated: cannot happen
+  WriteRecord w{node, dot, write_id(client_id, seq), delta, static_cast<uint8_t>(flags & ~kWriteHasDelta)};
   auto pos = std::upper_bound(l.records.begin(), l.records.end(), w,
                               [](const WriteRecord& a, const WriteRecord& b) { return dot_key(a) < dot_key(b); });
   l.records.insert(pos, w);
   cut(l);
-  state.set_writes(encode_writes(l));
+  store_writes(state, l);
 }
 
 bool merge_writes(pb::KeyState& local, const pb::KeyState& remote, bool kernel_changed) {
@@ -280,15 +367,18 @@ bool merge_writes(pb::KeyState& local, const pb::KeyState& remote, bool kernel_c
   if (remote.writes() == local.writes()) {
     if (!is_register || !kernel_changed || local.writes().empty()) return false;
     // Same write ids, but siblings moved: a copy may have lost its sibling.
-    WriteLedger l;
+    WriteLedger& l = scratch(0);
     if (!decode_writes(local.writes(), l).is_ok()) return false;
     if (!collapse_register_copies(local, l)) return false;
-    local.set_writes(encode_writes(l));
+    store_writes(local, l);
     return true;
   }
-  WriteLedger a, b;
+  WriteLedger& a = scratch(0);
+  WriteLedger& b = scratch(1);
   if (!decode_writes(local.writes(), a).is_ok() || !decode_writes(remote.writes(), b).is_ok()) return false;
-  WriteLedger m;
+  WriteLedger& m = scratch(2);
+  m.floors.clear();
+  m.records.clear();
   // Floors: pointwise maximum.
   m.floors.reserve(a.floors.size() + b.floors.size());
   for (size_t i = 0, j = 0; i < a.floors.size() || j < b.floors.size();) {
@@ -318,16 +408,15 @@ bool merge_writes(pb::KeyState& local, const pb::KeyState& remote, bool kernel_c
     }
   }
   cut(m);
-  if (is_register) collapse_register_copies(local, m);
-  std::string merged = encode_writes(m);  // views point into local and remote: encode before replacing
-  if (merged == local.writes()) return false;
-  local.set_writes(std::move(merged));
-  return true;
+  bool changed = is_register && collapse_register_copies(local, m);
+  // Views point into local and remote: store_writes encodes before replacing.
+  changed |= store_writes(local, m);
+  return changed;
 }
 
 bool compensate_duplicate_adds(pb::KeyState& state, std::string_view self) {
   if (state.type() != pb::COUNTER || state.writes().empty()) return false;
-  WriteLedger l;
+  WriteLedger& l = scratch(0);
   if (!decode_writes(state.writes(), l).is_ok() || !has_copies(l)) return false;
   const std::vector<size_t> idx = by_write_id(l);
   bool changed = false;
@@ -348,12 +437,13 @@ bool compensate_duplicate_adds(pb::KeyState& state, std::string_view self) {
     w.flags |= kWriteCompensated;
     changed = true;
   }
-  if (changed) state.set_writes(encode_writes(l));
+  if (changed) store_writes(state, l);
   return changed;
 }
 
 Status validate_writes(const pb::KeyState& state) {
-  WriteLedger l;
+  if (state.writes().empty()) return Status::ok();
+  WriteLedger& l = scratch(0);
   if (auto s = decode_writes(state.writes(), l); !s.is_ok()) return s;
   for (const auto& w : l.records) {
     if (state.type() == pb::COUNTER) {

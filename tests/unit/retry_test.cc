@@ -288,10 +288,22 @@ TEST(RetryKeyState, EachNodeKeepsItsMostRecentWriteIdsAndAFloor) {
   EXPECT_EQ(write_floor(s, "n1"), 100 + n - kWriteIdsPerNode);
   EXPECT_EQ(write_floor(s, "n2"), 0u);
   EXPECT_TRUE(validate_state(s).is_ok());
-  // Over-long client ids are not recorded.
-  const std::string before = s.writes();
-  record_write(s, "n1", 1000, std::string(kMaxClientIdBytes + 1, 'x'), 1, 1, 0);
-  EXPECT_EQ(s.writes(), before);
+  // Pinned records (quorum writes, retries) have a window of their own.
+  const uint64_t floor = write_floor(s, "n1");
+  for (uint64_t seq = 1; seq <= kPinnedWriteIdsPerNode + 1; ++seq)
+    record_write(s, "n1", 500 + seq, "agent-p", seq, 1, kWritePinned);
+  EXPECT_FALSE(find_write(s, "agent-p", 1).has_value());
+  for (uint64_t seq = 2; seq <= kPinnedWriteIdsPerNode + 1; ++seq) EXPECT_TRUE(find_write(s, "agent-p", seq).has_value());
+  // The floor rises over the pinned record cut, and the unpinned one below it goes.
+  EXPECT_EQ(write_floor(s, "n1"), 501u);
+  EXPECT_GT(write_floor(s, "n1"), floor);
+  EXPECT_FALSE(find_write(s, "agent-a", n).has_value());
+  record_write(s, "n1", 900, "agent-a", n + 1, 1, 0);  // pinned records may lie below a later floor
+  record_write(s, "n1", 901, "agent-a", n + 2, 1, 0);
+  EXPECT_EQ(write_floor(s, "n1"), 900u);
+  EXPECT_TRUE(find_write(s, "agent-p", 2).has_value());
+  EXPECT_TRUE(find_write(s, "agent-a", n + 2).has_value());
+  EXPECT_TRUE(validate_state(s).is_ok());
 }
 
 TEST(RetryKeyState, MergeOfWriteIdsIsCommutativeAssociativeAndIdempotent) {
@@ -375,34 +387,35 @@ TEST(RetryUntrusted, MalformedWriteIdsFromPeersAreIgnored) {
     l.records = std::move(records);
     return encode_writes(l);
   };
-  const std::string big_client(kMaxClientIdBytes + 1, 'x');
   std::vector<pb::KeyState> bad;
+  const auto id = [](uint64_t seq) { return write_id("agent-a", seq); };
   const auto with = [&](std::string writes, pb::KeyState s) {
     s.set_writes(std::move(writes));
     bad.push_back(std::move(s));
   };
   std::vector<WriteRecord> too_many;
-  for (uint64_t d = 1; d <= kWriteIdsPerNode + 1; ++d) too_many.push_back(WriteRecord{"n2", d, "agent-a", d, 1, 0});
+  for (uint64_t d = 1; d <= kWriteIdsPerNode + 1; ++d) too_many.push_back(WriteRecord{"n2", d, id(d), 1, 0});
   with(ledger({}, too_many), base());
-  with(ledger({}, {WriteRecord{"n2", 1, big_client, 1, 1, 0}}), base());       // oversized client id
-  with(ledger({}, {WriteRecord{"n2", 1, "", 1, 1, 0}}), base());               // empty client id
-  with(ledger({}, {WriteRecord{"stranger", 1, "agent-a", 1, 1, 0}}), base());  // not in the cluster
+  with(std::string("\x01\x02n2\x00\x01\x05\x01", 8) + std::string(8, 'i') + std::string(1, '\0'),
+       base());  // names node index 5 of 1
+  with(std::string("\x02\x02n1\x00\x02n2\x03\x00", 9), base());  // n1: neither a floor nor a record
+  with(ledger({}, {WriteRecord{"stranger", 1, id(1), 1, 0}}), base());  // not in the cluster
   with(ledger({{"stranger", 3}}, {}), base());
-  with(ledger({}, {WriteRecord{"n2", 0, "agent-a", 1, 1, 0}}), base());                  // no dot
-  with(ledger({}, {WriteRecord{"n2", kMaxDotCounter + 1, "agent-a", 1, 1, 0}}), base());  // above the limit
-  with(ledger({}, {WriteRecord{"n2", 1, "agent-a", 1, 1, kWriteCollapsed}}), base());    // a register flag
-  with(ledger({}, {WriteRecord{"n2", 1, "agent-a", 1, 1, 64}}), base());                 // unknown flag
-  with(ledger({{"n2", 5}}, {WriteRecord{"n2", 4, "agent-a", 1, 1, 0}}), base());         // below its floor
-  with(ledger({}, {WriteRecord{"n2", 2, "agent-a", 1, 1, 0}, WriteRecord{"n2", 1, "agent-a", 2, 1, 0}}),
+  with(ledger({}, {WriteRecord{"n2", 0, id(1), 1, 0}}), base());                  // no dot
+  with(ledger({}, {WriteRecord{"n2", kMaxDotCounter + 1, id(1), 1, 0}}), base());  // above the limit
+  with(ledger({}, {WriteRecord{"n2", 1, id(1), 1, kWriteCollapsed}}), base());    // a register flag
+  with(ledger({}, {WriteRecord{"n2", 1, id(1), 1, 64}}), base());                 // unknown flag
+  with(ledger({{"n2", 5}}, {WriteRecord{"n2", 4, id(1), 1, 0}}), base());         // below its floor
+  with(ledger({}, {WriteRecord{"n2", 2, id(1), 1, 0}, WriteRecord{"n2", 1, id(2), 1, 0}}),
        base());  // not sorted
-  with(ledger({{"n2", 5}, {"n1", 3}}, {}), base());  // floors not sorted
+  with(std::string("\x02\x02n2\x05\x02n1\x03\x00", 11), base());  // nodes not sorted
   with(std::string("\x00\x01", 2), base());          // truncated
-  with(ledger({}, {WriteRecord{"n2", 1, "agent-a", 1, 1, 0}}) + "x", base());  // trailing bytes
+  with(ledger({}, {WriteRecord{"n2", 1, id(1), 1, 0}}) + "x", base());  // trailing bytes
   {
     pb::KeyState reg;
     reg.set_key("doc");
     reg.set_type(pb::REGISTER);
-    with(ledger({}, {WriteRecord{"n2", 1, "agent-a", 1, 5, 0}}), reg);  // a register write with a delta
+    with(ledger({}, {WriteRecord{"n2", 1, id(1), 5, 0}}), reg);  // a register write with a delta
   }
   for (const auto& s : bad) c.step("n1", PeerInput{"n2", push_of(s)});
   EXPECT_EQ(c.node("n1").live_keys(), 0u);
