@@ -420,7 +420,8 @@ uint8_t LazyPath::write_id_flags(const pb::Request& request, pb::Durability dura
   // Writes at risk of being applied twice keep their record longer: a
   // quorum or all write waits on a cut-off node while the client retries
   // elsewhere, and a retry applied here may meet its first attempt later.
-  return durability != pb::DURABILITY_LOCAL || request.attempt() > 1 ? kWritePinned : 0;
+  if (request.attempt() > 1) return kWriteRetry;
+  return durability != pb::DURABILITY_LOCAL ? kWritePinned : 0;
 }
 
 bool LazyPath::answer_known_write(ClientToken token, const pb::Request& request, const std::string& key,

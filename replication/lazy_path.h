@@ -79,7 +79,7 @@ class LazyPath {
   // Whether this request's write id is recorded with the key (a client id
   // within kMaxClientIdBytes, and no test fault turning it off).
   bool records_write_ids(const pb::Request& request) const;
-  // kWritePinned for writes at risk of being applied twice, else 0.
+  // kWriteRetry or kWritePinned for writes at risk of being applied twice, else 0.
   static uint8_t write_id_flags(const pb::Request& request, pb::Durability durability);
   // Answers a mutation now (local) or once enough peers stored it.
   void finish_write(ClientToken token, const pb::Request& request, const std::string& typed_key,
@@ -117,6 +117,9 @@ class LazyPath {
   // raises what this node knows each node has issued, and adopts dots of its
   // own it had forgotten (its disk was lost), so they are never reissued.
   void learn_context(const pb::VersionVector& context);
+  void learn_dot(std::string_view node, uint64_t counter);
+  // learn_context, plus the dots of the state's write ids.
+  void learn_state(const pb::KeyState& state);
   // A client's context cut down to what this node has seen each node issue:
   // a context can never claim a dot that does not exist here, so it cannot
   // hide later writes or push a counter to its limit. What it claimed beyond

@@ -78,7 +78,7 @@ Status LazyPath::check_peer_state(const pb::KeyState& state) const {
 
 bool LazyPath::merge_remote(const NodeId& from, const pb::KeyState& remote) {
   if (!check_peer_state(remote).is_ok()) return false;
-  learn_context(remote.context());
+  learn_state(remote);
   const std::string tk = KeyStore::typed_key(remote.type(), remote.key());
   KeyEntry* entry = store_.find(tk);
   if (!entry) {

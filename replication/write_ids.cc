@@ -78,7 +78,10 @@ void put_fixed64(std::string& out, uint64_t v) {
 auto dot_key(const WriteRecord& r) { return std::make_tuple(r.node, r.dot); }
 auto payload(const WriteRecord& r) { return std::make_tuple(r.id, r.delta); }
 bool same_write(const WriteRecord& a, const WriteRecord& b) { return a.id == b.id; }
-bool pinned(const WriteRecord& r) { return r.flags & kWritePinned; }
+// Window of a record: 0 unpinned, 1 pinned quorum/all write, 2 retry.
+int window(const WriteRecord& r) { return r.flags & kWriteRetry ? 2 : r.flags & kWritePinned ? 1 : 0; }
+bool pinned(const WriteRecord& r) { return window(r) != 0; }
+constexpr size_t kWindow[3] = {kWriteIdsPerNode, kPinnedWriteIdsPerNode, kRetryWriteIdsPerNode};
 
 uint64_t floor_of(const WriteLedger& l, std::string_view node) {
   for (const auto& [n, f] : l.floors)
@@ -110,14 +113,14 @@ void cut(WriteLedger& l) {
     const std::string_view node = l.records[i].node;
     uint64_t f = floor_of(l, node);
     const uint64_t f0 = f;
-    size_t n = 0;
+    size_t kept[3] = {0, 0, 0};
     for (size_t k = end; k-- > i;) {  // pinned, highest dots first
       WriteRecord& r = l.records[k];
-      if (!pinned(r) || ++n <= kPinnedWriteIdsPerNode) continue;
+      if (!pinned(r) || ++kept[window(r)] <= kWindow[window(r)]) continue;
       f = std::max(f, r.dot);
       r.dot = 0;  // marked: dropped below
     }
-    n = 0;
+    size_t n = 0;
     const uint64_t above = f;
     for (size_t k = end; k-- > i;) {  // unpinned, highest dots first
       WriteRecord& r = l.records[k];
@@ -253,7 +256,7 @@ Status decode_writes(std::string_view bytes, WriteLedger& out) {
   }
   if (!r.varint(n) || n > bytes.size()) return bad("record count does not decode");
   out.records.reserve(n);
-  size_t unpinned = 0, pins = 0;
+  size_t kept[3] = {0, 0, 0};
   for (uint64_t i = 0; i < n; ++i) {
     WriteRecord w;
     uint8_t node_index = 0;
@@ -271,10 +274,8 @@ Status decode_writes(std::string_view bytes, WriteLedger& out) {
     if (w.dot == 0 || w.dot > kMaxDotCounter) return bad("record dot out of range");
     const bool same_node = !out.records.empty() && out.records.back().node == w.node;
     if (!out.records.empty() && !(dot_key(out.records.back()) < dot_key(w))) return bad("records not sorted");
-    unpinned = same_node ? unpinned : 0;
-    pins = same_node ? pins : 0;
-    if (pinned(w) ? ++pins > kPinnedWriteIdsPerNode : ++unpinned > kWriteIdsPerNode)
-      return bad("more records of one node than a key keeps");
+    if (!same_node) kept[0] = kept[1] = kept[2] = 0;
+    if (++kept[window(w)] > kWindow[window(w)]) return bad("more records of one node than a key keeps");
     if (!pinned(w) && w.dot <= floor_of(out, w.node)) return bad("record at or below its node's floor");
     out.records.push_back(w);
   }
@@ -341,6 +342,14 @@ Status check_write_nodes(const pb::KeyState& state, const std::function<bool(std
   for (const auto& w : l.records)
     if (!member(w.node)) return Status::invalid_argument("write ids name a node outside the cluster");
   return Status::ok();
+}
+
+void for_each_write_dot(const pb::KeyState& state, const std::function<void(std::string_view, uint64_t)>& f) {
+  if (state.writes().empty()) return;
+  WriteLedger& l = scratch(0);
+  if (!decode_writes(state.writes(), l).is_ok()) return;
+  for (const auto& [node, floor] : l.floors) f(node, floor);
+  for (const auto& w : l.records) f(w.node, w.dot);
 }
 
 bool any_write_floor(const pb::KeyState& state) {

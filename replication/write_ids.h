@@ -51,17 +51,19 @@ namespace stig::replication {
 
 namespace pb = stigmergy::v1;
 
-constexpr size_t kWriteIdsPerNode = 1;        // unpinned records kept per node
-constexpr size_t kPinnedWriteIdsPerNode = 2;  // pinned records kept per node
+constexpr size_t kWriteIdsPerNode = 1;         // unpinned records kept per node
+constexpr size_t kPinnedWriteIdsPerNode = 16;  // pinned quorum/all writes kept per node
+constexpr size_t kRetryWriteIdsPerNode = 16;   // pinned retries kept per node
 constexpr size_t kMaxWriteNodeBytes = 255;
 
 enum WriteFlags : uint8_t {
   kWriteCompensated = 1,  // counter: a duplicate copy its node has subtracted again
   kWriteCollapsed = 2,    // register: a duplicate copy whose sibling was dropped
   kWriteNoSibling = 4,    // register or set: the write made no sibling (a set remove)
-  kWritePinned = 8,       // kept in the pinned window
+  kWritePinned = 8,       // a quorum or all write: kept in the pinned window
   kWriteHasDelta = 16,    // a counter add with a nonzero delta (encoded after the flags)
-  kWriteKnownFlags = 31,
+  kWriteRetry = 32,       // a retry applied without finding its first attempt: kept in the retry window
+  kWriteKnownFlags = 63,
 };
 
 // The write id of request (client_id, seq) as records hold it.
@@ -93,6 +95,9 @@ uint64_t write_floor(const pb::KeyState& state, std::string_view node);
 // Every node the ledger names satisfies `member` (a peer's state names only
 // nodes of the cluster).
 Status check_write_nodes(const pb::KeyState& state, const std::function<bool(std::string_view)>& member);
+// Calls `f(node, dot)` for every floor and record: dots a node has issued
+// (a node that lost its disk learns its own back, so it never reissues one).
+void for_each_write_dot(const pb::KeyState& state, const std::function<void(std::string_view, uint64_t)>& f);
 // True when any node's floor is above zero.
 bool any_write_floor(const pb::KeyState& state);
 
