@@ -218,6 +218,22 @@ WriteLedger& scratch(int i) {
   return ledgers[i];
 }
 
+// A peer's state is checked, learnt from and merged in turn, each decoding
+// its write ids: the last bytes decoded are kept (copied, so the views stay
+// valid) and their ledger reused while the same bytes come again. nullptr
+// when they do not decode.
+const WriteLedger* decoded(std::string_view bytes) {
+  thread_local std::string memo;
+  thread_local WriteLedger ledger;
+  thread_local bool valid = false, used = false;
+  if (!used || bytes != memo) {
+    memo.assign(bytes);
+    valid = decode_writes(memo, ledger).is_ok();
+    used = true;
+  }
+  return valid ? &ledger : nullptr;
+}
+
 // Replaces state.writes with the encoding of `l` (swapping buffers, so the
 // old one is reused). Returns true if the bytes changed.
 bool store_writes(pb::KeyState& state, const WriteLedger& l) {
@@ -335,8 +351,9 @@ uint64_t write_floor(const pb::KeyState& state, std::string_view node) {
 
 Status check_write_nodes(const pb::KeyState& state, const std::function<bool(std::string_view)>& member) {
   if (state.writes().empty()) return Status::ok();
-  WriteLedger& l = scratch(0);
-  if (auto s = decode_writes(state.writes(), l); !s.is_ok()) return s;
+  const WriteLedger* ledger = decoded(state.writes());
+  if (!ledger) return Status::invalid_argument("write ids do not decode");
+  const WriteLedger& l = *ledger;
   for (const auto& [node, floor] : l.floors)
     if (!member(node)) return Status::invalid_argument("write ids name a node outside the cluster");
   for (const auto& w : l.records)
@@ -346,10 +363,10 @@ Status check_write_nodes(const pb::KeyState& state, const std::function<bool(std
 
 void for_each_write_dot(const pb::KeyState& state, const std::function<void(std::string_view, uint64_t)>& f) {
   if (state.writes().empty()) return;
-  WriteLedger& l = scratch(0);
-  if (!decode_writes(state.writes(), l).is_ok()) return;
-  for (const auto& [node, floor] : l.floors) f(node, floor);
-  for (const auto& w : l.records) f(w.node, w.dot);
+  const WriteLedger* l = decoded(state.writes());
+  if (!l) return;
+  for (const auto& [node, floor] : l->floors) f(node, floor);
+  for (const auto& w : l->records) f(w.node, w.dot);
 }
 
 bool any_write_floor(const pb::KeyState& state) {
@@ -383,8 +400,9 @@ bool merge_writes(pb::KeyState& local, const pb::KeyState& remote, bool kernel_c
     return true;
   }
   WriteLedger& a = scratch(0);
-  WriteLedger& b = scratch(1);
-  if (!decode_writes(local.writes(), a).is_ok() || !decode_writes(remote.writes(), b).is_ok()) return false;
+  const WriteLedger* remote_ledger = decoded(remote.writes());
+  if (!decode_writes(local.writes(), a).is_ok() || !remote_ledger) return false;
+  const WriteLedger& b = *remote_ledger;
   WriteLedger& m = scratch(2);
   m.floors.clear();
   m.records.clear();
@@ -452,9 +470,9 @@ bool compensate_duplicate_adds(pb::KeyState& state, std::string_view self) {
 
 Status validate_writes(const pb::KeyState& state) {
   if (state.writes().empty()) return Status::ok();
-  WriteLedger& l = scratch(0);
-  if (auto s = decode_writes(state.writes(), l); !s.is_ok()) return s;
-  for (const auto& w : l.records) {
+  const WriteLedger* ledger = decoded(state.writes());
+  if (!ledger) return decode_writes(state.writes(), scratch(0));  // fails again, saying why
+  for (const auto& w : ledger->records) {
     if (state.type() == pb::COUNTER) {
       if (w.flags & (kWriteCollapsed | kWriteNoSibling))
         return Status::invalid_argument("write ids: counter record with register flags");
