@@ -149,8 +149,12 @@ void LazyPath::learn_dot(std::string_view node, uint64_t counter) {
 
 void LazyPath::learn_state(const pb::KeyState& state) {
   learn_context(state.context());
-  // Counter adds and set removes draw dots that no context names.
-  for_each_write_dot(state, [this](std::string_view node, uint64_t dot) { learn_dot(node, dot); });
+  // Counter adds and set removes draw dots that no context names: learn our
+  // own back (other nodes' dots matter only for clamping client contexts,
+  // which name register and set dots, all in contexts).
+  for_each_write_dot(state, [this](std::string_view node, uint64_t dot) {
+    if (node == config_.self) learn_dot(node, dot);
+  });
 }
 
 void LazyPath::remember_grave(const std::string& tk, const pb::VersionVector& context) {

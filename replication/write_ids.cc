@@ -58,6 +58,12 @@ class Reader {
     out = static_cast<uint8_t>(b_[pos_++]);
     return true;
   }
+  bool view(std::string_view& out, uint64_t n) {
+    if (b_.size() - pos_ < n) return false;
+    out = b_.substr(pos_, n);
+    pos_ += n;
+    return true;
+  }
   bool fixed64(uint64_t& out) {
     if (b_.size() - pos_ < 8) return false;
     out = 0;
@@ -76,7 +82,7 @@ void put_fixed64(std::string& out, uint64_t v) {
 }
 
 auto dot_key(const WriteRecord& r) { return std::make_tuple(r.node, r.dot); }
-auto payload(const WriteRecord& r) { return std::make_tuple(r.id, r.delta); }
+auto payload(const WriteRecord& r) { return std::make_tuple(r.id, r.delta, r.cut_context); }
 bool same_write(const WriteRecord& a, const WriteRecord& b) { return a.id == b.id; }
 // Window of a record: 0 unpinned, 1 pinned quorum/all write, 2 retry.
 int window(const WriteRecord& r) { return r.flags & kWriteRetry ? 2 : r.flags & kWritePinned ? 1 : 0; }
@@ -285,6 +291,12 @@ Status decode_writes(std::string_view bytes, WriteLedger& out) {
       w.delta = unzigzag(z);
       w.flags &= static_cast<uint8_t>(~kWriteHasDelta);
     }
+    if (w.flags & kWriteCutContext) {
+      uint64_t len = 0;
+      if (!r.varint(len) || len == 0 || len > kMaxCutContextBytes || !r.view(w.cut_context, len))
+        return bad("record context does not decode");
+      w.flags &= static_cast<uint8_t>(~kWriteCutContext);
+    }
     w.node = nodes[node_index];
     used[node_index] = true;
     if (w.dot == 0 || w.dot > kMaxDotCounter) return bad("record dot out of range");
@@ -327,8 +339,13 @@ void encode_writes_into(const WriteLedger& l, std::string& out) {
     out.push_back(static_cast<char>(std::lower_bound(nodes.begin(), nodes.end(), w.node) - nodes.begin()));
     put_varint(out, w.dot);
     put_fixed64(out, w.id);
-    out.push_back(static_cast<char>(w.flags | (w.delta != 0 ? kWriteHasDelta : 0)));
+    out.push_back(static_cast<char>(w.flags | (w.delta != 0 ? kWriteHasDelta : 0) |
+                                    (w.cut_context.empty() ? 0 : kWriteCutContext)));
     if (w.delta != 0) put_varint(out, zigzag(w.delta));
+    if (!w.cut_context.empty()) {
+      put_varint(out, w.cut_context.size());
+      out.append(w.cut_context);
+    }
   }
 }
 
@@ -356,8 +373,14 @@ Status check_write_nodes(const pb::KeyState& state, const std::function<bool(std
   const WriteLedger& l = *ledger;
   for (const auto& [node, floor] : l.floors)
     if (!member(node)) return Status::invalid_argument("write ids name a node outside the cluster");
-  for (const auto& w : l.records)
+  for (const auto& w : l.records) {
     if (!member(w.node)) return Status::invalid_argument("write ids name a node outside the cluster");
+    if (w.cut_context.empty()) continue;
+    pb::VersionVector vv;
+    if (!decode_context(w.cut_context, vv).is_ok()) return Status::invalid_argument("write ids: bad context");
+    for (const auto& e : vv.entries())
+      if (!member(e.node())) return Status::invalid_argument("write ids name a node outside the cluster");
+  }
   return Status::ok();
 }
 
@@ -376,11 +399,13 @@ bool any_write_floor(const pb::KeyState& state) {
 }
 
 void record_write(pb::KeyState& state, std::string_view node, uint64_t dot, std::string_view client_id, uint64_t seq,
-                  int64_t delta, uint8_t flags) {
+                  int64_t delta, uint8_t flags, std::string_view cut_context) {
   if (client_id.empty() || node.empty() || node.size() > kMaxWriteNodeBytes) return;
   WriteLedger& l = scratch(0);
   if (!decode_writes(state.writes(), l).is_ok()) decode_writes({}, l);  // states are validated: cannot happen
-  WriteRecord w{node, dot, write_id(client_id, seq), delta, static_cast<uint8_t>(flags & ~kWriteHasDelta)};
+  if (cut_context.size() > kMaxCutContextBytes) cut_context = {};  // cannot happen: contexts name cluster nodes
+  WriteRecord w{node, dot, write_id(client_id, seq), delta,
+                static_cast<uint8_t>(flags & ~(kWriteHasDelta | kWriteCutContext)), cut_context};
   auto pos = std::upper_bound(l.records.begin(), l.records.end(), w,
                               [](const WriteRecord& a, const WriteRecord& b) { return dot_key(a) < dot_key(b); });
   l.records.insert(pos, w);
@@ -481,6 +506,12 @@ Status validate_writes(const pb::KeyState& state) {
         return Status::invalid_argument("write ids: register or set record with a delta");
       if (state.type() == pb::SET && (w.flags & kWriteCollapsed))
         return Status::invalid_argument("write ids: collapsed copy outside a register");
+    }
+    if (!w.cut_context.empty()) {
+      if (state.type() != pb::REGISTER) return Status::invalid_argument("write ids: a cut context outside a register");
+      pb::VersionVector vv;
+      if (auto s = decode_context(w.cut_context, vv); !s.is_ok())
+        return Status::invalid_argument("write ids: " + s.message());
     }
   }
   return Status::ok();

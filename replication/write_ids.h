@@ -32,7 +32,8 @@
 //   varint nodes; nodes x { u8 len, node, varint floor }   sorted by node, unique; each
 //                                                          with a floor or a record
 //   varint records; records x { u8 node index, varint dot, fixed64 write id, u8 flags,
-//                               [varint zigzag(delta) if flags & kWriteHasDelta] }
+//                               [varint zigzag(delta) if flags & kWriteHasDelta]
+//                               [varint len, context if flags & kWriteCutContext] }
 //                                                          sorted by (node, dot)
 // An empty ledger is the empty string.
 #pragma once
@@ -55,6 +56,7 @@ constexpr size_t kWriteIdsPerNode = 1;         // unpinned records kept per node
 constexpr size_t kPinnedWriteIdsPerNode = 16;  // pinned quorum/all writes kept per node
 constexpr size_t kRetryWriteIdsPerNode = 16;   // pinned retries kept per node
 constexpr size_t kMaxWriteNodeBytes = 255;
+constexpr size_t kMaxCutContextBytes = 1u << 16;  // a cut context kept with a record
 
 enum WriteFlags : uint8_t {
   kWriteCompensated = 1,  // counter: a duplicate copy its node has subtracted again
@@ -63,7 +65,8 @@ enum WriteFlags : uint8_t {
   kWritePinned = 8,       // a quorum or all write: kept in the pinned window
   kWriteHasDelta = 16,    // a counter add with a nonzero delta (encoded after the flags)
   kWriteRetry = 32,       // a retry applied without finding its first attempt: kept in the retry window
-  kWriteKnownFlags = 63,
+  kWriteCutContext = 64,  // a register write whose context was cut: the context it applied follows
+  kWriteKnownFlags = 127,
 };
 
 // The write id of request (client_id, seq) as records hold it.
@@ -74,7 +77,11 @@ struct WriteRecord {
   uint64_t dot = 0;
   uint64_t id = 0;  // write_id(client id, seq)
   int64_t delta = 0;
-  uint8_t flags = 0;  // without kWriteHasDelta: encoding sets it
+  uint8_t flags = 0;  // without kWriteHasDelta and kWriteCutContext: encoding sets them
+  // A register write whose context was cut (PutResult.context_cut): the
+  // serialized context it applied, so a retry is answered as the first
+  // attempt was. Empty otherwise.
+  std::string_view cut_context;
 };
 
 struct WriteLedger {
@@ -104,7 +111,7 @@ bool any_write_floor(const pb::KeyState& state);
 // Records that `node` applied write (client_id, seq) with `dot` (above every
 // dot of that node the key holds). Cuts the node's windows.
 void record_write(pb::KeyState& state, std::string_view node, uint64_t dot, std::string_view client_id, uint64_t seq,
-                  int64_t delta, uint8_t flags);
+                  int64_t delta, uint8_t flags, std::string_view cut_context = {});
 
 // Joins remote's ledger into local's (same key), then resolves copies of one
 // write id: registers keep the sibling of the first copy only (none when a

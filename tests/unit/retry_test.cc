@@ -184,6 +184,21 @@ TEST(Retry, SetAddAppliedOnTwoPartitionedNodesIsOneAddAfterHeal) {
   EXPECT_EQ(set_on(c, "n2", "tags"), (std::vector<std::string>{"blue"}));
 }
 
+TEST(Retry, ARetryOfAPutWhoseContextWasCutIsAnsweredAsTheFirstAttemptWas) {
+  TestCluster c(3);
+  c.partition({"n2"});
+  const auto seen = c.request("n2", with_id(put_request("doc", "v0"), "agent-b", 1));  // n1 has not seen it
+  const auto put = with_id(put_request("doc", "v1", seen.put().context()), "agent-a", 1);
+  const auto first = c.request("n1", put);
+  ASSERT_TRUE(first.put().context_cut());
+  c.deliver_all();  // n1's state reaches n3
+  const auto again = c.request("n3", as_retry(put, "n1"));
+  EXPECT_EQ(again.error(), pb::OK);
+  EXPECT_TRUE(again.put().context_cut());
+  EXPECT_EQ(again.put().applied_context(), first.put().applied_context());
+  EXPECT_EQ(again.put().dot_counter(), first.put().dot_counter());
+}
+
 TEST(Retry, ARetryTheNodeCannotCheckIsRefusedNotApplied) {
   TestCluster c(3);
   // The client last heard n1's dot counter here; then its add to n1 timed out.
