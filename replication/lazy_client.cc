@@ -235,7 +235,8 @@ void LazyPath::handle_register_write(ClientToken token, const pb::Request& reque
   register_write(entry.state, ctx, config_.self, dot, value, is_delete, WriteMeta{agent_of(request), now_.wall});
   if (records_write_ids(request))
     record_write(entry.state, config_.self, dot, request.client_id(), request.seq(), 0,
-                 write_id_flags(request, durability), context_cut ? encode_context(ctx) : std::string());
+                 write_id_flags(request, durability) | (context_cut ? kWriteCutContext : 0),
+                 context_cut ? encode_context(ctx) : std::string());
   store_.mark_dirty(tk, entry);
   pending_push_.insert(tk);
   // The only replica has seen it (or a test injects collection without acks).
@@ -448,7 +449,7 @@ bool LazyPath::answer_known_write(ClientToken token, const pb::Request& request,
           if (!e->state.context().entries().empty()) p->set_context(encode_context(e->state.context()));
           p->set_dot_node(std::string(first->node));
           p->set_dot_counter(first->dot);
-          if (!first->cut_context.empty()) {
+          if (first->flags & kWriteCutContext) {
             p->set_context_cut(true);
             p->set_applied_context(std::string(first->cut_context));
           }

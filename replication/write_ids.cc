@@ -293,9 +293,8 @@ Status decode_writes(std::string_view bytes, WriteLedger& out) {
     }
     if (w.flags & kWriteCutContext) {
       uint64_t len = 0;
-      if (!r.varint(len) || len == 0 || len > kMaxCutContextBytes || !r.view(w.cut_context, len))
+      if (!r.varint(len) || len > kMaxCutContextBytes || !r.view(w.cut_context, len))
         return bad("record context does not decode");
-      w.flags &= static_cast<uint8_t>(~kWriteCutContext);
     }
     w.node = nodes[node_index];
     used[node_index] = true;
@@ -339,10 +338,9 @@ void encode_writes_into(const WriteLedger& l, std::string& out) {
     out.push_back(static_cast<char>(std::lower_bound(nodes.begin(), nodes.end(), w.node) - nodes.begin()));
     put_varint(out, w.dot);
     put_fixed64(out, w.id);
-    out.push_back(static_cast<char>(w.flags | (w.delta != 0 ? kWriteHasDelta : 0) |
-                                    (w.cut_context.empty() ? 0 : kWriteCutContext)));
+    out.push_back(static_cast<char>(w.flags | (w.delta != 0 ? kWriteHasDelta : 0)));
     if (w.delta != 0) put_varint(out, zigzag(w.delta));
-    if (!w.cut_context.empty()) {
+    if (w.flags & kWriteCutContext) {
       put_varint(out, w.cut_context.size());
       out.append(w.cut_context);
     }
@@ -375,7 +373,7 @@ Status check_write_nodes(const pb::KeyState& state, const std::function<bool(std
     if (!member(node)) return Status::invalid_argument("write ids name a node outside the cluster");
   for (const auto& w : l.records) {
     if (!member(w.node)) return Status::invalid_argument("write ids name a node outside the cluster");
-    if (w.cut_context.empty()) continue;
+    if (!(w.flags & kWriteCutContext)) continue;
     pb::VersionVector vv;
     if (!decode_context(w.cut_context, vv).is_ok()) return Status::invalid_argument("write ids: bad context");
     for (const auto& e : vv.entries())
@@ -403,9 +401,12 @@ void record_write(pb::KeyState& state, std::string_view node, uint64_t dot, std:
   if (client_id.empty() || node.empty() || node.size() > kMaxWriteNodeBytes) return;
   WriteLedger& l = scratch(0);
   if (!decode_writes(state.writes(), l).is_ok()) decode_writes({}, l);  // states are validated: cannot happen
-  if (cut_context.size() > kMaxCutContextBytes) cut_context = {};  // cannot happen: contexts name cluster nodes
-  WriteRecord w{node, dot, write_id(client_id, seq), delta,
-                static_cast<uint8_t>(flags & ~(kWriteHasDelta | kWriteCutContext)), cut_context};
+  if (cut_context.size() > kMaxCutContextBytes) {  // cannot happen: contexts name cluster nodes
+    cut_context = {};
+    flags = static_cast<uint8_t>(flags & ~kWriteCutContext);
+  }
+  WriteRecord w{node, dot, write_id(client_id, seq), delta, static_cast<uint8_t>(flags & ~kWriteHasDelta),
+                cut_context};
   auto pos = std::upper_bound(l.records.begin(), l.records.end(), w,
                               [](const WriteRecord& a, const WriteRecord& b) { return dot_key(a) < dot_key(b); });
   l.records.insert(pos, w);
@@ -507,7 +508,7 @@ Status validate_writes(const pb::KeyState& state) {
       if (state.type() == pb::SET && (w.flags & kWriteCollapsed))
         return Status::invalid_argument("write ids: collapsed copy outside a register");
     }
-    if (!w.cut_context.empty()) {
+    if (w.flags & kWriteCutContext) {
       if (state.type() != pb::REGISTER) return Status::invalid_argument("write ids: a cut context outside a register");
       pb::VersionVector vv;
       if (auto s = decode_context(w.cut_context, vv); !s.is_ok())

@@ -77,10 +77,10 @@ struct WriteRecord {
   uint64_t dot = 0;
   uint64_t id = 0;  // write_id(client id, seq)
   int64_t delta = 0;
-  uint8_t flags = 0;  // without kWriteHasDelta and kWriteCutContext: encoding sets them
-  // A register write whose context was cut (PutResult.context_cut): the
-  // serialized context it applied, so a retry is answered as the first
-  // attempt was. Empty otherwise.
+  uint8_t flags = 0;  // without kWriteHasDelta: encoding sets it
+  // With kWriteCutContext, a register write whose context was cut
+  // (PutResult.context_cut): the serialized context it applied (maybe
+  // empty), so a retry is answered as the first attempt was.
   std::string_view cut_context;
 };
 
