@@ -76,8 +76,8 @@ class LazyPath {
   // `tk` is the key's typed key and `e` its entry (nullptr: none here).
   bool answer_known_write(ClientToken token, const pb::Request& request, const std::string& key,
                           const std::string& tk, const KeyEntry* e, pb::ValueType type, pb::Durability durability);
-  // Whether this request's write id is recorded with the key (a client id
-  // within kMaxClientIdBytes, and no test fault turning it off).
+  // Whether this request's write id is recorded with the key (it has a
+  // client id, and no test fault turns write ids off).
   bool records_write_ids(const pb::Request& request) const;
   // kWriteRetry or kWritePinned for writes at risk of being applied twice, else 0.
   static uint8_t write_id_flags(const pb::Request& request, pb::Durability durability);
