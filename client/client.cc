@@ -50,6 +50,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kNotFound: return "NOT_FOUND";
     case ErrorCode::kCompacted: return "COMPACTED";
     case ErrorCode::kSessionExpired: return "SESSION_EXPIRED";
+    case ErrorCode::kRetryUnknown: return "RETRY_UNKNOWN";
     case ErrorCode::kOutcomeUnknown: return "OUTCOME_UNKNOWN";
     case ErrorCode::kServerOther: return "SERVER_ERROR";
     case ErrorCode::kInvalidArgument: return "INVALID_ARGUMENT";
@@ -223,6 +224,7 @@ ErrorCode from_pb(pb::ErrorCode e) {
     case pb::NOT_FOUND: return ErrorCode::kNotFound;
     case pb::COMPACTED: return ErrorCode::kCompacted;
     case pb::SESSION_EXPIRED: return ErrorCode::kSessionExpired;
+    case pb::RETRY_UNKNOWN: return ErrorCode::kRetryUnknown;
     default: return ErrorCode::kServerOther;
   }
 }
@@ -478,14 +480,40 @@ class Client::Impl {
     std::vector<std::string> failures;
     bool maybe_applied = false;
     const size_t n = conns_.size();
+    // A lazy write sent again elsewhere says it is a retry: the nodes it may
+    // have reached and, for each, the dot counter that node last reported
+    // before the first attempt (docs/lazy-path.md "Retries").
+    const bool lazy_write = is_write(req);
+    const std::map<std::string, uint64_t> horizons = lazy_write ? node_dots_ : std::map<std::string, uint64_t>();
+    std::vector<size_t> reached;
+    pb::Request retry;
     for (size_t i = 0; i < n; ++i) {
       const size_t idx = (current_ + i) % n;
-      auto r = attempt(idx, req, Clock::now() + opts_.timeout);
+      const pb::Request* send = &req;
+      if (lazy_write && !reached.empty()) {
+        retry = req;
+        retry.set_attempt(static_cast<uint32_t>(i + 1));
+        for (size_t t : reached) {
+          auto id = conn_node_.find(t);
+          if (id == conn_node_.end()) {
+            retry.set_tried_unknown(true);
+            continue;
+          }
+          auto* tried = retry.add_tried();
+          tried->set_node(id->second);
+          auto h = horizons.find(id->second);
+          tried->set_horizon(h == horizons.end() ? 0 : h->second);
+        }
+        send = &retry;
+      }
+      auto r = attempt(idx, *send, Clock::now() + opts_.timeout);
       if (!r.ok()) {
         maybe_applied |= r.failure->maybe_applied;
+        if (r.failure->maybe_applied) reached.push_back(idx);
         failures.push_back(conns_[idx]->endpoint().to_string() + ": " + r.failure->reason);
         continue;
       }
+      note_node(idx, r.response);
       if (r.response.error() == pb::UNAVAILABLE) {
         failures.push_back(conns_[idx]->endpoint().to_string() + ": " + server_error(r.response).message);
         continue;
@@ -537,6 +565,14 @@ class Client::Impl {
     return a;
   }
 
+  // Learns which node an endpoint is and the highest dot counter it reported.
+  void note_node(size_t idx, const pb::Response& r) {
+    if (r.node().empty()) return;
+    conn_node_[idx] = r.node();
+    uint64_t& d = node_dots_[r.node()];
+    d = std::max(d, r.node_dot());
+  }
+
   Error unreachable(const std::vector<std::string>& failures, bool maybe_applied, const std::string& why) {
     std::string msg;
     if (failures.size() == 1) {
@@ -571,6 +607,8 @@ class Client::Impl {
   std::vector<std::unique_ptr<Connection>> conns_;
   size_t configured_ = 0;            // conns_[0, configured_) are the endpoints given
   size_t current_ = 0;
+  std::map<size_t, std::string> conn_node_;    // endpoint index -> the node id it answered as
+  std::map<std::string, uint64_t> node_dots_;  // node id -> highest Response.node_dot it sent
   std::optional<size_t> leader_;     // the strong path's leader, when known
   uint64_t next_seq_ = 1;
   std::mt19937_64 rng_;              // backoff jitter only

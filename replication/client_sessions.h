@@ -10,9 +10,10 @@
 // `max_bytes` of remembered answers (the least recently active clients are
 // forgotten first), and a client idle for `idle_ms` is forgotten. The caller
 // stores answers in their compact form (see Replica: a put's sibling values
-// are not kept, only what a retry needs to rebuild the answer). A client that
-// was forgotten and retries has its request applied again: the guarantee
-// holds for retries within the idle time of a client that is not crowded out.
+// are not kept, only what a retry needs to rebuild the answer). A forgotten
+// client's retried write is still recognised by the write id kept with the
+// key's state (replication/write_ids.h), which also covers retries that
+// reach another node; this cache answers the fast way and covers reads.
 #pragma once
 
 #include <cstdint>

@@ -26,6 +26,7 @@ struct TestFaults {
   bool set_remove_wins = false;            // a set merge lets a newer-looking absence beat an add
   bool forget_dot_counter = false;         // restart forgets issued dots (trips a core invariant)
   bool collect_tombstones_early = false;   // tombstones collected before every replica has them, leaving no grave
+  bool per_node_retry_dedup = false;       // writes keep no write ids: a retry on another node applies again
   // The strong path (replication/raft/raft_faults.h says what each does).
   bool raft_commit_from_old_term = false;
   bool raft_vote_not_durable = false;
@@ -35,7 +36,7 @@ struct TestFaults {
 
   bool any() const {
     return lww_merge || anti_entropy_skips_bucket || counter_merge_sums || set_remove_wins || forget_dot_counter ||
-           collect_tombstones_early || raft_commit_from_old_term || raft_vote_not_durable ||
+           collect_tombstones_early || per_node_retry_dedup || raft_commit_from_old_term || raft_vote_not_durable ||
            raft_read_without_quorum || strong_reads_skip_read_index || strong_lock_tokens_restart;
   }
 };

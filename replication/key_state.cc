@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "replication/invariant.h"
+#include "replication/write_ids.h"
 
 namespace stig::replication {
 
@@ -384,14 +385,19 @@ bool merge_counter(pb::KeyState& local, const pb::KeyState& remote) {
 
 bool merge_state(pb::KeyState& local, const pb::KeyState& remote) {
   STIG_INVARIANT(local.type() == remote.type() && local.key() == remote.key(), "merging different keys");
-  if (local.type() == pb::COUNTER) return merge_counter(local, remote);
-  return merge_kernel(local, remote);
+  const bool changed = local.type() == pb::COUNTER ? merge_counter(local, remote) : merge_kernel(local, remote);
+  if (local.writes().empty() && remote.writes().empty()) return changed;
+  return merge_writes(local, remote, changed) || changed;
 }
 
 bool merge_state(pb::KeyState& local, pb::KeyState&& remote) {
   STIG_INVARIANT(local.type() == remote.type() && local.key() == remote.key(), "merging different keys");
-  if (local.type() == pb::COUNTER) return merge_counter(local, remote);
-  return merge_kernel_consuming(local, remote);
+  // The kernel merge moves siblings and the context only: remote's write ids
+  // are still there for merge_writes.
+  const bool changed =
+      local.type() == pb::COUNTER ? merge_counter(local, remote) : merge_kernel_consuming(local, remote);
+  if (local.writes().empty() && remote.writes().empty()) return changed;
+  return merge_writes(local, remote, changed) || changed;
 }
 
 bool is_tombstone_only(const pb::KeyState& state) {
@@ -424,7 +430,7 @@ Status validate_state(const pb::KeyState& state) {
   } else if (state.counter_size() != 0) {
     return Status::invalid_argument("register or set with counter entries");
   }
-  return Status::ok();
+  return validate_writes(state);
 }
 
 }  // namespace stig::replication

@@ -4,6 +4,7 @@
 #include "replication/invariant.h"
 #include "replication/printable.h"
 #include "replication/lazy_path.h"
+#include "replication/write_ids.h"
 
 namespace stig::replication {
 
@@ -55,6 +56,7 @@ pb::Response LazyPath::make_response(const pb::Request& request) const {
   pb::Response r;
   r.set_seq(request.seq());
   r.set_node(config_.self);
+  r.set_node_dot(dot_counter_);
   return r;
 }
 
@@ -195,6 +197,9 @@ void LazyPath::handle_register_write(ClientToken token, const pb::Request& reque
   if (!check_key(token, request, key, pb::REGISTER)) return;
   if (!pb::Durability_IsValid(durability))
     return reply_error(token, request, pb::BAD_REQUEST, "unknown durability level");
+  const std::string tk = KeyStore::typed_key(pb::REGISTER, key);
+  const KeyEntry* existing = store_.find(tk);
+  if (answer_known_write(token, request, key, tk, existing, pb::REGISTER, durability)) return;
   if (value.size() > config_.max_value_bytes)
     return reply_error(token, request, pb::BAD_REQUEST,
                        "value is " + std::to_string(value.size()) + " bytes; the limit is " +
@@ -206,8 +211,6 @@ void LazyPath::handle_register_write(ClientToken token, const pb::Request& reque
   if (auto s = clamp_client_context(ctx, context_cut); !s.is_ok())
     return reply_error(token, request, pb::MALFORMED_CONTEXT, s.message());
 
-  const std::string tk = KeyStore::typed_key(pb::REGISTER, key);
-  const KeyEntry* existing = store_.find(tk);
   if (existing) {
     const size_t kept = surviving_siblings(existing->state, ctx);
     if (kept + 1 > config_.max_siblings)
@@ -230,6 +233,10 @@ void LazyPath::handle_register_write(ClientToken token, const pb::Request& reque
   KeyEntry& entry = create_or_find(pb::REGISTER, key);
   const uint64_t dot = next_dot();
   register_write(entry.state, ctx, config_.self, dot, value, is_delete, WriteMeta{agent_of(request), now_.wall});
+  if (records_write_ids(request))
+    record_write(entry.state, config_.self, dot, request.client_id(), request.seq(), 0,
+                 write_id_flags(request, durability) | (context_cut ? kWriteCutContext : 0),
+                 context_cut ? encode_context(ctx) : std::string());
   store_.mark_dirty(entry);
   pending_push_.insert(tk);
   // The only replica has seen it (or a test injects collection without acks).
@@ -255,8 +262,15 @@ void LazyPath::handle_counter_add(ClientToken token, const pb::Request& request)
   if (!pb::Durability_IsValid(op.durability()))
     return reply_error(token, request, pb::BAD_REQUEST, "unknown durability level");
   const std::string tk = KeyStore::typed_key(pb::COUNTER, op.key());
+  if (answer_known_write(token, request, op.key(), tk, store_.find(tk), pb::COUNTER, op.durability())) return;
+  const bool record = records_write_ids(request);
+  if (record && !check_dots_left(token, request)) return;
   KeyEntry& entry = create_or_find(pb::COUNTER, op.key());
   counter_add(entry.state, config_.self, op.delta(), WriteMeta{agent_of(request), now_.wall});
+  // The add's dot only names it among the key's write ids.
+  if (record)
+    record_write(entry.state, config_.self, next_dot(), request.client_id(), request.seq(), op.delta(),
+                 write_id_flags(request, op.durability()));
   store_.mark_dirty(entry);
   pending_push_.insert(tk);
   pb::Response r = make_response(request);
@@ -298,6 +312,8 @@ void LazyPath::handle_set_write(ClientToken token, const pb::Request& request, b
   if (element.size() > config_.max_value_bytes)
     return reply_error(token, request, pb::BAD_REQUEST, "set element is larger than the value limit");
   const std::string tk = KeyStore::typed_key(pb::SET, key);
+  if (answer_known_write(token, request, key, tk, store_.find(tk), pb::SET, durability)) return;
+  const bool record = records_write_ids(request);
   pb::Response r = make_response(request);
   r.mutable_set()->set_key(key);
   if (is_add) {
@@ -313,12 +329,27 @@ void LazyPath::handle_set_write(ClientToken token, const pb::Request& request, b
                              std::to_string(config_.max_state_bytes) + " bytes of elements");
     if (!check_dots_left(token, request)) return;
     KeyEntry& entry = create_or_find(pb::SET, key);
-    set_add(entry.state, element, config_.self, next_dot(), WriteMeta{agent_of(request), now_.wall});
+    const uint64_t dot = next_dot();
+    set_add(entry.state, element, config_.self, dot, WriteMeta{agent_of(request), now_.wall});
+    if (record)
+      record_write(entry.state, config_.self, dot, request.client_id(), request.seq(), 0,
+                   write_id_flags(request, durability));
     store_.mark_dirty(entry);
     pending_push_.insert(tk);
-  } else if (KeyEntry* entry = store_.find(tk); entry && set_remove(entry->state, element)) {
-    store_.mark_dirty(*entry);
-    pending_push_.insert(tk);
+  } else if (KeyEntry* entry = store_.find(tk)) {
+    // Recorded even when the element was absent: a retry elsewhere must not
+    // remove an element added after this remove.
+    if (record && !check_dots_left(token, request)) return;
+    bool changed = set_remove(entry->state, element);
+    if (record) {
+      record_write(entry->state, config_.self, next_dot(), request.client_id(), request.seq(), 0,
+                   kWriteNoSibling | write_id_flags(request, durability));
+      changed = true;
+    }
+    if (changed) {
+      store_.mark_dirty(*entry);
+      pending_push_.insert(tk);
+    }
   }
   finish_write(token, request, tk, std::move(r), durability);
 }
@@ -380,6 +411,87 @@ void LazyPath::finish_write(ClientToken token, const pb::Request& request, const
   // A write that changed nothing (e.g. removing an absent element) still
   // waits for peers to acknowledge the key's current state.
   pending_push_.insert(typed_key);
+}
+
+bool LazyPath::records_write_ids(const pb::Request& request) const {
+  return !config_.test_faults.per_node_retry_dedup && !request.client_id().empty();
+}
+
+uint8_t LazyPath::write_id_flags(const pb::Request& request, pb::Durability durability) {
+  // Writes at risk of being applied twice keep their record longer: a
+  // quorum or all write waits on a cut-off node while the client retries
+  // elsewhere, and a retry applied here may meet its first attempt later.
+  if (request.attempt() > 1) return kWriteRetry;
+  return durability != pb::DURABILITY_LOCAL ? kWritePinned : 0;
+}
+
+bool LazyPath::answer_known_write(ClientToken token, const pb::Request& request, const std::string& key,
+                                  const std::string& tk, const KeyEntry* e, pb::ValueType type,
+                                  pb::Durability durability) {
+  const std::string& client_id = request.client_id();
+  if (client_id.empty() || config_.test_faults.per_node_retry_dedup) return false;
+  const bool retry = request.attempt() > 1;
+  if (retry && static_cast<size_t>(request.tried_size()) > config_.cluster_size()) {
+    reply_error(token, request, pb::BAD_REQUEST,
+                "retry names " + std::to_string(request.tried_size()) + " earlier nodes; the cluster has " +
+                    std::to_string(config_.cluster_size()));
+    return true;
+  }
+  if (e && !e->state.writes().empty()) {
+    if (auto first = find_write(e->state, client_id, request.seq())) {
+      // Applied already (here or on a node whose state reached us): answer as
+      // the first attempt was, with the key as it is now.
+      pb::Response r = make_response(request);
+      switch (type) {
+        case pb::REGISTER: {
+          auto* p = r.mutable_put();
+          p->set_key(key);
+          if (!e->state.context().entries().empty()) p->set_context(encode_context(e->state.context()));
+          p->set_dot_node(std::string(first->node));
+          p->set_dot_counter(first->dot);
+          if (first->flags & kWriteCutContext) {
+            p->set_context_cut(true);
+            p->set_applied_context(std::string(first->cut_context));
+          }
+          fill_versions(e->state, p->mutable_versions());
+          break;
+        }
+        case pb::COUNTER: {
+          auto* c = r.mutable_counter();
+          c->set_key(key);
+          c->set_value(counter_value(e->state));
+          break;
+        }
+        default: r.mutable_set()->set_key(key); break;
+      }
+      finish_write(token, request, tk, std::move(r), durability);
+      return true;
+    }
+  }
+  if (!retry) return false;
+  // Not held here. Applying it is safe unless a node it was sent to has cut
+  // write ids of this key newer than what the client knew of that node: the
+  // first attempt may be among them.
+  std::string why;
+  if (!e) {
+    if (graveyard_.count(tk)) why = "the key was deleted and collected since, with its write ids";
+  } else if (request.tried_unknown() && any_write_floor(e->state)) {
+    why = "an earlier attempt went to a node the client cannot name, and this key's older write ids are forgotten";
+  } else {
+    for (const auto& t : request.tried()) {
+      if (write_floor(e->state, t.node()) > t.horizon()) {
+        why = "node " + printable(t.node()) + ", where an earlier attempt went, has since forgotten older write ids "
+              "of this key";
+        break;
+      }
+    }
+  }
+  if (why.empty()) return false;
+  reply_error(token, request, pb::RETRY_UNKNOWN,
+              "retry of write " + std::to_string(request.seq()) + " of client '" + printable(client_id) + "' on key '" +
+                  printable(key) + "' cannot be checked: " + why +
+                  "; it may have been applied, and was not applied again (read the key to see)");
+  return true;
 }
 
 void LazyPath::complete_write(ClientToken token, const std::string& client_id, uint64_t seq,

@@ -1,4 +1,5 @@
 #include "replication/lazy_path.h"
+#include "replication/write_ids.h"
 
 #include <algorithm>
 #include <charconv>
@@ -58,7 +59,7 @@ LazyPath::LazyPath(const Config& config, uint64_t seed, const RecoveredState& re
         bad = loaded.error().message();
         return false;
       }
-      learn_context((*loaded)->state.context());
+      learn_state((*loaded)->state);
       return true;
     });
   store_.finish_load();
@@ -130,17 +131,30 @@ Output LazyPath::take_output() {
 }
 
 void LazyPath::learn_context(const pb::VersionVector& context) {
-  for (const auto& e : context.entries()) {
-    if (e.node() == config_.self) {
-      if (e.counter() > dot_counter_ && !config_.test_faults.forget_dot_counter) {
-        dot_counter_ = e.counter();
-        dot_counter_dirty_ = true;
-      }
-    } else {
-      uint64_t& known = known_dots_[e.node()];
-      known = std::max(known, e.counter());
+  for (const auto& e : context.entries()) learn_dot(e.node(), e.counter());
+}
+
+void LazyPath::learn_dot(std::string_view node, uint64_t counter) {
+  if (node == config_.self) {
+    if (counter > dot_counter_ && !config_.test_faults.forget_dot_counter) {
+      dot_counter_ = counter;
+      dot_counter_dirty_ = true;
     }
+  } else {
+    auto it = known_dots_.find(std::string(node));
+    if (it == known_dots_.end()) it = known_dots_.emplace(std::string(node), 0).first;
+    it->second = std::max(it->second, counter);
   }
+}
+
+void LazyPath::learn_state(const pb::KeyState& state) {
+  learn_context(state.context());
+  // Counter adds and set removes draw dots that no context names: learn our
+  // own back (other nodes' dots matter only for clamping client contexts,
+  // which name register and set dots, all in contexts).
+  for_each_write_dot(state, [this](std::string_view node, uint64_t dot) {
+    if (node == config_.self) learn_dot(node, dot);
+  });
 }
 
 void LazyPath::remember_grave(const std::string& tk, const pb::VersionVector& context) {

@@ -67,6 +67,20 @@ class LazyPath {
   // Returns false (after replying with the error) when the key's name is bad
   // or the key exists with another type.
   bool check_key(ClientToken token, const pb::Request& request, const std::string& key, pb::ValueType type);
+  // A mutation whose write id (client id, seq) the key holds, because it was
+  // applied here or on a peer whose state reached this node, is answered as
+  // the retry it is (with the key's current state and the durability asked
+  // for); a retry this node cannot check (a node it was sent to has cut
+  // newer write ids of the key than the client's horizon for it) is refused
+  // with RETRY_UNKNOWN. Returns true if it answered. docs/lazy-path.md "Retries".
+  // `tk` is the key's typed key and `e` its entry (nullptr: none here).
+  bool answer_known_write(ClientToken token, const pb::Request& request, const std::string& key,
+                          const std::string& tk, const KeyEntry* e, pb::ValueType type, pb::Durability durability);
+  // Whether this request's write id is recorded with the key (it has a
+  // client id, and no test fault turns write ids off).
+  bool records_write_ids(const pb::Request& request) const;
+  // kWriteRetry or kWritePinned for writes at risk of being applied twice, else 0.
+  static uint8_t write_id_flags(const pb::Request& request, pb::Durability durability);
   // Answers a mutation now (local) or once enough peers stored it.
   void finish_write(ClientToken token, const pb::Request& request, const std::string& typed_key,
                     pb::Response response, pb::Durability durability);
@@ -104,6 +118,9 @@ class LazyPath {
   // raises what this node knows each node has issued, and adopts dots of its
   // own it had forgotten (its disk was lost), so they are never reissued.
   void learn_context(const pb::VersionVector& context);
+  void learn_dot(std::string_view node, uint64_t counter);
+  // learn_context, plus the dots of the state's write ids.
+  void learn_state(const pb::KeyState& state);
   // A client's context cut down to what this node has seen each node issue:
   // a context can never claim a dot that does not exist here, so it cannot
   // hide later writes or push a counter to its limit. What it claimed beyond

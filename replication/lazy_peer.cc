@@ -6,6 +6,7 @@
 #include "replication/invariant.h"
 #include "replication/lazy_path.h"
 #include "replication/test_faults.h"
+#include "replication/write_ids.h"
 
 namespace stig::replication {
 
@@ -65,6 +66,8 @@ Status LazyPath::check_peer_state(const pb::KeyState& state) const {
     if (!member(e.node())) return Status::invalid_argument("context names a node outside the cluster");
   for (const auto& c : state.counter())
     if (!member(c.node())) return Status::invalid_argument("counter names a node outside the cluster");
+  if (auto s = check_write_nodes(state, [&](std::string_view n) { return member(std::string(n)); }); !s.is_ok())
+    return s;
   // Each node refuses writes beyond its limit, so together they make at most
   // the limit times the cluster size.
   const size_t per_node = state.type() == pb::SET ? config_.max_set_elements() : config_.max_siblings;
@@ -75,7 +78,7 @@ Status LazyPath::check_peer_state(const pb::KeyState& state) const {
 
 bool LazyPath::merge_remote(const NodeId& from, pb::KeyState&& remote) {
   if (!check_peer_state(remote).is_ok()) return false;
-  learn_context(remote.context());
+  learn_state(remote);
   const std::string tk = KeyStore::typed_key(remote.type(), remote.key());
   KeyEntry* entry = store_.find(tk);
   if (!entry) {
@@ -101,6 +104,12 @@ bool LazyPath::merge_remote(const NodeId& from, pb::KeyState&& remote) {
     store_.mark_dirty(*entry);
   } else if (merge_keys(entry->state, std::move(remote))) {
     store_.mark_dirty(*entry);
+  }
+  // A counter add this node applied that a peer had applied first: subtract
+  // our copy, and push the change so every replica counts the add once.
+  if (compensate_duplicate_adds(entry->state, config_.self)) {
+    store_.mark_dirty(*entry);
+    pending_push_.insert(tk);
   }
   return true;
 }

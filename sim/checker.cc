@@ -128,18 +128,30 @@ class LostWritesChecker : public Checker {
       if ((in.f == "put" || in.f == "del") && in.context && op.outcome() != EventType::kFail)
         contexts[in.key].push_back(&*in.context);
     }
+    // A put retried on another node may have been applied on both before
+    // either heard of the other: its value then had two dots (copies), and
+    // the merge keeps one, or none if a later write superseded either. Every
+    // dot a reply showed with a put's (unique) value is a copy of it.
+    std::map<std::pair<std::string, std::string>, std::set<Dot>> copies;
+    for (const auto& e : h.events()) {
+      if (e.type != EventType::kOk) continue;
+      for (const auto& v : e.versions) copies[{e.key, v.value}].insert(v.dot);
+    }
     size_t acked = 0, superseded = 0, checked = 0;
     for (const auto& [id, op] : ops) {
       if (op.invoke->f != "put" || op.outcome() != EventType::kOk || !op.done->dot) continue;
       ++acked;
       const Dot& dot = *op.done->dot;
+      const bool retried = op.done->attempts > 1;
+      std::set<Dot> dots = {dot};
+      if (retried) dots.merge(copies[{op.invoke->key, op.invoke->value}]);
       bool covered = false;
       for (const VersionMap* c : contexts[op.invoke->key]) {
-        auto it = c->find(dot.node);
-        if (it != c->end() && it->second >= dot.counter) {
-          covered = true;
-          break;
+        for (const Dot& d : dots) {
+          auto it = c->find(d.node);
+          covered |= it != c->end() && it->second >= d.counter;
         }
+        if (covered) break;
       }
       if (covered) {
         ++superseded;
@@ -151,7 +163,8 @@ class LostWritesChecker : public Checker {
         if (!n.up) continue;
         bool found = false;
         if (auto it = n.registers.find(op.invoke->key); it != n.registers.end())
-          for (const auto& v : it->second) found |= v.dot == dot && v.value == op.invoke->value;  // a reissued dot is no alibi
+          for (const auto& v : it->second)  // a reissued dot is no alibi; a retried put's value may have another
+            found |= (v.dot == dot || retried) && v.value == op.invoke->value;
         if (!found) missing.push_back(n.node);
       }
       if (!missing.empty()) {
@@ -264,6 +277,67 @@ class CounterChecker : public Checker {
   }
 };
 
+// --- applied once ------------------------------------------------------------------
+
+// A write retried on another node (same client id and seq) counts once: each
+// replica's counter lies within the range of applying every ok add exactly
+// once and every unknown one at most once, and no replica shows one written
+// value (the workloads write each value once) as two register versions.
+class AppliedOnceChecker : public Checker {
+ public:
+  std::string name() const override { return "applied-once"; }
+  CheckResult check(const History& h, const FinalState& f) const override {
+    CheckResult r;
+    r.name = name();
+    struct Range {
+      int64_t lo = 0, hi = 0;
+    };
+    std::map<std::string, Range> ranges;
+    size_t retried = 0;
+    for (const auto& [id, op] : operations(h)) {
+      if (op.done && op.done->attempts > 1) ++retried;
+      if (op.invoke->f != "counter_add") continue;
+      const int64_t d = op.invoke->delta;
+      Range& range = ranges[op.invoke->key];
+      switch (op.outcome()) {
+        case EventType::kOk: range.lo += d, range.hi += d; break;
+        case EventType::kInfo: (d >= 0 ? range.hi : range.lo) += d; break;
+        default: break;
+      }
+    }
+    for (const auto& [key, range] : ranges) {
+      for (const auto& n : f.nodes) {
+        if (!n.up) continue;
+        auto it = n.counters.find(key);
+        const int64_t v = it == n.counters.end() ? 0 : it->second;
+        if (v < range.lo || v > range.hi)
+          r.fail("counter " + key + " is " + std::to_string(v) + " on " + n.node +
+                             ", outside [" + std::to_string(range.lo) + ", " + std::to_string(range.hi) +
+                             "] (each add applied once): a retried add counted twice");
+      }
+    }
+    size_t versions = 0;
+    for (const auto& n : f.nodes) {
+      if (!n.up) continue;
+      for (const auto& [key, live] : n.registers) {
+        std::map<std::string, const SeenVersion*> by_value;
+        for (const auto& v : live) {
+          ++versions;
+          auto [it, fresh] = by_value.emplace(v.value, &v);
+          if (!fresh)
+            r.fail("register " + key + " on " + n.node + " holds value '" + v.value + "' twice (dots " +
+                               it->second->dot.node + ":" + std::to_string(it->second->dot.counter) + " and " +
+                               v.dot.node + ":" + std::to_string(v.dot.counter) + "): a retried put applied twice");
+        }
+      }
+    }
+    r.summary = std::to_string(ranges.size()) + " counters and " + std::to_string(versions) + " register versions, " +
+                std::to_string(retried) + " ops retried" +
+                (r.ok ? ": every write counted once" : ": writes applied more than once");
+    return r;
+  }
+};
+
 // --- sets --------------------------------------------------------------------------
 
 class SetChecker : public Checker {
@@ -342,6 +416,7 @@ std::vector<std::unique_ptr<Checker>> lazy_checkers() {
   v.push_back(std::make_unique<LostWritesChecker>());
   v.push_back(std::make_unique<ResurrectionChecker>());
   v.push_back(std::make_unique<CounterChecker>());
+  v.push_back(std::make_unique<AppliedOnceChecker>());
   v.push_back(std::make_unique<SetChecker>());
   v.push_back(std::make_unique<InvariantChecker>());
   return v;

@@ -5,12 +5,19 @@
 //                 how long that took); names keys whose states still differ
 //   lost-writes   every acknowledged put is still a sibling on every replica,
 //                 unless a later put/del was invoked with a context covering
-//                 its dot (ok or unknown outcome)
+//                 its dot (ok or unknown outcome); a put retried on another
+//                 node counts as present under any dot its value was seen with
+//                 (one copy of it is kept), and as superseded when a context
+//                 covered any of those dots
 //   resurrection  no replica shows a version that an acknowledged put or del
 //                 had superseded (a deleted value coming back)
 //   counters      each replica's counter lies within the range allowed by ok
 //                 increments (applied at least once, at most once per attempt)
 //                 and unknown ones (zero to once per attempt)
+//   applied-once  a write retried on another node counts once: each
+//                 replica's counter lies within the range of applying each ok
+//                 add once and each unknown one at most once, and no replica
+//                 holds one written value as two register versions
 //   sets          add-wins: an element added by an ok add that started after
 //                 every remove of it had finished is present; an element never
 //                 added is absent

@@ -1,5 +1,7 @@
 #include "sim/client.h"
 
+#include <algorithm>
+
 namespace stig::sim {
 
 namespace pb = stigmergy::v1;
@@ -35,6 +37,7 @@ void SimClient::begin() {
   c.workload = w;
   c.invoked = scheduler_.now();
   c.strong = c.request.has_strong();
+  if (!c.strong) c.horizons = node_dots_;
   // Now and then a strong op starts at a random node, as a client that just
   // started would: leader discovery goes through followers' hints, and
   // clients spread over both sides of a leader change.
@@ -60,6 +63,20 @@ void SimClient::attempt() {
   c.last_token = token;
   const uint64_t op = c.op;
   const int n = c.attempts;
+  if (!c.strong && n > 1) {
+    // A retry, as the real client sends it: the attempt number and, for each
+    // node tried before, what the client knew of that node's dots.
+    c.request.set_attempt(static_cast<uint32_t>(n));
+    c.request.clear_tried();
+    for (int t : c.tried) {
+      const std::string id = "n" + std::to_string(t + 1);
+      auto* tried = c.request.add_tried();
+      tried->set_node(id);
+      auto h = c.horizons.find(id);
+      tried->set_horizon(h == c.horizons.end() ? 0 : h->second);
+    }
+  }
+  if (!c.strong) c.tried.insert(node_);
   send_(c.strong ? strong_node_ : node_, token, c.request);
   scheduler_.after(options_.attempt_timeout_ms, [this, op, n] { timeout(op, n); });
 }
@@ -90,6 +107,10 @@ void SimClient::timeout(uint64_t op, int attempt_number) {
 }
 
 void SimClient::on_reply(replication::ClientToken token, const pb::Response& response) {
+  if (!response.node().empty()) {
+    uint64_t& d = node_dots_[response.node()];
+    d = std::max(d, response.node_dot());
+  }
   if (!current_ || !current_->tokens.count(token)) return;  // late reply to a finished op
   if (current_->strong) return on_strong_reply(token, response);
   switch (response.error()) {
@@ -98,6 +119,7 @@ void SimClient::on_reply(replication::ClientToken token, const pb::Response& res
       current_->uncertain = true;
       return timeout(current_->op, current_->attempts);
     case pb::DURABILITY_NOT_MET:  // stored on the coordinator, not on enough replicas
+    case pb::RETRY_UNKNOWN:       // an earlier attempt may have been applied; not applied again
       return complete(EventType::kInfo, &response, "");
     default:
       return complete(current_->uncertain ? EventType::kInfo : EventType::kFail, &response, "");

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -78,6 +79,10 @@ class SimClient {
     bool strong = false;
     int timeouts = 0;
     replication::ClientToken last_token = 0;
+    // Lazy writes: each node's dot counter as last heard before the first
+    // attempt (the retry's horizon), and the nodes earlier attempts went to.
+    std::map<std::string, uint64_t> horizons;
+    std::set<int> tried;
   };
   void on_strong_reply(replication::ClientToken token, const stigmergy::v1::Response& response);
   // Another attempt of the current strong op: to the hinted leader if it
@@ -105,6 +110,7 @@ class SimClient {
   uint64_t seq_ = 0;
   uint32_t next_token_ = 0;
   std::optional<Current> current_;
+  std::map<std::string, uint64_t> node_dots_;  // Response.node_dot, highest heard from each node
 };
 
 }  // namespace stig::sim

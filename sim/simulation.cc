@@ -26,7 +26,7 @@ std::vector<std::string> injectable_bugs() {
   return {"lww-merge",          "anti-entropy-skips-bucket", "counter-merge-sums",      "set-remove-wins",
           "forget-dot-counter", "collect-tombstones-early",  "reply-before-fsync", "messages-before-fsync",
           "raft-commit-old-term", "raft-vote-not-durable", "raft-read-without-quorum",
-          "strong-reads-skip-read-index", "lock-tokens-restart"};
+          "strong-reads-skip-read-index", "lock-tokens-restart", "per-node-retry-dedup"};
 }
 
 std::string inject_bug(const std::string& name, SimOptions& o) {
@@ -44,6 +44,7 @@ std::string inject_bug(const std::string& name, SimOptions& o) {
   else if (name == "raft-read-without-quorum") f.raft_read_without_quorum = true;
   else if (name == "strong-reads-skip-read-index") f.strong_reads_skip_read_index = true;
   else if (name == "lock-tokens-restart") f.strong_lock_tokens_restart = true;
+  else if (name == "per-node-retry-dedup") f.per_node_retry_dedup = true;
   else return "unknown bug '" + name + "'";
   return {};
 }

@@ -1,5 +1,7 @@
 #include "sim/workload.h"
 
+#include <algorithm>
+
 namespace stig::sim {
 
 namespace pb = stigmergy::v1;
@@ -15,11 +17,12 @@ pb::Durability pick_durability(SimRandom& random, double quorum) {
 // Every written value is unique ("c3-17"), so checkers can trace it.
 class RegisterClient : public ClientWorkload {
  public:
-  RegisterClient(int client, WorkloadOptions o) : client_(client), options_(o) {}
+  RegisterClient(int client, WorkloadOptions o, std::string prefix = "reg-")
+      : client_(client), options_(o), prefix_(std::move(prefix)) {}
 
   pb::Request next(SimRandom& random) override {
     pb::Request r;
-    const std::string key = "reg-" + std::to_string(random.below(static_cast<uint64_t>(options_.keys)));
+    const std::string key = prefix_ + std::to_string(random.below(static_cast<uint64_t>(options_.keys)));
     const uint64_t roll = random.below(100);
     auto ctx = contexts_.find(key);
     const std::string context = ctx == contexts_.end() ? std::string() : ctx->second;
@@ -49,6 +52,7 @@ class RegisterClient : public ClientWorkload {
  private:
   int client_;
   WorkloadOptions options_;
+  std::string prefix_;
   uint64_t written_ = 0;
   std::map<std::string, std::string> contexts_;
 };
@@ -69,10 +73,10 @@ class RegisterWorkload : public Workload {
 // Counters: adds of small positive and negative deltas, and reads.
 class CounterClient : public ClientWorkload {
  public:
-  explicit CounterClient(WorkloadOptions o) : options_(o) {}
+  explicit CounterClient(WorkloadOptions o, std::string prefix = "ctr-") : options_(o), prefix_(std::move(prefix)) {}
   pb::Request next(SimRandom& random) override {
     pb::Request r;
-    const std::string key = "ctr-" + std::to_string(random.below(static_cast<uint64_t>(options_.keys)));
+    const std::string key = prefix_ + std::to_string(random.below(static_cast<uint64_t>(options_.keys)));
     if (random.below(100) < 65) {
       auto* a = r.mutable_counter_add();
       a->set_key(key);
@@ -88,6 +92,7 @@ class CounterClient : public ClientWorkload {
 
  private:
   WorkloadOptions options_;
+  std::string prefix_;
 };
 
 // Makes one CounterClient per client; keys "ctr-0".."ctr-(keys-1)".
@@ -104,10 +109,10 @@ class CounterWorkload : public Workload {
 // Sets: adds, removes and reads of a few elements per key.
 class SetClient : public ClientWorkload {
  public:
-  explicit SetClient(WorkloadOptions o) : options_(o) {}
+  explicit SetClient(WorkloadOptions o, std::string prefix = "set-") : options_(o), prefix_(std::move(prefix)) {}
   pb::Request next(SimRandom& random) override {
     pb::Request r;
-    const std::string key = "set-" + std::to_string(random.below(static_cast<uint64_t>(options_.keys)));
+    const std::string key = prefix_ + std::to_string(random.below(static_cast<uint64_t>(options_.keys)));
     const std::string element = "e" + std::to_string(random.below(static_cast<uint64_t>(options_.set_elements)));
     const uint64_t roll = random.below(100);
     if (roll < 45) {
@@ -128,6 +133,7 @@ class SetClient : public ClientWorkload {
 
  private:
   WorkloadOptions options_;
+  std::string prefix_;
 };
 
 // Makes one SetClient per client; keys "set-0".."set-(keys-1)".
@@ -141,6 +147,59 @@ class SetWorkload : public Workload {
   WorkloadOptions options_;
 };
 
+// Retries: registers, counters and sets on keys of their own ("rtr-reg-N",
+// "rtr-ctr-N", "rtr-set-N"), most writes asking for quorum durability. A
+// write to a node cut off from the majority waits for acknowledgements past
+// the client's attempt timeout, so the client sends it again, with the same
+// client id and seq, to another node, which has not heard of the first
+// attempt yet: both apply it, and the merge must count it once (the
+// applied-once checker). Writes that do reach every node first are retried
+// too (after a reply was lost) and must be answered, not applied.
+class RetryClient : public ClientWorkload {
+ public:
+  RetryClient(int client, WorkloadOptions o)
+      : registers_(client, with_quorum(o), "rtr-reg-"),
+        counters_(with_quorum(o), "rtr-ctr-"),
+        sets_(with_quorum(o), "rtr-set-") {}
+  pb::Request next(SimRandom& random) override {
+    switch (random.below(3)) {
+      case 0: return registers_.next(random);
+      case 1: return counters_.next(random);
+      default: return sets_.next(random);
+    }
+  }
+  void on_reply(const pb::Request& request, const pb::Response* reply) override {
+    switch (request.op_case()) {
+      case pb::Request::kPut:
+      case pb::Request::kGet:
+      case pb::Request::kDel: return registers_.on_reply(request, reply);
+      case pb::Request::kCounterAdd:
+      case pb::Request::kCounterGet: return counters_.on_reply(request, reply);
+      default: return sets_.on_reply(request, reply);
+    }
+  }
+
+ private:
+  static WorkloadOptions with_quorum(WorkloadOptions o) {
+    o.quorum_writes = std::max(o.quorum_writes, 0.7);
+    return o;
+  }
+  RegisterClient registers_;
+  CounterClient counters_;
+  SetClient sets_;
+};
+
+class RetryWorkload : public Workload {
+ public:
+  explicit RetryWorkload(WorkloadOptions o) : options_(o) {}
+  std::string name() const override { return "retries"; }
+  std::unique_ptr<ClientWorkload> for_client(int client) const override {
+    return std::make_unique<RetryClient>(client, options_);
+  }
+
+ private:
+  WorkloadOptions options_;
+};
 
 // --- the strong path -----------------------------------------------------------------
 
@@ -382,11 +441,12 @@ std::unique_ptr<Workload> make_workload(const std::string& name, const WorkloadO
   if (name == "registers") return std::make_unique<RegisterWorkload>(options);
   if (name == "counters") return std::make_unique<CounterWorkload>(options);
   if (name == "sets") return std::make_unique<SetWorkload>(options);
+  if (name == "retries") return std::make_unique<RetryWorkload>(options);
   if (name == "strong") return std::make_unique<StrongWorkload>(options);
   if (name == "locks") return std::make_unique<LockWorkload>(options);
   return nullptr;
 }
 
-std::vector<std::string> workload_names() { return {"registers", "counters", "sets", "strong", "locks"}; }
+std::vector<std::string> workload_names() { return {"registers", "counters", "sets", "retries", "strong", "locks"}; }
 
 }  // namespace stig::sim

@@ -49,7 +49,9 @@ class Workload {
   virtual std::unique_ptr<ClientWorkload> for_client(int client) const = 0;
 };
 
-// "registers" | "counters" | "sets" (the lazy path) | "strong" (CAS
+// "registers" | "counters" | "sets" | "retries" (the lazy path; retries:
+// mostly quorum writes of all three types on keys of their own, so writes
+// time out and are retried on another node) | "strong" (CAS
 // registers, expected-version writes, transactions, linearizable and stale
 // reads) | "locks" (sessions, lock contention, fenced writes to a shared
 // key); nullptr for an unknown name.

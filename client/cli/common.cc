@@ -19,6 +19,7 @@ int fail(const std::string& message, int code) {
 }
 
 int fail(const stigmergy::Error& e) {
+  if (e.code == ErrorCode::kRetryUnknown) return fail(e.to_string(), kExitUnknown);  // may have been applied
   return fail(e.to_string(), e.code == ErrorCode::kInvalidArgument ? kExitUsage : kExitFailure);
 }
 

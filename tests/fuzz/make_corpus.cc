@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "replication/key_state.h"
+#include "replication/write_ids.h"
 #include "sim/client.h"
 #include "sim/history.h"
 #include "sim/network.h"
@@ -425,6 +426,40 @@ void write_hand_seeds(const fs::path& out) {
   append_record(s, C, 0, put(5, "k", "v"));
   append_record(s, C, 0, put(4, "k", "v"));
   write_file(client / "issue6-9-retries", s);
+
+  // 10. Write ids (issue 8): a peer's counter carrying them, a retry found
+  //     through them, retries naming earlier nodes (one past the cluster
+  //     size), and a set remove recorded for an absent element.
+  {
+    pb::KeyState ctr;
+    ctr.set_key("rk");
+    ctr.set_type(pb::COUNTER);
+    stig::replication::counter_add(ctr, "n2", 5, stig::replication::WriteMeta{"agent", 1});
+    stig::replication::record_write(ctr, "n2", 7, "hand", 1, 5, stig::replication::kWritePinned);
+    stig::replication::record_write(ctr, "n2", 9, "other", 1, 0, 0);
+    pb::PeerMessage m;
+    m.set_from("n2");
+    m.mutable_push()->set_batch_id(1);
+    m.mutable_push()->add_states(ctr.SerializeAsString());
+    s.clear();
+    append_record(s, N2, 0, peer(m));
+    pb::Request retry;
+    retry.ParseFromString(counter_add(1, "rk", 5));
+    retry.set_attempt(2);
+    auto* t = retry.add_tried();
+    t->set_node("n2");
+    t->set_horizon(3);
+    append_record(s, C, 25, retry.SerializeAsString());
+    retry.ParseFromString(counter_add(2, "rk", 1));
+    retry.set_attempt(3);
+    for (const char* n : {"n1", "n2", "n3", "n4"}) retry.add_tried()->set_node(n);
+    append_record(s, C, 25, retry.SerializeAsString());
+    pb::Request rm = req("hand", 3);
+    rm.mutable_set_remove()->set_key("rs");
+    rm.mutable_set_remove()->set_element("absent");
+    append_record(s, C, 25, rm.SerializeAsString());
+    write_file(peer_dir / "issue8-3-write-ids", s);
+  }
 
   // Frames: the issue's context inside a real request frame, and frames that
   // declare too much, nothing, or another protocol version.

@@ -76,6 +76,30 @@ TEST(SimChecker, LostWriteUnlessACoveringContextWasWritten) {
   EXPECT_FALSE(named(c.build(), one_node(), "lost-writes").ok);
 }
 
+TEST(SimChecker, AppliedOnceCountsEachAddOnceAndEachValueAsOneVersion) {
+  Builder b;
+  b.op("c1", "counter_add", "ctr", "", 0, 5, EventType::kOk).delta = 5;
+  b.invoke_of_last().delta = 5;
+  b.events_last_attempts(2);  // retried on another node
+  b.op("c2", "counter_add", "ctr", "", 6, 9, EventType::kInfo).delta = 3;
+  b.invoke_of_last().delta = 3;
+  FinalState f = one_node();
+  f.nodes[0].counters["ctr"] = 8;  // both once
+  EXPECT_TRUE(named(b.build(), f, "applied-once").ok);
+  f.nodes[0].counters["ctr"] = 5;  // the unknown one never applied
+  EXPECT_TRUE(named(b.build(), f, "applied-once").ok);
+  f.nodes[0].counters["ctr"] = 10;  // the retried add twice: the counters checker allows it, this one does not
+  EXPECT_TRUE(named(b.build(), f, "counters").ok);
+  EXPECT_FALSE(named(b.build(), f, "applied-once").ok);
+  // One written value shown as two versions (two nodes applied the put).
+  f.nodes[0].counters["ctr"] = 8;
+  f.nodes[0].registers["k"] = {SeenVersion{"v1", Dot{"n1", 4}, "a", 0}, SeenVersion{"v1", Dot{"n2", 7}, "a", 0}};
+  const CheckResult twice = named(b.build(), f, "applied-once");
+  EXPECT_FALSE(twice.ok);
+  ASSERT_FALSE(twice.findings.empty());
+  EXPECT_NE(twice.findings[0].find("twice"), std::string::npos);
+}
+
 TEST(SimChecker, ValuesNobodyWroteAreReported) {
   Builder b;
   b.op("c1", "put", "k", "v1", 0, 5, EventType::kOk).dot = Dot{"n1", 1};

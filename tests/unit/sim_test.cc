@@ -199,6 +199,35 @@ INSTANTIATE_TEST_SUITE_P(SimBugs, SimCatchesBug,
                            return n;
                          });
 
+// Writes retried on another node after a timeout (the retries workload)
+// apply once: applied-once passes on the correct core and fails with the
+// cross-node dedup switched off, at the seeds docs/simulation.md names
+// (`stig-sim --workload retries --duration 10s --nemesis all=0.4 --seed N`).
+TEST(SimRun, AppliedOnceCatchesRetriesAppliedOnTwoNodes) {
+  bool counted_twice = false, duplicate_version = false;
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    SimOptions o;
+    o.seed = seed;
+    o.duration_ms = 10000;
+    o.workloads = {"retries"};
+    ASSERT_EQ(parse_nemesis("all=0.4", o.nemesis), "");
+    const RunResult clean = run_simulation(o);
+    EXPECT_TRUE(clean.ok()) << clean.summary_line();
+    EXPECT_TRUE(check_named(clean, "applied-once").ok) << "seed " << seed;
+    ASSERT_EQ(inject_bug("per-node-retry-dedup", o), "");
+    const RunResult broken = run_simulation(o);
+    const CheckResult& verdict = check_named(broken, "applied-once");
+    EXPECT_FALSE(verdict.ok) << "seed " << seed << ": " << broken.summary_line();
+    for (const auto& f : verdict.findings) {
+      counted_twice |= f.find("counted twice") != std::string::npos;
+      duplicate_version |= f.find("applied twice") != std::string::npos;
+    }
+    if (seed == 1 && !verdict.findings.empty()) std::cout << "[ per-node-retry-dedup ] " << verdict.findings[0] << "\n";
+  }
+  EXPECT_TRUE(counted_twice);
+  EXPECT_TRUE(duplicate_version);
+}
+
 // A runtime bug, not a core one: replies released before their fsync. Only
 // crashes expose it, so crash often and make fsyncs slow.
 TEST(SimRun, LostWritesCatchesRepliesBeforeFsync) {

@@ -181,11 +181,16 @@ struct AdminReply {
 //   UNAVAILABLE, the same request (same client id and seq: it stays one
 //   logical request, and a node that already applied it answers from its
 //   dedup table instead of applying it twice) is sent to the next endpoint,
-//   and the client then sticks to the node that worked. At-most-once holds per node: a write that timed out on
-//   one node and was retried on another may have been applied by both (which
-//   is harmless for register puts carrying a context, but may count a counter
-//   increment twice). The error after every endpoint failed names each
-//   endpoint with its reason.
+//   and the client then sticks to the node that worked. A lazy write applies
+//   once on every node: the retry says it is one (attempt number, the nodes
+//   tried before and the last dot counter each had reported), a node that
+//   holds the write id answers it instead of applying it, and one that
+//   cannot rule out an earlier attempt answers RETRY_UNKNOWN (kRetryUnknown)
+//   rather than applying it again (docs/lazy-path.md "Retries"). The error
+//   after every endpoint failed names each endpoint with its reason.
+// - DURABILITY_NOT_MET and RETRY_UNKNOWN are returned, never retried: the
+//   write was (or may have been) applied; only UNAVAILABLE and transport
+//   failures fail over.
 // - Read-your-writes: the client remembers the causal context it last
 //   obtained for each key (from put, del and get replies). A get whose
 //   returned context does not dominate the remembered one (the answering node

@@ -38,6 +38,11 @@ enum class ErrorCode {
   kNotFound,          // unknown session, or a lock that is not held
   kCompacted,         // the revision asked for was compacted away
   kSessionExpired,    // the session expired or was revoked
+  // Reported by a node on the lazy path: a write retried on another node
+  // (after a timeout) that the node could not check against the first
+  // attempt, which may have been applied; it was not applied again. Read the
+  // key to see. Never reported as a plain failure.
+  kRetryUnknown,
   // The outcome of a strong write is unknown: the leader was lost (or the
   // connection dropped after sending) and no retry with the same request id
   // learned the answer within the deadline. The write may or may not have
