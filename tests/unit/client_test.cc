@@ -305,6 +305,39 @@ TEST(ClientBehaviour, FailsOverWithTheSameSeqAndSticks) {
   EXPECT_EQ(good.requests()[1].put().context(), r->context);
 }
 
+TEST(ClientBehaviour, ALazyWriteSentAgainSaysItIsARetryWithTheFirstNodesHorizon) {
+  std::atomic<int> calls{0};
+  FakeNode flaky("n1", [&](const pb::Request&) -> std::optional<pb::Response> {
+    if (calls++ > 0) return std::nullopt;  // answers the first request only
+    pb::Response r;
+    r.set_node_dot(42);
+    r.mutable_counter()->set_value(1);
+    return r;
+  });
+  FakeNode other("n2", [](const pb::Request&) {
+    pb::Response r;
+    r.set_error(pb::RETRY_UNKNOWN);
+    r.set_error_message("retry cannot be checked");
+    return r;
+  });
+  auto c = stigmergy::Client::create(options({flaky.endpoint(), other.endpoint()}));
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c->counter_add("hits", 1).ok());
+  auto r = c->counter_add("hits", 5);  // n1 does not answer: sent to n2 as a retry
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, stigmergy::ErrorCode::kRetryUnknown);  // returned, not retried again
+  ASSERT_EQ(flaky.requests().size(), 2u);
+  EXPECT_EQ(flaky.requests()[1].attempt(), 0u);  // a first attempt says nothing
+  ASSERT_EQ(other.requests().size(), 1u);
+  const pb::Request retry = other.requests()[0];
+  EXPECT_EQ(retry.seq(), flaky.requests()[1].seq());
+  EXPECT_EQ(retry.attempt(), 2u);
+  ASSERT_EQ(retry.tried_size(), 1);
+  EXPECT_EQ(retry.tried(0).node(), "n1");
+  EXPECT_EQ(retry.tried(0).horizon(), 42u);
+  EXPECT_FALSE(retry.tried_unknown());
+}
+
 TEST(ClientBehaviour, TimeoutIsReportedWhenNothingAnswers) {
   FakeNode silent("n1", [](const pb::Request&) { return std::nullopt; });
   auto c = stigmergy::Client::create(options({silent.endpoint()}));
