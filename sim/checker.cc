@@ -238,39 +238,49 @@ class ResurrectionChecker : public Checker {
 
 // --- counters ----------------------------------------------------------------------
 
+// The values a counter may end at, from the adds of a history.
+struct CounterRange {
+  int64_t lo = 0, hi = 0;
+  // An add of `d` applied between min_times and max_times times.
+  void add(int64_t d, int min_times, int max_times) {
+    lo += d >= 0 ? d * min_times : d * max_times;
+    hi += d >= 0 ? d * max_times : d * min_times;
+  }
+};
+using CounterRanges = std::map<std::string, CounterRange>;
+
+// Fails `r` for each live replica whose counter lies outside its range.
+void check_counter_ranges(const FinalState& f, const CounterRanges& ranges, CheckResult& r, const std::string& why) {
+  for (const auto& [key, range] : ranges) {
+    for (const auto& n : f.nodes) {
+      if (!n.up) continue;
+      auto it = n.counters.find(key);
+      const int64_t v = it == n.counters.end() ? 0 : it->second;
+      if (v < range.lo || v > range.hi)
+        r.fail("counter " + key + " is " + std::to_string(v) + " on " + n.node + ", outside the allowed [" +
+               std::to_string(range.lo) + ", " + std::to_string(range.hi) + "]" + why);
+    }
+  }
+}
+
 class CounterChecker : public Checker {
  public:
   std::string name() const override { return "counters"; }
   CheckResult check(const History& h, const FinalState& f) const override {
     CheckResult r;
     r.name = name();
-    struct Range {
-      int64_t lo = 0, hi = 0;
-    };
-    std::map<std::string, Range> ranges;
+    CounterRanges ranges;
     for (const auto& [id, op] : operations(h)) {
       if (op.invoke->f != "counter_add") continue;
       const int64_t d = op.invoke->delta;
-      int64_t min_times = 0, max_times = 0;
+      CounterRange& range = ranges[op.invoke->key];
       switch (op.outcome()) {
-        case EventType::kOk: min_times = 1, max_times = std::max(1, op.done->attempts); break;
-        case EventType::kInfo: max_times = op.done ? std::max(1, op.done->attempts) : 3; break;
+        case EventType::kOk: range.add(d, 1, std::max(1, op.done->attempts)); break;
+        case EventType::kInfo: range.add(d, 0, op.done ? std::max(1, op.done->attempts) : 3); break;
         default: break;
       }
-      Range& range = ranges[op.invoke->key];
-      range.lo += d >= 0 ? d * min_times : d * max_times;
-      range.hi += d >= 0 ? d * max_times : d * min_times;
     }
-    for (const auto& [key, range] : ranges) {
-      for (const auto& n : f.nodes) {
-        if (!n.up) continue;
-        auto it = n.counters.find(key);
-        const int64_t v = it == n.counters.end() ? 0 : it->second;
-        if (v < range.lo || v > range.hi)
-          r.fail("counter " + key + " is " + std::to_string(v) + " on " + n.node + ", outside the allowed [" +
-                             std::to_string(range.lo) + ", " + std::to_string(range.hi) + "]");
-      }
-    }
+    check_counter_ranges(f, ranges, r, "");
     r.summary = std::to_string(ranges.size()) + " counters" +
                 (r.ok ? ", all within their allowed ranges" : ", " + std::to_string(r.findings.size()) + "+ values out of range");
     return r;
@@ -289,33 +299,19 @@ class AppliedOnceChecker : public Checker {
   CheckResult check(const History& h, const FinalState& f) const override {
     CheckResult r;
     r.name = name();
-    struct Range {
-      int64_t lo = 0, hi = 0;
-    };
-    std::map<std::string, Range> ranges;
+    CounterRanges ranges;
     size_t retried = 0;
     for (const auto& [id, op] : operations(h)) {
       if (op.done && op.done->attempts > 1) ++retried;
       if (op.invoke->f != "counter_add") continue;
-      const int64_t d = op.invoke->delta;
-      Range& range = ranges[op.invoke->key];
+      CounterRange& range = ranges[op.invoke->key];
       switch (op.outcome()) {
-        case EventType::kOk: range.lo += d, range.hi += d; break;
-        case EventType::kInfo: (d >= 0 ? range.hi : range.lo) += d; break;
+        case EventType::kOk: range.add(op.invoke->delta, 1, 1); break;
+        case EventType::kInfo: range.add(op.invoke->delta, 0, 1); break;
         default: break;
       }
     }
-    for (const auto& [key, range] : ranges) {
-      for (const auto& n : f.nodes) {
-        if (!n.up) continue;
-        auto it = n.counters.find(key);
-        const int64_t v = it == n.counters.end() ? 0 : it->second;
-        if (v < range.lo || v > range.hi)
-          r.fail("counter " + key + " is " + std::to_string(v) + " on " + n.node +
-                             ", outside [" + std::to_string(range.lo) + ", " + std::to_string(range.hi) +
-                             "] (each add applied once): a retried add counted twice");
-      }
-    }
+    check_counter_ranges(f, ranges, r, " (each add applied once): a retried add counted twice");
     size_t versions = 0;
     for (const auto& n : f.nodes) {
       if (!n.up) continue;
