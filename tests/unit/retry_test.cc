@@ -409,28 +409,28 @@ TEST(RetryUntrusted, MalformedWriteIdsFromPeersAreIgnored) {
     bad.push_back(std::move(s));
   };
   std::vector<WriteRecord> too_many;
-  for (uint64_t d = 1; d <= kWriteIdsPerNode + 1; ++d) too_many.push_back(WriteRecord{"n2", d, id(d), 1, 0});
+  for (uint64_t d = 1; d <= kWriteIdsPerNode + 1; ++d) too_many.push_back(WriteRecord{"n2", d, id(d), 1, 0, {}});
   with(ledger({}, too_many), base());
   with(std::string("\x01\x02n2\x00\x01\x05\x01", 8) + std::string(8, 'i') + std::string(1, '\0'),
        base());  // names node index 5 of 1
   with(std::string("\x02\x02n1\x00\x02n2\x03\x00", 9), base());  // n1: neither a floor nor a record
-  with(ledger({}, {WriteRecord{"stranger", 1, id(1), 1, 0}}), base());  // not in the cluster
+  with(ledger({}, {WriteRecord{"stranger", 1, id(1), 1, 0, {}}}), base());  // not in the cluster
   with(ledger({{"stranger", 3}}, {}), base());
-  with(ledger({}, {WriteRecord{"n2", 0, id(1), 1, 0}}), base());                  // no dot
-  with(ledger({}, {WriteRecord{"n2", kMaxDotCounter + 1, id(1), 1, 0}}), base());  // above the limit
-  with(ledger({}, {WriteRecord{"n2", 1, id(1), 1, kWriteCollapsed}}), base());    // a register flag
-  with(ledger({}, {WriteRecord{"n2", 1, id(1), 1, 64}}), base());                 // unknown flag
-  with(ledger({{"n2", 5}}, {WriteRecord{"n2", 4, id(1), 1, 0}}), base());         // below its floor
-  with(ledger({}, {WriteRecord{"n2", 2, id(1), 1, 0}, WriteRecord{"n2", 1, id(2), 1, 0}}),
+  with(ledger({}, {WriteRecord{"n2", 0, id(1), 1, 0, {}}}), base());                  // no dot
+  with(ledger({}, {WriteRecord{"n2", kMaxDotCounter + 1, id(1), 1, 0, {}}}), base());  // above the limit
+  with(ledger({}, {WriteRecord{"n2", 1, id(1), 1, kWriteCollapsed, {}}}), base());    // a register flag
+  with(ledger({}, {WriteRecord{"n2", 1, id(1), 1, 64, {}}}), base());                 // unknown flag
+  with(ledger({{"n2", 5}}, {WriteRecord{"n2", 4, id(1), 1, 0, {}}}), base());         // below its floor
+  with(ledger({}, {WriteRecord{"n2", 2, id(1), 1, 0, {}}, WriteRecord{"n2", 1, id(2), 1, 0, {}}}),
        base());  // not sorted
   with(std::string("\x02\x02n2\x05\x02n1\x03\x00", 11), base());  // nodes not sorted
   with(std::string("\x00\x01", 2), base());          // truncated
-  with(ledger({}, {WriteRecord{"n2", 1, id(1), 1, 0}}) + "x", base());  // trailing bytes
+  with(ledger({}, {WriteRecord{"n2", 1, id(1), 1, 0, {}}}) + "x", base());  // trailing bytes
   {
     pb::KeyState reg;
     reg.set_key("doc");
     reg.set_type(pb::REGISTER);
-    with(ledger({}, {WriteRecord{"n2", 1, id(1), 5, 0}}), reg);  // a register write with a delta
+    with(ledger({}, {WriteRecord{"n2", 1, id(1), 5, 0, {}}}), reg);  // a register write with a delta
   }
   for (const auto& s : bad) c.step("n1", PeerInput{"n2", push_of(s)});
   EXPECT_EQ(c.node("n1").live_keys(), 0u);
