@@ -89,9 +89,20 @@ struct Reply {
   ReleaseAfter after = ReleaseAfter::kSynced;
 };
 
+// Who sent a client request, as the runtime's transport established it.
+// `authenticated`: the agent name comes from a verified credential (a client
+// certificate); the core may then trust it over Request.agent, which is only
+// the client's claim. Unauthenticated (a cluster without auth, the
+// simulator): the core uses Request.agent as before.
+struct ClientIdentity {
+  std::string agent;
+  bool authenticated = false;
+};
+
 struct ClientInput {
   ClientToken token;
   stigmergy::v1::Request request;
+  ClientIdentity identity = {};
 };
 struct PeerInput {
   NodeId from;  // as authenticated by the connection's hello
