@@ -431,4 +431,113 @@ Result<void> Client::lock_release(std::string_view name, uint64_t session_id, ui
   return {};
 }
 
+// --- access rules -----------------------------------------------------------------------
+
+namespace {
+
+constexpr size_t kMaxNameBytes = 256;
+
+Result<void> check_acl_name(std::string_view name, const std::string& what) {
+  if (name.empty()) return make_error(ErrorCode::kInvalidArgument, what + " must not be empty");
+  if (name.size() > kMaxNameBytes)
+    return make_error(ErrorCode::kInvalidArgument, what + " is " + std::to_string(name.size()) + " bytes; at most 256 are allowed");
+  return {};
+}
+
+Result<void> check_acl_rule(const AclRule& rule) {
+  const std::string_view s = rule.subject;
+  std::string_view name;
+  if (s.starts_with("agent:")) {
+    name = s.substr(6);
+  } else if (s.starts_with("role:")) {
+    name = s.substr(5);
+  } else {
+    return make_error(ErrorCode::kInvalidArgument, "subject '" + rule.subject + "' is neither agent:NAME nor role:NAME");
+  }
+  if (auto ok = check_acl_name(name, "the name in subject '" + rule.subject + "'"); !ok) return ok;
+  if (rule.prefix.size() > kMaxKeyBytes)
+    return make_error(ErrorCode::kInvalidArgument, "prefix is " + std::to_string(rule.prefix.size()) + " bytes; at most 4096 are allowed");
+  return {};
+}
+
+pb::AclPermission permission_pb(AclPermission p) {
+  switch (p) {
+    case AclPermission::kRead: return pb::ACL_READ;
+    case AclPermission::kWrite: return pb::ACL_WRITE;
+    case AclPermission::kAdmin: return pb::ACL_ADMIN;
+  }
+  return pb::ACL_PERMISSION_UNSPECIFIED;
+}
+
+void set_rule(const AclRule& rule, pb::AclRule* out) {
+  out->set_subject(rule.subject);
+  out->set_permission(permission_pb(rule.permission));
+  out->set_prefix(rule.prefix);
+}
+
+Result<void> check_binding(std::string_view agent, std::string_view role) {
+  if (auto ok = check_acl_name(agent, "agent"); !ok) return ok;
+  return check_acl_name(role, "role");
+}
+
+}  // namespace
+
+Result<void> Client::acl_grant(const AclRule& rule) {
+  if (auto ok = check_acl_rule(rule); !ok) return ok;
+  pb::StrongRequest req;
+  set_rule(rule, req.mutable_acl_grant()->mutable_rule());
+  auto r = call(*impl_, req, true);
+  if (!r) return r.error();
+  return {};
+}
+
+Result<void> Client::acl_revoke(const AclRule& rule) {
+  if (auto ok = check_acl_rule(rule); !ok) return ok;
+  pb::StrongRequest req;
+  set_rule(rule, req.mutable_acl_revoke()->mutable_rule());
+  auto r = call(*impl_, req, true);
+  if (!r) return r.error();
+  return {};
+}
+
+Result<void> Client::acl_bind(std::string_view agent, std::string_view role) {
+  if (auto ok = check_binding(agent, role); !ok) return ok;
+  pb::StrongRequest req;
+  auto* b = req.mutable_acl_bind()->mutable_binding();
+  b->set_agent(std::string(agent));
+  b->set_role(std::string(role));
+  auto r = call(*impl_, req, true);
+  if (!r) return r.error();
+  return {};
+}
+
+Result<void> Client::acl_unbind(std::string_view agent, std::string_view role) {
+  if (auto ok = check_binding(agent, role); !ok) return ok;
+  pb::StrongRequest req;
+  auto* b = req.mutable_acl_unbind()->mutable_binding();
+  b->set_agent(std::string(agent));
+  b->set_role(std::string(role));
+  auto r = call(*impl_, req, true);
+  if (!r) return r.error();
+  return {};
+}
+
+Result<AclListReply> Client::acl_list() {
+  pb::StrongRequest req;
+  req.mutable_acl_list();
+  auto r = call(*impl_, req, false);
+  if (!r) return r.error();
+  AclListReply out;
+  for (const auto& rule : r->strong().acl_rules()) {
+    AclPermission p = AclPermission::kRead;
+    if (rule.permission() == pb::ACL_WRITE) p = AclPermission::kWrite;
+    if (rule.permission() == pb::ACL_ADMIN) p = AclPermission::kAdmin;
+    out.rules.push_back(AclRule{rule.subject(), p, rule.prefix()});
+  }
+  for (const auto& b : r->strong().acl_bindings()) out.bindings.push_back(AclBinding{b.agent(), b.role()});
+  out.revision = r->strong().revision();
+  out.node = r->node();
+  return out;
+}
+
 }  // namespace stigmergy

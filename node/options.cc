@@ -99,6 +99,8 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
   int64_t slow_frame_timeout_ms = option_defaults.slow_frame_timeout_ms;
   int64_t peer_idle_timeout_ms = option_defaults.peer_idle_timeout_ms;
   bool enable_admin = false;
+  bool access_control = defaults.access_control;
+  std::string admin_agent = defaults.admin_agent;
   uint64_t retry_cache_clients = defaults.dedup_clients;
   uint64_t retry_cache_bytes = defaults.dedup_max_bytes;
   int64_t retry_cache_idle_ms = defaults.dedup_idle_ms;
@@ -221,6 +223,14 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
   app.add_flag("--enable-admin", enable_admin,
                "Allow admin verbs (stig admin partition / heal: fault injection) on this node;\n"
                "without it they fail with PERMISSION_DENIED. Anyone who can connect may use them");
+  app.add_flag("--access-control", access_control,
+               "Enforce access rules (stig acl ...; docs/access-control.md): every request needs a rule\n"
+               "granting its agent read, write or admin on the keys it touches. Without client\n"
+               "certificates agents are only claimed names: for local experiments, not security.\n"
+               "Every node of a cluster must use the same setting");
+  app.add_option("--admin-agent", admin_agent,
+                 "The agent that always holds admin on every key (sets up a fresh cluster; cannot be revoked)")
+      ->capture_default_str();
 
   ParseOutcome outcome;
   try {
@@ -303,6 +313,8 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
       throw BadFlag{"--peer-idle-timeout-ms " + std::to_string(peer_idle_timeout_ms) +
                     " is too short (at least 100, or 0 for never)"};
     o.enable_admin = enable_admin;
+    c.access_control = access_control;
+    c.admin_agent = admin_agent;
     c.heartbeat_interval_ms = heartbeat_ms;
     c.suspect_after_ms = suspect_ms;
     c.down_after_ms = down_ms;

@@ -306,6 +306,18 @@ void Server::on_client_request(Connection& conn, pb::Request&& request) {
         conn.send_response(r);
         return;
       }
+      // Admin verbs need global admin when access control is on, by the
+      // rules this node has applied (the core decides, as for every request).
+      if (auto st = replica_.authorize(replication::ClientIdentity{}, request); !st.is_ok()) {
+        spdlog::warn("refused admin verb from {}: {}", conn.remote(), st.message());
+        pb::Response r;
+        r.set_seq(request.seq());
+        r.set_node(self_id());
+        r.set_error(pb::PERMISSION_DENIED);
+        r.set_error_message(replication::one_line_utf8(st.message()));
+        conn.send_response(r);
+        return;
+      }
       if (request.has_admin_partition())
         handle_partition(conn, request);
       else

@@ -21,6 +21,9 @@ Status Config::validate() const {
     if (p.id.empty()) return Status::invalid_argument("a peer has an empty id");
     if (!seen.insert(p.id).second) return Status::invalid_argument("node id '" + p.id + "' appears twice");
   }
+  // The strong path's agent limit (StateMachineOptions::max_id_bytes).
+  if (admin_agent.empty() || admin_agent.size() > 256)
+    return Status::invalid_argument("the admin agent's name must be 1 to 256 bytes");
   if (heartbeat_interval_ms <= 0) return Status::invalid_argument("heartbeat interval must be positive");
   if (suspect_after_ms <= heartbeat_interval_ms)
     return Status::invalid_argument("suspect timeout must exceed the heartbeat interval");

@@ -88,6 +88,14 @@ struct Config {
   // Raft sends a snapshot to a lagging follower in chunks of this many bytes
   // (each chunk must fit a peer frame: stigd derives it from --max-frame-bytes).
   uint64_t raft_snapshot_chunk_bytes = 1u << 20;
+  // Access rules (replication/strong/acl.h, docs/access-control.md): whether
+  // they are enforced, and the agent that always holds admin on every key
+  // (so a fresh cluster can be set up; it cannot be revoked). Every node of
+  // a cluster must use the same two settings: strong commands are checked
+  // as they apply. The identity rule (who an authenticated client may act
+  // as) applies whether or not access control is on.
+  bool access_control = false;
+  std::string admin_agent = "admin";
   TestFaults test_faults;                // off unless a test injects a bug
 
   // Sorted ids of every node, self included.

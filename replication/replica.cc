@@ -69,11 +69,16 @@ Replica::Replica(const Config& config, uint64_t seed, const RecoveredState& reco
   // and mixed with the node's id: nodes handed one seed must still draw
   // different election timeouts, or their elections split forever.
   strong_ = std::make_unique<StrongPath>(config, mix64(seed ^ hash_bytes(config.self)), recovered);
+  access_control_ = config.access_control;
 }
 
 Replica::~Replica() = default;
 
 void Replica::step(const Now& now, Input input) {
+  // Off the hot path unless there is something to check: an unauthenticated
+  // request with access control off acts as it claims, unchecked.
+  if (auto* c = std::get_if<ClientInput>(&input); c && (access_control_ || c->identity.authenticated))
+    if (!admit(*c)) return;
   if (auto* c = std::get_if<ClientInput>(&input); c && c->request.has_strong())
     return strong_->on_client(now, c->token, c->request);
   if (auto* p = std::get_if<PeerInput>(&input); p && p->message.has_raft()) {
@@ -94,10 +99,56 @@ void Replica::step(const Now& now, Input input) {
   strong_->on_tick(now);
 }
 
+Status Replica::acting_agent(const ClientIdentity& identity, const pb::Request& request,
+                             std::string_view* agent) const {
+  *agent = request.agent();
+  if (!identity.authenticated) return Status::ok();  // as claimed
+  if (request.agent().empty() || request.agent() == identity.agent) {
+    *agent = identity.agent;
+    return Status::ok();
+  }
+  // Acting for another agent (like Kubernetes impersonation): an admin's
+  // credential may name any agent, e.g. `stig --agent fulfilment put ...`.
+  if (strong_->state_machine().acl().is_global_admin(identity.agent)) return Status::ok();
+  return Status::permission_denied("agent '" + printable(identity.agent, 128) + "' may not act as '" +
+                                   printable(request.agent(), 128) + "' (needs admin)");
+}
+
+Status Replica::authorize(const ClientIdentity& identity, const pb::Request& request) const {
+  std::string_view agent;
+  if (Status st = acting_agent(identity, request, &agent); !st.is_ok()) return st;
+  if (!access_control_) return Status::ok();
+  return strong_->state_machine().acl().authorize(agent, request);
+}
+
+bool Replica::admit(ClientInput& input) {
+  std::string_view agent;
+  Status st = acting_agent(input.identity, input.request, &agent);
+  if (st.is_ok() && agent.data() != input.request.agent().data()) input.request.set_agent(std::string(agent));
+  if (st.is_ok() && access_control_)
+    st = strong_->state_machine().acl().authorize(input.request.agent(), input.request);
+  if (st.is_ok()) return true;
+  // Refused before any path saw it: nothing was written, pushed or proposed.
+  pb::Response r;
+  r.set_seq(input.request.seq());
+  r.set_node(id());
+  r.set_node_dot(lazy_->dot_counter());
+  r.set_error(pb::PERMISSION_DENIED);
+  r.set_error_message(one_line_utf8(st.message()));
+  if (input.request.has_strong()) {
+    r.mutable_strong()->set_error(pb::PERMISSION_DENIED);
+    r.mutable_strong()->set_error_message(r.error_message());
+  }
+  refused_.push_back(Reply{input.token, std::move(r), ReleaseAfter::kAtOnce});
+  return false;
+}
+
 Output Replica::take_output() {
   Output out;
   out.sync = false;
   const uint64_t id = ++outputs_;
+  std::move(refused_.begin(), refused_.end(), std::back_inserter(out.replies));
+  refused_.clear();
   merge_output(out, lazy_->take_output());
   merge_output(out, strong_->take_output(id));
   if (out.persist.empty()) out.sync = true;  // nothing to sync; keep the safe default

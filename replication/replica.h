@@ -173,6 +173,22 @@ class Replica {
   uint64_t raft_term() const;
   uint64_t raft_commit_index() const;
   NodeId raft_leader() const;
+  // Who `request` acts as, and whether it may do what it asks, by the access
+  // rules this node has applied (replication/strong/acl.h). The identity
+  // rule: an authenticated client acts as its identity's agent; naming
+  // another agent in Request.agent ("acting for" it) needs global admin;
+  // an unauthenticated client acts as the agent it claims. With access
+  // control on, the acting agent must then hold every permission the
+  // request needs. step() applies this to every client request before any
+  // path sees it (and overwrites Request.agent with the acting agent, so
+  // modified_by records it); runtimes call it for what they serve
+  // themselves (node/: admin partition and heal). An error is
+  // PERMISSION_DENIED with a one-line message.
+  Status authorize(const ClientIdentity& identity, const stigmergy::v1::Request& request) const;
+  // The agent `request` acts as, or the refusal of the identity rule.
+  Status acting_agent(const ClientIdentity& identity, const stigmergy::v1::Request& request,
+                      std::string_view* agent) const;
+
   // The strong path's Raft node itself, read-only (the simulator's
   // omniscient checkers read every node's role, term and applied log);
   // nullptr until the first input starts it.
@@ -180,12 +196,17 @@ class Replica {
 
  private:
   bool is_cluster_member(const NodeId& id) const;
+  // authorize() for a request about to be routed: on success Request.agent
+  // names the acting agent; on refusal the reply is queued and false returned.
+  bool admit(ClientInput& input);
   void add_raft_status(Output& out) const;
 
   // The paths inputs are routed to; their outputs are merged into one.
   std::unique_ptr<LazyPath> lazy_;
   std::unique_ptr<StrongPath> strong_;
   uint64_t outputs_ = 0;  // the last Output::id handed out
+  bool access_control_ = false;
+  std::vector<Reply> refused_;  // refusals decided by admit(), for the next output
 };
 
 }  // namespace stig::replication

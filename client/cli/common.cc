@@ -20,6 +20,7 @@ int fail(const std::string& message, int code) {
 
 int fail(const stigmergy::Error& e) {
   if (e.code == ErrorCode::kRetryUnknown) return fail(e.to_string(), kExitUnknown);  // may have been applied
+  if (e.code == ErrorCode::kPermissionDenied) return fail(e.to_string(), kExitDenied);
   return fail(e.to_string(), e.code == ErrorCode::kInvalidArgument ? kExitUsage : kExitFailure);
 }
 
@@ -31,6 +32,7 @@ int fail_strong(const stigmergy::Error& e) {
     case ErrorCode::kBusy:
     case ErrorCode::kDeadlock: return fail(e.to_string(), kExitRefused);
     case ErrorCode::kOutcomeUnknown: return fail(e.to_string(), kExitUnknown);
+    case ErrorCode::kPermissionDenied: return fail(e.to_string(), kExitDenied);
     default: return fail(e.to_string(), kExitFailure);
   }
 }

@@ -19,10 +19,11 @@ constexpr int kExitFailure = 1;  // the cluster refused the request, could not b
 constexpr int kExitUsage = 2;    // the command line (or the input it names) was wrong
 constexpr int kExitRefused = 3;  // strong: a condition did not hold (CAS, expected version, stale fence, lock busy)
 constexpr int kExitUnknown = 4;  // strong: the write's outcome is unknown (it may or may not have been applied)
+constexpr int kExitDenied = 5;   // PERMISSION_DENIED: an access rule (or a disabled admin verb) refused it
 
 // Prints "stig: error: MESSAGE" (one line) on stderr and returns `code`.
 int fail(const std::string& message, int code);
-// Lazy-path verbs: usage errors exit 2, everything else 1.
+// Lazy-path verbs: usage errors exit 2, PERMISSION_DENIED 5, everything else 1.
 int fail(const stigmergy::Error& e);
 // Strong-path verbs: also 3 for refusals and 4 for unknown outcomes.
 int fail_strong(const stigmergy::Error& e);
@@ -52,5 +53,6 @@ stigmergy::Result<stigmergy::Client> connect(const Globals& g);
 // by the chosen verb's callback and run after parsing.
 void add_strong_verbs(CLI::App& app, Globals& g, std::function<int()>& action);
 void add_lock_verbs(CLI::App& app, Globals& g, std::function<int()>& action, std::vector<std::string>& command);
+void add_acl_verbs(CLI::App& app, Globals& g, std::function<int()>& action);
 
 }  // namespace stig_cli

@@ -6,9 +6,9 @@
 // --json) on stdout and exits 0; on failure prints exactly one line
 // "stig: error: ..." on stderr and exits 1 (the cluster refused, could not
 // be reached or has no leader), 2 (the command line or its input was wrong),
-// 3 (strong path: a condition was refused) or 4 (strong path: the outcome of
-// a write is unknown). `stig lock ... -- CMD` exits with CMD's status. See
-// docs/cli.md.
+// 3 (strong path: a condition was refused), 4 (strong path: the outcome of
+// a write is unknown) or 5 (PERMISSION_DENIED: an access rule refused it).
+// `stig lock ... -- CMD` exits with CMD's status. See docs/cli.md.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -208,13 +208,14 @@ void print_admin(const stigmergy::AdminReply& r, bool as_json) {
 
 // --- command line --------------------------------------------------------------
 
-const std::vector<std::string> kVerbs = {"put", "get", "del", "counter", "set", "strong", "lock", "cluster", "admin"};
+const std::vector<std::string> kVerbs = {"put", "get", "del", "counter", "set", "strong", "lock", "cluster", "admin", "acl"};
 const std::vector<std::pair<std::string, std::vector<std::string>>> kSubVerbs = {
     {"counter", {"add", "get"}},
     {"set", {"add", "rm", "get"}},
     {"strong", {"put", "get", "del", "cas", "txn", "history", "list"}},
     {"cluster", {"status"}},
-    {"admin", {"partition", "heal"}}};
+    {"admin", {"partition", "heal"}},
+    {"acl", {"grant", "revoke", "bind", "unbind", "list"}}};
 
 std::string join_or(const std::vector<std::string>& words) {
   std::string out;
@@ -319,10 +320,11 @@ Examples:
   stig cluster status
   stig strong put stock:sku-9 1 --expect-version 0   # linearizable, versioned (see 'stig strong --help')
   stig lock charge:order-17 -- ./charge.sh           # runs under a lock, token in $STIG_FENCE_TOKEN
+  stig --agent admin acl grant agent:bob write orders/  # access rules (see 'stig acl --help')
 
 Exit status: 0 ok, 1 the cluster refused, could not be reached or has no leader, 2 bad command
 line or input, 3 strong: a condition was refused (CAS, expected version, stale fence, lock busy),
-4 strong: the outcome of a write is unknown.
+4 strong: the outcome of a write is unknown, 5 PERMISSION_DENIED (an access rule refused it).
 Run 'stig VERB --help' for details of one verb.)");
 
   std::function<int()> action;
@@ -571,6 +573,7 @@ Examples:
   add_strong_verbs(app, g, action);
   std::vector<std::string> lock_command;
   add_lock_verbs(app, g, action, lock_command);
+  add_acl_verbs(app, g, action);
 
   // `stig lock NAME ... -- CMD ARGS...`: everything after the first "--"
   // is the command, never parsed as stig options.

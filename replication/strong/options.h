@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "replication/strong/acl.h"
 #include "strong.pb.h"
 
 namespace stig::replication {
@@ -47,6 +48,10 @@ struct StateMachineOptions {
   size_t dedup_window = 64;
   size_t dedup_max_clients = 10000;
   size_t dedup_max_bytes = 64u << 20;
+
+  // Access rules: whether they are enforced and who the admin agent is
+  // (replication/strong/acl.h). Rules are stored whether or not enforced.
+  AccessOptions access;
 
   // Test only (stig-sim --inject-bug lock-tokens-restart): a lock taken
   // while free gets token 1 instead of the next from the counter, so a

@@ -30,6 +30,7 @@ std::string StateMachine::snapshot() const {
   store_.to_snapshot(s);
   locks_.to_snapshot(s);
   dedup_.to_snapshot(s);
+  acl_.to_snapshot(s);
   const size_t body_size = s->ByteSizeLong();
   std::string out(8 + body_size, '\0');
   STIG_INVARIANT(s->SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out.data() + 8)) ==
@@ -59,6 +60,7 @@ Expected<StateMachine> StateMachine::restore(std::string_view bytes, StateMachin
   if (Status st = m.store_.from_snapshot(s, m.options_); !st.is_ok()) return st;
   if (Status st = m.locks_.from_snapshot(s); !st.is_ok()) return st;
   if (Status st = m.dedup_.from_snapshot(s); !st.is_ok()) return st;
+  if (Status st = m.acl_.from_snapshot(s); !st.is_ok()) return st;
   if (s.revision_times_size() > 0 && s.revision_times(s.revision_times_size() - 1).wall_ms() > m.last_wall_ms_)
     return Status::corruption("a revision is later than the last applied wall time");
   for (const auto& w : m.dedup_.waiting())

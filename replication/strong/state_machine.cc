@@ -16,13 +16,13 @@ pb::StrongResponse error_response(pb::ErrorCode code, std::string_view message) 
 }
 
 StateMachine::StateMachine(StateMachineOptions options)
-    : options_(options), locks_(options_), dedup_(options_) {}
+    : options_(options), locks_(options_), dedup_(options_), acl_(options_.access) {}
 
 namespace {
 
 bool is_read(const pb::StrongRequest& r) {
   return r.op_case() == pb::StrongRequest::kGet || r.op_case() == pb::StrongRequest::kRange ||
-         r.op_case() == pb::StrongRequest::kHistory;
+         r.op_case() == pb::StrongRequest::kHistory || r.op_case() == pb::StrongRequest::kAclList;
 }
 
 }  // namespace
@@ -94,7 +94,10 @@ void StateMachine::apply_request(Context& ctx, const pb::StrongRequest& request)
   ApplyResult& result = *ctx.result;
   result.kind = ApplyResult::Kind::kDecided;
   if (is_read(request)) {  // nothing to apply or remember: a retry just reads again
-    result.response = read(request);
+    if (Status st = options_.access.enabled ? acl_.authorize(*ctx.agent, request) : Status::ok(); !st.is_ok())
+      result.response = error_response(pb::PERMISSION_DENIED, st.message());
+    else
+      result.response = read(request);
     return;
   }
   const std::string& client_id = ctx.request.client_id;
@@ -143,6 +146,11 @@ void StateMachine::apply_request(Context& ctx, const pb::StrongRequest& request)
 
 pb::StrongResponse StateMachine::mutate(Context& ctx, const pb::StrongRequest& request, bool* waiting) {
   *waiting = false;
+  // Checked here, at apply, against the rules this entry follows in the log:
+  // a revoke committed before a write refuses it on every replica alike.
+  if (options_.access.enabled)
+    if (Status st = acl_.authorize(*ctx.agent, request); !st.is_ok())
+      return error_response(pb::PERMISSION_DENIED, st.message());
   switch (request.op_case()) {
     case pb::StrongRequest::kPut:
       return put(ctx, request.put());
@@ -185,9 +193,15 @@ pb::StrongResponse StateMachine::mutate(Context& ctx, const pb::StrongRequest& r
       if (auto bad = check_key(r.name(), "lock name"); is_error(bad)) return bad;
       return locks_.release(r.name(), r.session_id(), r.token(), ctx.sink());
     }
+    case pb::StrongRequest::kAclGrant:
+    case pb::StrongRequest::kAclRevoke:
+    case pb::StrongRequest::kAclBind:
+    case pb::StrongRequest::kAclUnbind:
+      return change_acl(request);
     case pb::StrongRequest::kGet:
     case pb::StrongRequest::kRange:
     case pb::StrongRequest::kHistory:
+    case pb::StrongRequest::kAclList:
       return read(request);
     case pb::StrongRequest::OP_NOT_SET:
       break;
@@ -203,9 +217,49 @@ pb::StrongResponse StateMachine::read(const pb::StrongRequest& request) const {
       return range(request.range());
     case pb::StrongRequest::kHistory:
       return history(request.history());
+    case pb::StrongRequest::kAclList: {
+      pb::StrongResponse r;
+      r.set_revision(store_.revision());
+      acl_.list(&r);
+      return r;
+    }
     default:
-      return error_response(pb::BAD_REQUEST, "not a read: only get, range and history are served by read()");
+      return error_response(pb::BAD_REQUEST, "not a read: only get, range, history and acl list are served by read()");
   }
+}
+
+pb::StrongResponse StateMachine::change_acl(const pb::StrongRequest& request) {
+  Status st;
+  bool removed = true;
+  std::string missing;
+  switch (request.op_case()) {
+    case pb::StrongRequest::kAclGrant:
+      st = acl_.grant(request.acl_grant().rule());
+      break;
+    case pb::StrongRequest::kAclRevoke:
+      st = acl_.revoke(request.acl_revoke().rule(), &removed);
+      missing = "no such rule: " + printable(request.acl_revoke().rule().subject()) + " has no " +
+                (permission_from_proto(request.acl_revoke().rule().permission())
+                     ? std::string(permission_name(*permission_from_proto(request.acl_revoke().rule().permission())))
+                     : std::string("such")) +
+                " rule on prefix '" + printable(request.acl_revoke().rule().prefix()) + "'";
+      break;
+    case pb::StrongRequest::kAclBind:
+      st = acl_.bind(request.acl_bind().binding());
+      break;
+    case pb::StrongRequest::kAclUnbind:
+      st = acl_.unbind(request.acl_unbind().binding(), &removed);
+      missing = "no such binding: agent '" + printable(request.acl_unbind().binding().agent()) +
+                "' is not bound to role '" + printable(request.acl_unbind().binding().role()) + "'";
+      break;
+    default:
+      return error_response(pb::BAD_REQUEST, "not an access rule change");
+  }
+  if (!st.is_ok()) return error_response(pb::BAD_REQUEST, st.message());
+  if (!removed) return error_response(pb::NOT_FOUND, missing);
+  pb::StrongResponse r;
+  r.set_revision(store_.revision());
+  return r;
 }
 
 void StateMachine::retain() {

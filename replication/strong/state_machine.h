@@ -6,8 +6,12 @@
 // leader's wall time arrives inside each command (made monotonic: a leader
 // whose clock jumps back cannot make time run backwards).
 //
-// It composes three parts: MvccStore (versioned KV with history), LockTable
-// (sessions, locks, waits) and DedupTable (at-most-once answers). Every field
+// It composes four parts: MvccStore (versioned KV with history), LockTable
+// (sessions, locks, waits), DedupTable (at-most-once answers) and AclTable
+// (access rules). With access control on, every request is checked against
+// the rules as applied so far, by the agent the command carries: a refused
+// request changes nothing (its refusal is remembered for retries), and a
+// rule change orders with writes exactly as the log does. Every field
 // of a command is untrusted: a bad one gets a one-line error and changes
 // nothing; no input reaches an invariant abort.
 //
@@ -24,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "replication/strong/acl.h"
 #include "replication/strong/dedup_table.h"
 #include "replication/expected.h"
 #include "replication/strong/lock_table.h"
@@ -66,6 +71,7 @@ class StateMachine {
   const MvccStore& store() const { return store_; }
   const LockTable& locks() const { return locks_; }
   const DedupTable& dedup() const { return dedup_; }
+  const AclTable& acl() const { return acl_; }
   // For LeaseKeeper::on_become_leader.
   std::vector<SessionLease> live_sessions() const { return locks_.live_sessions(); }
   std::vector<WaitLease> live_waits() const { return locks_.live_waits(); }
@@ -85,6 +91,7 @@ class StateMachine {
   pb::StrongResponse cas(Context& ctx, const pb::StrongCas& cas);
   pb::StrongResponse txn(Context& ctx, const pb::StrongTxn& txn);
   pb::StrongResponse compact(const pb::StrongCompact& compact);
+  pb::StrongResponse change_acl(const pb::StrongRequest& request);
   pb::StrongResponse get(const pb::StrongGet& get) const;
   pb::StrongResponse range(const pb::StrongRange& range) const;
   pb::StrongResponse history(const pb::StrongHistory& history) const;
@@ -103,6 +110,7 @@ class StateMachine {
   MvccStore store_;
   LockTable locks_;
   DedupTable dedup_;
+  AclTable acl_;
   uint64_t applied_index_ = 0;
   int64_t last_wall_ms_ = 0;
 };

@@ -37,7 +37,9 @@ std::string serialize(const Message& m) {
   return out;
 }
 
-bool is_read(const pb::StrongRequest& r) { return r.has_get() || r.has_range() || r.has_history(); }
+bool is_read(const pb::StrongRequest& r) {
+  return r.has_get() || r.has_range() || r.has_history() || r.has_acl_list();
+}
 
 // ReleaseAfter for what Raft says a message depends on.
 ReleaseAfter release_for(bool after_persist) { return after_persist ? ReleaseAfter::kSynced : ReleaseAfter::kAtOnce; }
@@ -104,6 +106,10 @@ StrongPath::StrongPath(const Config& config, uint64_t seed, const RecoveredState
   StateMachineOptions sm_options;
   sm_options.history_retention_revisions = config_.strong_history_revisions;
   sm_options.test_lock_tokens_restart = config_.test_faults.strong_lock_tokens_restart;
+  sm_options.access.enabled = config_.access_control;
+  sm_options.access.admin_agent = config_.admin_agent;
+  sm_options.access.max_prefix_bytes = sm_options.max_key_bytes;
+  sm_options.access.max_name_bytes = sm_options.max_id_bytes;
   if (r.snapshot) {
     auto sm = StateMachine::restore(snapshot_data, sm_options);
     if (!sm) throw std::invalid_argument("stored state machine snapshot is corrupt: " + sm.error().message());

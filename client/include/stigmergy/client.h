@@ -293,6 +293,15 @@ class Client {
   Result<LockHold> lock_acquire(std::string_view name, uint64_t session_id, std::chrono::milliseconds wait);
   Result<void> lock_release(std::string_view name, uint64_t session_id, uint64_t token);
 
+  // Access rules, kept in the strong store (docs/access-control.md). Changes
+  // and listing need global admin when the cluster enforces rules. Revoking
+  // a rule (or unbinding a role) that is not there is kNotFound.
+  Result<void> acl_grant(const AclRule& rule);
+  Result<void> acl_revoke(const AclRule& rule);
+  Result<void> acl_bind(std::string_view agent, std::string_view role);
+  Result<void> acl_unbind(std::string_view agent, std::string_view role);
+  Result<AclListReply> acl_list();
+
   const std::string& client_id() const;
   const std::string& agent() const;
   const ClientOptions& options() const;

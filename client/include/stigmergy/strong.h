@@ -148,6 +148,27 @@ struct ListOptions {
   std::string start_after;  // continuation: the previous page's next_start_after
 };
 
+// Access rules (docs/access-control.md): `subject` ("agent:NAME" or
+// "role:NAME") holds `permission` on every key and lock name starting with
+// `prefix` ("" = every key). Admin implies write implies read.
+enum class AclPermission { kRead, kWrite, kAdmin };
+struct AclRule {
+  std::string subject;
+  AclPermission permission = AclPermission::kRead;
+  std::string prefix;
+};
+// An agent holds the rules of every role it is bound to.
+struct AclBinding {
+  std::string agent;
+  std::string role;
+};
+struct AclListReply {
+  std::vector<AclRule> rules;        // by subject, then prefix, then permission
+  std::vector<AclBinding> bindings;  // by agent, then role
+  uint64_t revision = 0;
+  std::string node;
+};
+
 // One page of a listing, in key order.
 struct ListReply {
   std::vector<KeyValue> kvs;
