@@ -33,11 +33,13 @@ struct TestFaults {
   bool raft_read_without_quorum = false;
   bool strong_reads_skip_read_index = false;  // the leader serves linearizable reads from its own state at once
   bool strong_lock_tokens_restart = false;    // a free lock's next token is 1 again (fencing tokens repeat)
+  bool acl_allows_all = false;                // access control on, but no rule is checked (every request allowed)
 
   bool any() const {
     return lww_merge || anti_entropy_skips_bucket || counter_merge_sums || set_remove_wins || forget_dot_counter ||
            collect_tombstones_early || per_node_retry_dedup || raft_commit_from_old_term || raft_vote_not_durable ||
-           raft_read_without_quorum || strong_reads_skip_read_index || strong_lock_tokens_restart;
+           raft_read_without_quorum || strong_reads_skip_read_index || strong_lock_tokens_restart ||
+           acl_allows_all;
   }
 };
 

@@ -69,7 +69,8 @@ Replica::Replica(const Config& config, uint64_t seed, const RecoveredState& reco
   // and mixed with the node's id: nodes handed one seed must still draw
   // different election timeouts, or their elections split forever.
   strong_ = std::make_unique<StrongPath>(config, mix64(seed ^ hash_bytes(config.self)), recovered);
-  access_control_ = config.access_control;
+  // Injected bug (stig-sim --inject-bug acl-allows-all): rules are not checked.
+  access_control_ = config.access_control && !config.test_faults.acl_allows_all;
 }
 
 Replica::~Replica() = default;

@@ -1,5 +1,7 @@
 #include "sim/checker.h"
 
+#include "sim/workload.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <limits>
@@ -404,7 +406,75 @@ class InvariantChecker : public Checker {
   }
 };
 
+// --- access -------------------------------------------------------------------------
+
+// The acl workload's property: no write outside the writer's grants was
+// applied. Its clients may write only under their own prefix ("acl-c3/" for
+// c3; "acl-shared/" is granted to nobody), so: no acknowledged write (lazy or
+// strong) under another prefix, no acknowledged ACL change by anyone but the
+// admin client, and no replica holding a value under another writer's prefix
+// at the end (lazy versions by modified_by, strong values by the writer
+// their value names: "c3-17").
+class AccessChecker : public Checker {
+ public:
+  std::string name() const override { return "access"; }
+  CheckResult check(const History& h, const FinalState& f) const override {
+    CheckResult r;
+    r.name = name();
+    static const std::set<std::string> kWrites = {"put",     "del",        "counter_add", "set_add",
+                                                  "set_rm",  "strong_put", "strong_del",  "strong_cas"};
+    uint64_t writes = 0, refused = 0;
+    for (const auto& [id, op] : operations(h)) {
+      const HistoryEvent& in = *op.invoke;
+      if (in.f == "acl_grant") {
+        if (op.outcome() == EventType::kOk && in.process != "c1")
+          r.fail(in.process + " changed an access rule at " + format_seconds(op.done->time) + " (only c1 is admin)");
+        continue;
+      }
+      if (!kWrites.count(in.f) || in.key.rfind("acl-", 0) != 0) continue;
+      ++writes;
+      if (op.outcome() != EventType::kOk) {
+        ++refused;
+        continue;
+      }
+      if (in.key.rfind(acl_prefix_of(in.process), 0) != 0)
+        r.fail(in.process + " " + in.f + " '" + in.key + "' was acknowledged at " + format_seconds(op.done->time) +
+               " though it holds no grant on it");
+    }
+    for (const auto& n : f.nodes) {
+      for (const auto& [key, versions] : n.registers) {
+        if (key.rfind("acl-", 0) != 0) continue;
+        for (const auto& v : versions) {
+          const std::string writer = v.modified_by.rfind("agent-", 0) == 0 ? v.modified_by.substr(6) : v.modified_by;
+          if (key.rfind(acl_prefix_of(writer), 0) != 0)
+            r.fail(n.node + " holds '" + key + "' = '" + v.value + "' written by " + v.modified_by +
+                   ", who holds no grant on it");
+        }
+      }
+      for (const auto& [key, v] : n.strong) {
+        if (key.rfind("acl-", 0) != 0 || !v.exists) continue;
+        const std::string writer = v.value.substr(0, v.value.find('-'));
+        if (key.rfind(acl_prefix_of(writer), 0) != 0)
+          r.fail(n.node + " holds strong '" + key + "' = '" + v.value + "', written by " + writer +
+                 ", who holds no grant on it");
+      }
+    }
+    r.summary = r.ok ? std::to_string(writes) + " writes to acl keys, " + std::to_string(refused) +
+                           " refused or unknown; none applied outside the writer's grants"
+                     : "writes outside the writer's grants were applied";
+    return r;
+  }
+};
+
 }  // namespace
+
+bool has_acl_ops(const History& history) {
+  for (const auto& e : history.events())
+    if (e.op && e.type == EventType::kInvoke && (e.f == "acl_grant" || e.key.rfind("acl-", 0) == 0)) return true;
+  return false;
+}
+
+std::unique_ptr<Checker> access_checker() { return std::make_unique<AccessChecker>(); }
 
 std::vector<std::unique_ptr<Checker>> lazy_checkers() {
   std::vector<std::unique_ptr<Checker>> v;
@@ -423,6 +493,7 @@ std::vector<CheckResult> run_checkers(const History& history, const FinalState& 
   for (const auto& c : lazy_checkers()) out.push_back(c->check(history, final_state));
   if (has_strong_ops(history))
     for (const auto& c : strong_checkers()) out.push_back(c->check(history, final_state));
+  if (has_acl_ops(history)) out.push_back(access_checker()->check(history, final_state));
   return out;
 }
 

@@ -23,6 +23,8 @@
 //                 added is absent
 //   invariants    the core refused nothing it wrote itself (recovery errors);
 //                 STIG_INVARIANT aborts are reported by the runner with the seed
+//   access        (acl workload) no write outside the writer's grants was
+//                 acknowledged or is held by any replica at the end
 //
 // The simulator and the real-cluster nemesis test fill the same FinalState.
 #pragma once
@@ -127,6 +129,10 @@ class Checker {
 
 // The checkers of the lazy path, in report order.
 std::vector<std::unique_ptr<Checker>> lazy_checkers();
+// The acl workload's checker ("access": no write outside the writer's
+// grants was applied), run when the history has acl workload operations.
+std::unique_ptr<Checker> access_checker();
+bool has_acl_ops(const History& history);
 // The checkers of the strong path (linearizable, lock-safety,
 // committed-not-lost, election-safety, state-machine-safety); run_checkers
 // adds them when the history has strong ops.

@@ -441,6 +441,11 @@ void describe_strong_request(const pb::StrongRequest& s, HistoryEvent& e) {
       e.session = s.lock_release().session_id();
       e.token = s.lock_release().token();
       break;
+    case pb::StrongRequest::kAclGrant:
+      e.f = "acl_grant";
+      e.key = s.acl_grant().rule().prefix();
+      e.value = s.acl_grant().rule().subject();
+      break;
     default:
       e.f = "strong_other";
       break;

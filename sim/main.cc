@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--scenario", scenario_path, "JSON file of timed fault events (replaces --nemesis)");
   app.add_option("--workload", workload,
-                 "comma list of registers, counters, sets, retries (lazy path), strong, locks (strong path)")->capture_default_str();
+                 "comma list of registers, counters, sets, retries (lazy path), strong, locks (strong path),\nacl (access control on; run it alone)")->capture_default_str();
   app.add_option("--keys", o.workload.keys, "keys per workload (fewer keys: more contention)")->check(CLI::Range(1, 100000))->capture_default_str();
   app.add_option("--value-bytes", o.workload.strong_value_bytes,
                  "pad every value the strong workload writes to this many bytes (bigger Raft entries)")
@@ -156,7 +156,7 @@ int main(int argc, char** argv) {
   o.workloads.clear();
   if (workload != "none") {
     for (const auto& w : split(workload, ',')) {
-      if (!make_workload(w, o.workload)) return fail("unknown workload '" + w + "' (known: registers, counters, sets, retries, strong, locks, none)");
+      if (!make_workload(w, o.workload)) return fail("unknown workload '" + w + "' (known: registers, counters, sets, retries, strong, locks, acl, none)");
       o.workloads.push_back(w);
     }
   }

@@ -26,7 +26,7 @@ std::vector<std::string> injectable_bugs() {
   return {"lww-merge",          "anti-entropy-skips-bucket", "counter-merge-sums",      "set-remove-wins",
           "forget-dot-counter", "collect-tombstones-early",  "reply-before-fsync", "messages-before-fsync",
           "raft-commit-old-term", "raft-vote-not-durable", "raft-read-without-quorum",
-          "strong-reads-skip-read-index", "lock-tokens-restart", "per-node-retry-dedup"};
+          "strong-reads-skip-read-index", "lock-tokens-restart", "per-node-retry-dedup", "acl-allows-all"};
 }
 
 std::string inject_bug(const std::string& name, SimOptions& o) {
@@ -45,6 +45,7 @@ std::string inject_bug(const std::string& name, SimOptions& o) {
   else if (name == "strong-reads-skip-read-index") f.strong_reads_skip_read_index = true;
   else if (name == "lock-tokens-restart") f.strong_lock_tokens_restart = true;
   else if (name == "per-node-retry-dedup") f.per_node_retry_dedup = true;
+  else if (name == "acl-allows-all") f.acl_allows_all = true;
   else return "unknown bug '" + name + "'";
   return {};
 }
@@ -184,6 +185,13 @@ class Simulation {
 
 void Simulation::build() {
   const int n = o_.nodes;
+  // The acl workload runs the cluster with access control on; client c1
+  // (agent-c1) is its admin agent and grants the others their prefixes.
+  for (const auto& w : o_.workloads)
+    if (w == "acl") {
+      o_.replica.access_control = true;
+      o_.replica.admin_agent = kAclAdminAgent;
+    }
   net_ = std::make_unique<Network>(sched_, random_, n, o_.network, [this](int from, int to, pb::PeerMessage m) {
     SimNode& node = *nodes_[static_cast<size_t>(to)];
     node.deliver(replication::PeerInput{node_name(from), std::move(m)});
@@ -209,7 +217,7 @@ void Simulation::build() {
   }
   for (const auto& w : o_.workloads) {
     if (auto made = make_workload(w, o_.workload)) workloads_.push_back(std::move(made));
-    if (w == "strong" || w == "locks") strong_ = true;
+    if (w == "strong" || w == "locks" || w == "acl") strong_ = true;
   }
   for (int c = 0; c < o_.clients; ++c) {
     std::vector<std::unique_ptr<ClientWorkload>> per;
@@ -632,7 +640,9 @@ FinalState Simulation::read_final() {
     nf.digest = r.state_digest();
     ClientToken token = 0;
     auto ask = [&](pb::Request req) -> pb::Response {
-      r.step(n.now(), replication::ClientInput{++token, std::move(req)});
+      // The omniscient reader acts as the admin agent (authenticated), so
+      // access rules (the acl workload) never hide a final state.
+      r.step(n.now(), replication::ClientInput{++token, std::move(req), {o_.replica.admin_agent, true}});
       replication::Output out = r.take_output();
       for (auto& reply : out.replies)
         if (reply.token == token) return reply.response;

@@ -435,18 +435,79 @@ class LockWorkload : public Workload {
   WorkloadOptions options_;
 };
 
+
+// The acl workload: c1 (the admin agent) first grants each other client
+// write on its own prefix, then reads; the others write lazy and strong
+// registers under their own prefix or under "acl-shared/" (never granted).
+class AclClient : public ClientWorkload {
+ public:
+  static constexpr int kGrantedClients = 64;  // c2..c65 get a prefix (more clients write nothing granted)
+  AclClient(int client, WorkloadOptions o) : client_(client), options_(o) {}
+  pb::Request next(SimRandom& random) override {
+    pb::Request r;
+    const std::string k = std::to_string(random.below(static_cast<uint64_t>(options_.keys)));
+    if (client_ == 0) {
+      if (granted_ < kGrantedClients) {
+        const std::string name = "c" + std::to_string(2 + granted_++);
+        auto* rule = r.mutable_strong()->mutable_acl_grant()->mutable_rule();
+        rule->set_subject("agent:agent-" + name);
+        rule->set_permission(pb::ACL_WRITE);
+        rule->set_prefix(acl_prefix_of(name));
+        return r;
+      }
+      r.mutable_get()->set_key(acl_prefix_of("c" + std::to_string(2 + random.below(4))) + k);
+      return r;
+    }
+    const std::string key =
+        (random.chance(0.5) ? acl_prefix_of("c" + std::to_string(client_ + 1)) : std::string("acl-shared/")) + k;
+    const std::string value = "c" + std::to_string(client_ + 1) + "-" + std::to_string(++writes_);
+    if (random.chance(0.5)) {
+      auto* p = r.mutable_put();
+      p->set_key(key);
+      p->set_value(value);
+    } else {
+      auto* p = r.mutable_strong()->mutable_put();
+      p->set_key(key);
+      p->set_value(value);
+    }
+    return r;
+  }
+
+ private:
+  int client_;
+  WorkloadOptions options_;
+  int granted_ = 0;
+  uint64_t writes_ = 0;
+};
+
+class AclWorkload : public Workload {
+ public:
+  explicit AclWorkload(WorkloadOptions o) : options_(o) {}
+  std::string name() const override { return "acl"; }
+  std::unique_ptr<ClientWorkload> for_client(int client) const override {
+    return std::make_unique<AclClient>(client, options_);
+  }
+
+ private:
+  WorkloadOptions options_;
+};
+
 }  // namespace
+
+std::string acl_prefix_of(const std::string& client) { return "acl-" + client + "/"; }
+
 
 std::unique_ptr<Workload> make_workload(const std::string& name, const WorkloadOptions& options) {
   if (name == "registers") return std::make_unique<RegisterWorkload>(options);
   if (name == "counters") return std::make_unique<CounterWorkload>(options);
   if (name == "sets") return std::make_unique<SetWorkload>(options);
+  if (name == "acl") return std::make_unique<AclWorkload>(options);
   if (name == "retries") return std::make_unique<RetryWorkload>(options);
   if (name == "strong") return std::make_unique<StrongWorkload>(options);
   if (name == "locks") return std::make_unique<LockWorkload>(options);
   return nullptr;
 }
 
-std::vector<std::string> workload_names() { return {"registers", "counters", "sets", "retries", "strong", "locks"}; }
+std::vector<std::string> workload_names() { return {"registers", "counters", "sets", "retries", "strong", "locks", "acl"}; }
 
 }  // namespace stig::sim

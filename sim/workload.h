@@ -54,8 +54,18 @@ class Workload {
 // time out and are retried on another node) | "strong" (CAS
 // registers, expected-version writes, transactions, linearizable and stale
 // reads) | "locks" (sessions, lock contention, fenced writes to a shared
-// key); nullptr for an unknown name.
+// key) | "acl" (access control on: client c1 is the admin agent and grants
+// every other client cK write on "acl-cK/"; the others write lazy and
+// strong keys under their own prefix and under "acl-shared/", which nobody
+// is granted, so about half their writes must be refused; run it alone, as
+// access control refuses the other workloads' keys); nullptr for an
+// unknown name.
 std::unique_ptr<Workload> make_workload(const std::string& name, const WorkloadOptions& options);
 std::vector<std::string> workload_names();
+
+// The acl workload's admin agent (client c1), and the prefix a client's
+// writes are granted on: "acl-c3/" for c3.
+inline constexpr const char* kAclAdminAgent = "agent-c1";
+std::string acl_prefix_of(const std::string& client);
 
 }  // namespace stig::sim

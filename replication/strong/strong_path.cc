@@ -106,7 +106,7 @@ StrongPath::StrongPath(const Config& config, uint64_t seed, const RecoveredState
   StateMachineOptions sm_options;
   sm_options.history_retention_revisions = config_.strong_history_revisions;
   sm_options.test_lock_tokens_restart = config_.test_faults.strong_lock_tokens_restart;
-  sm_options.access.enabled = config_.access_control;
+  sm_options.access.enabled = config_.access_control && !config_.test_faults.acl_allows_all;
   sm_options.access.admin_agent = config_.admin_agent;
   sm_options.access.max_prefix_bytes = sm_options.max_key_bytes;
   sm_options.access.max_name_bytes = sm_options.max_id_bytes;
