@@ -80,14 +80,15 @@ Status AclTable::validate_rule(const pb::AclRule& rule, Subject* subject, Permis
 }
 
 Status AclTable::validate_binding(const pb::AclBinding& binding) const {
-  for (const auto* name : {&binding.agent(), &binding.role()}) {
-    const char* what = name == &binding.agent() ? "agent" : "role";
-    if (name->empty()) return Status::invalid_argument(std::string("a role binding names no ") + what);
-    if (name->size() > options_.max_name_bytes)
-      return Status::invalid_argument(std::string(what) + " name is " + std::to_string(name->size()) +
-                                      " bytes, over the limit of " + std::to_string(options_.max_name_bytes));
-  }
-  return Status::ok();
+  auto check_name = [&](const std::string& name, const std::string& what) {
+    if (name.empty()) return Status::invalid_argument("a role binding names no " + what);
+    if (name.size() > options_.max_name_bytes)
+      return Status::invalid_argument(what + " name is " + std::to_string(name.size()) + " bytes, over the limit of " +
+                                      std::to_string(options_.max_name_bytes));
+    return Status::ok();
+  };
+  if (Status st = check_name(binding.agent(), "agent"); !st.is_ok()) return st;
+  return check_name(binding.role(), "role");
 }
 
 // --- mutations ----------------------------------------------------------------------
@@ -272,13 +273,8 @@ Status AclTable::authorize(std::string_view agent, const pb::StrongRequest& requ
 
 // --- listing and snapshots ------------------------------------------------------------
 
-namespace {
-
-template <class Rules, class Bindings>
-void emit(const std::map<std::string, std::map<std::string, uint8_t, std::less<>>, std::less<>>& agents,
-          const std::map<std::string, std::map<std::string, uint8_t, std::less<>>, std::less<>>& roles,
-          const std::map<std::string, std::set<std::string, std::less<>>, std::less<>>& roles_of, Rules* rules,
-          Bindings* bindings) {
+void AclTable::emit(google::protobuf::RepeatedPtrField<pb::AclRule>* rules,
+                    google::protobuf::RepeatedPtrField<pb::AclBinding>* bindings) const {
   auto add = [&](std::string_view kind, const auto& by_name) {
     for (const auto& [name, grants] : by_name)
       for (const auto& [prefix, mask] : grants)
@@ -290,9 +286,9 @@ void emit(const std::map<std::string, std::map<std::string, uint8_t, std::less<>
             r->set_prefix(prefix);
           }
   };
-  add(kAgentPrefix, agents);
-  add(kRolePrefix, roles);
-  for (const auto& [agent, set] : roles_of)
+  add(kAgentPrefix, agents_);
+  add(kRolePrefix, roles_);
+  for (const auto& [agent, set] : roles_of_)
     for (const auto& role : set) {
       pb::AclBinding* b = bindings->Add();
       b->set_agent(agent);
@@ -300,14 +296,10 @@ void emit(const std::map<std::string, std::map<std::string, uint8_t, std::less<>
     }
 }
 
-}  // namespace
-
-void AclTable::list(pb::StrongResponse* out) const {
-  emit(agents_, roles_, roles_of_, out->mutable_acl_rules(), out->mutable_acl_bindings());
-}
+void AclTable::list(pb::StrongResponse* out) const { emit(out->mutable_acl_rules(), out->mutable_acl_bindings()); }
 
 void AclTable::to_snapshot(pb::StrongSnapshot* out) const {
-  emit(agents_, roles_, roles_of_, out->mutable_acl_rules(), out->mutable_acl_bindings());
+  emit(out->mutable_acl_rules(), out->mutable_acl_bindings());
 }
 
 Status AclTable::from_snapshot(const pb::StrongSnapshot& snapshot) {

@@ -114,6 +114,9 @@ class AclTable {
   Status validate_rule(const pb::AclRule& rule, Subject* subject, Permission* p) const;
   Status validate_binding(const pb::AclBinding& binding) const;
   static bool grants_cover(const Grants& g, Permission p, std::string_view key);
+  // Every rule and binding, in list() order.
+  void emit(google::protobuf::RepeatedPtrField<pb::AclRule>* rules,
+            google::protobuf::RepeatedPtrField<pb::AclBinding>* bindings) const;
   std::map<std::string, Grants, std::less<>>& grants_of(Kind k) { return k == Kind::kAgent ? agents_ : roles_; }
 
   AccessOptions options_;  // a copy: the owner may move

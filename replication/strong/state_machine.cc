@@ -231,32 +231,35 @@ pb::StrongResponse StateMachine::read(const pb::StrongRequest& request) const {
 pb::StrongResponse StateMachine::change_acl(const pb::StrongRequest& request) {
   Status st;
   bool removed = true;
-  std::string missing;
   switch (request.op_case()) {
     case pb::StrongRequest::kAclGrant:
       st = acl_.grant(request.acl_grant().rule());
       break;
     case pb::StrongRequest::kAclRevoke:
       st = acl_.revoke(request.acl_revoke().rule(), &removed);
-      missing = "no such rule: " + printable(request.acl_revoke().rule().subject()) + " has no " +
-                (permission_from_proto(request.acl_revoke().rule().permission())
-                     ? std::string(permission_name(*permission_from_proto(request.acl_revoke().rule().permission())))
-                     : std::string("such")) +
-                " rule on prefix '" + printable(request.acl_revoke().rule().prefix()) + "'";
       break;
     case pb::StrongRequest::kAclBind:
       st = acl_.bind(request.acl_bind().binding());
       break;
     case pb::StrongRequest::kAclUnbind:
       st = acl_.unbind(request.acl_unbind().binding(), &removed);
-      missing = "no such binding: agent '" + printable(request.acl_unbind().binding().agent()) +
-                "' is not bound to role '" + printable(request.acl_unbind().binding().role()) + "'";
       break;
     default:
       return error_response(pb::BAD_REQUEST, "not an access rule change");
   }
   if (!st.is_ok()) return error_response(pb::BAD_REQUEST, st.message());
-  if (!removed) return error_response(pb::NOT_FOUND, missing);
+  if (!removed) {
+    // Validated above, so the permission is one of the three.
+    if (request.has_acl_revoke()) {
+      const auto& rule = request.acl_revoke().rule();
+      return error_response(pb::NOT_FOUND, "no such rule: " + printable(rule.subject()) + " holds no " +
+                                               std::string(permission_name(*permission_from_proto(rule.permission()))) +
+                                               " rule on prefix '" + printable(rule.prefix()) + "'");
+    }
+    const auto& b = request.acl_unbind().binding();
+    return error_response(pb::NOT_FOUND, "no such binding: agent '" + printable(b.agent()) +
+                                             "' is not bound to role '" + printable(b.role()) + "'");
+  }
   pb::StrongResponse r;
   r.set_revision(store_.revision());
   return r;
