@@ -508,6 +508,6 @@ std::unique_ptr<Workload> make_workload(const std::string& name, const WorkloadO
   return nullptr;
 }
 
-std::vector<std::string> workload_names() { return {"registers", "counters", "sets", "retries", "strong", "locks", "acl"}; }
+std::vector<std::string> workload_names() { return {"registers", "counters", "sets", "retries", "strong", "locks"}; }
 
 }  // namespace stig::sim

@@ -61,6 +61,9 @@ class Workload {
 // access control refuses the other workloads' keys); nullptr for an
 // unknown name.
 std::unique_ptr<Workload> make_workload(const std::string& name, const WorkloadOptions& options);
+// The workloads that run together on any cluster (the real-cluster nemesis
+// test and the fuzz corpus mix them all); "acl" is not among them, as it
+// needs access control on and refuses the others' keys.
 std::vector<std::string> workload_names();
 
 // The acl workload's admin agent (client c1), and the prefix a client's
