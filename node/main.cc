@@ -97,7 +97,6 @@ void raise_open_file_limit(stig::node::Options& options) {
 }
 
 int run(stig::node::Options& options) {
-  raise_open_file_limit(options);
   std::string error;
   std::shared_ptr<stig::node::TlsContext> tls;
   if (options.insecure_plaintext) {
@@ -112,6 +111,8 @@ int run(stig::node::Options& options) {
       return 1;
     }
   }
+  // After the TLS files: a start-up error stays the only line printed.
+  raise_open_file_limit(options);
   auto storage = stig::node::Storage::open(options.data_dir, &error);
   if (!storage) {
     std::fprintf(stderr, "stigd: %s\n", error.c_str());
