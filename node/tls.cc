@@ -133,6 +133,9 @@ std::shared_ptr<TlsContext> make_tls_context(const TlsFiles& files, const std::s
     // certificate, so a rotated or revoked one takes effect at once.
     SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(native, 0);
+    // An idle connection gives its record buffers back (a flood of idle
+    // connections costs what the plaintext path costs, plus the session).
+    SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_use_certificate(native, cert) != 1) throw LoadError{"--tls-cert " + files.cert + ": OpenSSL refused it"};
     for (size_t i = 1; i < chain.size(); ++i) {
       X509_up_ref(chain[i].get());
