@@ -226,7 +226,9 @@ std::vector<std::string> ProcessCluster::args_for(int i) const {
     args.insert(args.end(), {"--log-level", "info"});
   if (!peers.empty()) args.insert(args.end(), {"--peers", peers});
   if (enable_admin_) args.push_back("--enable-admin");
-  if (tls()) {
+  if (auto o = tls_override_.find(i); o != tls_override_.end()) {
+    args.insert(args.end(), o->second.begin(), o->second.end());
+  } else if (tls()) {
     const std::string base = certs_dir() + "/node-" + id(i);
     args.insert(args.end(), {"--tls-ca", ca_file(), "--tls-cert", base + ".crt", "--tls-key", base + ".key"});
   } else {
@@ -248,6 +250,10 @@ stigmergy::TlsOptions ProcessCluster::agent_tls(const std::string& agent) {
   const std::string base = certs_dir() + "/agent-" + agent;
   if (!fs::exists(base + ".crt")) run_cert_tool({"create-agent", "--name", agent});
   return {ca_file(), base + ".crt", base + ".key"};
+}
+
+void ProcessCluster::override_tls_files(int i, const std::string& ca, const std::string& cert, const std::string& key) {
+  tls_override_[i] = {"--tls-ca", ca, "--tls-cert", cert, "--tls-key", key};
 }
 
 void ProcessCluster::reissue_node_cert(int i) { run_cert_tool({"create-node", "--id", id(i), "--overwrite"}); }

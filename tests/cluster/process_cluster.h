@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -69,6 +70,8 @@ class ProcessCluster {
   void run_cert_tool(std::vector<std::string> args) const;
   // Issues node i a new certificate and key (rotation); takes effect at its next start.
   void reissue_node_cert(int i);
+  // From its next start node i uses these TLS files instead of its own (a rogue node).
+  void override_tls_files(int i, const std::string& ca, const std::string& cert, const std::string& key);
   // The stig CLI flags for agent `agent` (TLS mode; nothing in plaintext mode).
   std::vector<std::string> cli_tls_args(const std::string& agent);
   // Self digest and key count reported by node i, if it answers.
@@ -90,6 +93,7 @@ class ProcessCluster {
   std::vector<std::string> extra_flags_;
   bool enable_admin_ = true;
   Transport transport_ = Transport::kPlaintext;
+  std::map<int, std::vector<std::string>> tls_override_;  // node -> --tls-* flags
 };
 
 // A port on 127.0.0.1 that was free a moment ago.
