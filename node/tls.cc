@@ -107,6 +107,10 @@ std::shared_ptr<TlsContext> make_tls_context(const TlsFiles& files, const std::s
       crl.reset(PEM_read_bio_X509_CRL(crl_bio.get(), nullptr, nullptr, nullptr));
       ERR_clear_error();
       if (!crl) throw LoadError{"--tls-crl " + files.crl + ": not a PEM certificate revocation list"};
+      bool signed_by_ca = false;
+      for (auto& ca : cas) signed_by_ca = signed_by_ca || X509_CRL_verify(crl.get(), X509_get0_pubkey(ca.get())) == 1;
+      ERR_clear_error();
+      if (!signed_by_ca) throw LoadError{"--tls-crl " + files.crl + " was not signed by the CA in --tls-ca " + files.ca};
       X509_STORE_add_crl(store.get(), crl.get());
       X509_STORE_set_flags(store.get(), X509_V_FLAG_CRL_CHECK);
     }

@@ -19,6 +19,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "client/cli/common.h"
 
@@ -144,12 +145,16 @@ X509Ptr make_cert(const std::string& cn, EVP_PKEY* key, int64_t days, X509* issu
   return cert;
 }
 
+struct CrlFree { void operator()(X509_CRL* c) const { X509_CRL_free(c); } };
+using CrlPtr = std::unique_ptr<X509_CRL, CrlFree>;
+
 struct CertArgs {
   std::string dir;
   std::string ca_cert, ca_key;  // default: DIR/ca.crt, DIR/ca.key
   std::string name;
   int64_t days = 0;
   bool overwrite = false;
+  std::vector<std::string> revoke;  // crl: certificates to add to the list
 };
 
 void ensure_dir(const std::string& dir) {
@@ -197,6 +202,63 @@ int create_leaf(const CertArgs& a, const std::string& kind) {
   return kExitOk;
 }
 
+// Writes DIR/ca.crl: the revocations it held plus the serials of the
+// certificates in `a.revoke`, valid for `a.days` days, signed by the CA. A
+// node started with --tls-crl refuses every certificate on it (and every
+// certificate at all once it is past its next update: refresh it in time).
+int write_crl(const CertArgs& a) {
+  const fs::path ca_crt = a.ca_cert.empty() ? fs::path(a.dir) / "ca.crt" : fs::path(a.ca_cert);
+  const fs::path ca_key = a.ca_key.empty() ? fs::path(a.dir) / "ca.key" : fs::path(a.ca_key);
+  X509Ptr ca = read_cert(ca_crt);
+  PkeyPtr ca_pkey = read_key(ca_key);
+  if (X509_check_private_key(ca.get(), ca_pkey.get()) != 1)
+    throw CertError{ca_key.string() + " does not belong to " + ca_crt.string()};
+  const fs::path path = fs::path(a.dir) / "ca.crl";
+  CrlPtr crl;
+  if (FilePtr f{std::fopen(path.c_str(), "r")}) {
+    crl.reset(PEM_read_X509_CRL(f.get(), nullptr, nullptr, nullptr));
+    if (!crl) throw CertError{path.string() + " is not a PEM certificate revocation list"};
+    if (X509_CRL_verify(crl.get(), X509_get0_pubkey(ca.get())) != 1)
+      throw CertError{path.string() + " was not signed by the CA " + ca_crt.string()};
+  } else {
+    crl.reset(X509_CRL_new());
+    X509_CRL_set_version(crl.get(), 1);  // v2
+    X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca.get()));
+  }
+  std::unique_ptr<ASN1_TIME, decltype(&ASN1_TIME_free)> now(X509_gmtime_adj(nullptr, 0), ASN1_TIME_free);
+  for (const std::string& file : a.revoke) {
+    FilePtr f(std::fopen(file.c_str(), "r"));
+    if (!f) throw CertError{"cannot read " + file + ": " + std::strerror(errno), kExitUsage};
+    X509Ptr victim(PEM_read_X509(f.get(), nullptr, nullptr, nullptr));
+    if (!victim) throw CertError{file + " is not a PEM certificate", kExitUsage};
+    if (X509_check_issued(ca.get(), victim.get()) != X509_V_OK)
+      throw CertError{file + " was not issued by the CA " + ca_crt.string(), kExitUsage};
+    X509_REVOKED* seen = nullptr;
+    if (X509_CRL_get0_by_serial(crl.get(), &seen, X509_get_serialNumber(victim.get())) == 1) continue;
+    X509_REVOKED* r = X509_REVOKED_new();
+    X509_REVOKED_set_serialNumber(r, X509_get_serialNumber(victim.get()));
+    X509_REVOKED_set_revocationDate(r, now.get());
+    X509_CRL_add0_revoked(crl.get(), r);
+  }
+  std::unique_ptr<ASN1_TIME, decltype(&ASN1_TIME_free)> next(
+      X509_gmtime_adj(nullptr, static_cast<long>(a.days * 86400)), ASN1_TIME_free);
+  X509_CRL_set1_lastUpdate(crl.get(), now.get());
+  X509_CRL_set1_nextUpdate(crl.get(), next.get());
+  X509_CRL_sort(crl.get());
+  if (X509_CRL_sign(crl.get(), ca_pkey.get(), EVP_sha256()) == 0)
+    throw CertError{"cannot sign the revocation list: " + openssl_error()};
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    FilePtr f(std::fopen(tmp.c_str(), "w"));
+    if (!f) throw CertError{"cannot write " + tmp.string() + ": " + std::strerror(errno)};
+    if (PEM_write_X509_CRL(f.get(), crl.get()) != 1) throw CertError{"cannot write " + tmp.string()};
+  }
+  fs::rename(tmp, path);  // a node starting meanwhile reads the old list or the new one, never half
+  std::cout << path.string() << " (" << sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl.get()))
+            << " revoked)\n";
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_cert_verbs(CLI::App& app, std::function<int()>& action) {
@@ -204,16 +266,18 @@ void add_cert_verbs(CLI::App& app, std::function<int()>& action) {
   cert->require_subcommand(1);
   cert->footer(R"(Identity is the certificate's common name: node:ID for a node, agent:NAME for an
 agent. Every node and client trusts the CA only; keep ca.key offline once the certificates are made.
-Files: DIR/ca.crt, DIR/ca.key, DIR/node-ID.crt/.key, DIR/agent-NAME.crt/.key (keys are mode 0600).
+Files: DIR/ca.crt, DIR/ca.key, DIR/node-ID.crt/.key, DIR/agent-NAME.crt/.key (keys are mode 0600),
+DIR/ca.crl (stig cert crl: the revocation list for stigd --tls-crl).
 
 Examples:
   stig cert create-ca --dir certs
   stig cert create-node --id n1 --dir certs      # stigd --tls-ca certs/ca.crt --tls-cert certs/node-n1.crt ...
   stig cert create-agent --name fulfilment --dir certs --days 30
   export STIG_CA=certs/ca.crt STIG_CERT=certs/agent-fulfilment.crt STIG_KEY=certs/agent-fulfilment.key
+  stig cert crl --dir certs --revoke certs/agent-temp.crt   # then restart nodes run with --tls-crl certs/ca.crl
 See docs/security.md.)");
   static CertArgs args;  // lives as long as the app's callbacks
-  static int64_t ca_days = 3650, node_days = 365, agent_days = 365;
+  static int64_t ca_days = 3650, node_days = 365, agent_days = 365, crl_days = 30;
   auto common = [&](CLI::App* cmd, int64_t& days) {
     cmd->add_option("--dir", args.dir, "Directory of the certificates (created if missing)")->required();
     cmd->add_option("--days", days,
@@ -264,6 +328,20 @@ See docs/security.md.)");
   agent->callback(run([] {
     args.days = agent_days;
     return create_leaf(args, "agent");
+  }));
+
+  auto* crl = cert->add_subcommand(
+      "crl", "Write DIR/ca.crl, the CA's revocation list (stigd --tls-crl), adding the --revoke certificates");
+  crl->add_option("--dir", args.dir, "Directory of the CA (and of ca.crl)")->required();
+  crl->add_option("--revoke", args.revoke, "A certificate file to revoke (repeatable)");
+  crl->add_option("--days", crl_days, "Until when the list is current: a node refuses every certificate after that")
+      ->capture_default_str();
+  leaf_ca(crl);
+  crl->footer(R"(Without --revoke it makes an empty list, or renews the existing one. Nodes read
+--tls-crl at start-up: restart them to apply a new list.)");
+  crl->callback(run([] {
+    args.days = crl_days;
+    return write_crl(args);
   }));
 }
 

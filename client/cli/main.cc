@@ -215,7 +215,7 @@ const std::vector<std::pair<std::string, std::vector<std::string>>> kSubVerbs = 
     {"strong", {"put", "get", "del", "cas", "txn", "history", "list"}},
     {"cluster", {"status"}},
     {"admin", {"partition", "heal"}},
-    {"cert", {"create-ca", "create-node", "create-agent"}}};
+    {"cert", {"create-ca", "create-node", "create-agent", "crl"}}};
 
 std::string join_or(const std::vector<std::string>& words) {
   std::string out;
@@ -317,7 +317,7 @@ int main(int argc, char** argv) {
   strong put|get|del|cas|txn|history|list ...   (linearizable; 'stig strong --help')
   lock NAME [--ttl D] [--wait D] -- CMD... | lock try NAME
   cluster status
-  cert create-ca|create-node|create-agent ...   (TLS certificates; 'stig cert --help')
+  cert create-ca|create-node|create-agent|crl ... (TLS certificates; 'stig cert --help')
   admin partition --drop ID[,ID...] | admin heal
 
 Examples:

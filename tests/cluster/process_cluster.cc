@@ -186,6 +186,7 @@ ProcessCluster::ProcessCluster(int nodes, std::vector<std::string> extra_flags, 
   if (tls()) {
     run_cert_tool({"create-ca"});
     for (int i = 0; i < nodes; ++i) run_cert_tool({"create-node", "--id", id(i)});
+    run_cert_tool({"crl"});  // empty: every TLS test runs with revocation checks on
   }
   // The kernel may hand the same free port out twice in a row once the
   // probing socket is closed: ask again until every node has its own.
@@ -230,7 +231,8 @@ std::vector<std::string> ProcessCluster::args_for(int i) const {
     args.insert(args.end(), o->second.begin(), o->second.end());
   } else if (tls()) {
     const std::string base = certs_dir() + "/node-" + id(i);
-    args.insert(args.end(), {"--tls-ca", ca_file(), "--tls-cert", base + ".crt", "--tls-key", base + ".key"});
+    args.insert(args.end(), {"--tls-ca", ca_file(), "--tls-cert", base + ".crt", "--tls-key", base + ".key",
+                             "--tls-crl", certs_dir() + "/ca.crl"});
   } else {
     args.push_back("--insecure-plaintext");
   }

@@ -23,7 +23,8 @@ namespace stig::testing {
 // How the nodes' links are secured. kPlaintext (--insecure-plaintext) lets
 // tests speak the protocol on raw sockets; kTls makes a CA, a certificate per
 // node and agent credentials under dir()/certs with `stig cert`, and runs
-// every node with mutual TLS.
+// every node with mutual TLS and an (initially empty) revocation list,
+// dir()/certs/ca.crl.
 enum class Transport { kPlaintext, kTls };
 
 class ProcessCluster {

@@ -275,6 +275,37 @@ TEST(Security, ExpiredOrForeignAgentCredentialIsRefused) {
   EXPECT_TRUE(ok) << ok.error().to_string();
 }
 
+TEST(Security, RevokedAgentCredentialIsRefusedAfterARestart) {
+  ProcessCluster cluster(1, {}, true, Transport::kTls);
+  auto eve = cluster.client(0, "eve");
+  auto before = eve.put("k", "by eve");
+  ASSERT_TRUE(before) << before.error().to_string();
+  cluster.run_cert_tool({"crl", "--revoke", certs(cluster, "agent-eve.crt")});
+  cluster.stop(0);
+  cluster.start(0);
+  ASSERT_TRUE(cluster.wait_ready(0)) << cluster.read_log(0);
+  auto again = cluster.client(0, "eve").put("k", "by eve again");
+  ASSERT_FALSE(again);
+  EXPECT_TRUE(contains(again.error().message, "revoked")) << again.error().message;
+  EXPECT_TRUE(eventually([&] { return contains(cluster.read_log(0), "certificate revoked"); }, 3s))
+      << cluster.read_log(0);
+  auto others = cluster.client(0, "alice").put("k", "by alice");
+  EXPECT_TRUE(others) << others.error().to_string();
+  // A list that is not from the CA is refused at start-up.
+  const std::string other = cluster.dir() + "/other-ca";
+  std::string out, err;
+  ASSERT_EQ(run_command({std::string(STIG_BIN_DIR) + "/stig", "cert", "create-ca", "--dir", other}, &out, &err), 0);
+  ASSERT_EQ(run_command({std::string(STIG_BIN_DIR) + "/stig", "cert", "crl", "--dir", other}, &out, &err), 0);
+  const int st = run_command({std::string(STIG_BIN_DIR) + "/stigd", "--id", "n1", "--listen",
+                              "127.0.0.1:" + std::to_string(free_port()), "--data-dir", cluster.dir() + "/crl",
+                              "--tls-ca", cluster.ca_file(), "--tls-cert", certs(cluster, "node-n1.crt"), "--tls-key",
+                              certs(cluster, "node-n1.key"), "--tls-crl", other + "/ca.crl"},
+                             &out, &err, 10s);
+  EXPECT_EQ(st, 1) << err;
+  EXPECT_TRUE(contains(err, "was not signed by the CA")) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+}
+
 // --- peers ------------------------------------------------------------------------
 
 TEST(Security, PeerWithoutAValidCertificateDoesNotJoin) {
