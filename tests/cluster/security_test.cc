@@ -147,6 +147,34 @@ TEST(Security, TlsClusterReplicatesAndRecordsTheCredentialsAgent) {
   EXPECT_NE(cluster.read_log(0).find("TLS 1.3"), std::string::npos);
 }
 
+// Raft, partitions and anti-entropy over TLS peer links: a strong write
+// records the credential's agent, and a healed partition converges.
+TEST(Security, StrongPathAndPartitionHealWorkOverTls) {
+  ProcessCluster cluster(3, {}, true, Transport::kTls);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(cluster.wait_all_up(i)) << cluster.read_log(i);
+  stigmergy::ClientOptions o;
+  o.endpoints = {cluster.all_endpoints()};
+  o.tls = cluster.agent_tls("warehouse");
+  auto c = stigmergy::Client::create(o);
+  ASSERT_TRUE(c) << c.error().to_string();
+  auto put = c->strong_put("stock:sku-1", "7");
+  ASSERT_TRUE(put) << put.error().to_string();
+  auto got = c->strong_get("stock:sku-1");
+  ASSERT_TRUE(got) << got.error().to_string();
+  EXPECT_EQ(got->kv.modified_by, "warehouse");
+
+  auto n3 = cluster.client(2, "admin");
+  ASSERT_TRUE(n3.admin_partition({"n1", "n2"}));
+  ASSERT_TRUE(n3.put("left", "n3"));
+  ASSERT_TRUE(cluster.client(0).put("right", "n1"));
+  ASSERT_TRUE(n3.admin_heal());
+  EXPECT_TRUE(cluster.wait_converged()) << cluster.read_log(2);
+  auto left = cluster.client(0).get("left");
+  ASSERT_TRUE(left);
+  ASSERT_EQ(left->versions.size(), 1u);
+  EXPECT_EQ(left->versions[0].modified_by, "admin");
+}
+
 TEST(Security, ModifiedByCannotBeSpoofed) {
   ProcessCluster cluster(1, {}, true, Transport::kTls);
   // alice's credential claiming to be bob: refused, nothing written.
