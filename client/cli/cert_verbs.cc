@@ -148,6 +148,7 @@ X509Ptr make_cert(const std::string& cn, EVP_PKEY* key, int64_t days, X509* issu
 struct CrlFree { void operator()(X509_CRL* c) const { X509_CRL_free(c); } };
 using CrlPtr = std::unique_ptr<X509_CRL, CrlFree>;
 
+// What the chosen cert verb was given (one verb runs per invocation).
 struct CertArgs {
   std::string dir;
   std::string ca_cert, ca_key;  // default: DIR/ca.crt, DIR/ca.key
