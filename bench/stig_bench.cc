@@ -30,6 +30,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -43,6 +44,7 @@
 
 #include "bench/summary.h"
 #include "client/asio.h"
+#include "client/tls.h"
 #include "stigmergy.pb.h"
 #include "stigmergy/client.h"
 #include "wire/frame.h"
@@ -78,6 +80,7 @@ struct Options {
   bool json = false;
   bool quiet = false;
   std::string agent = "stig-bench";
+  std::string ca, cert, key;  // TLS: --ca/--cert/--key or STIG_CA/STIG_CERT/STIG_KEY
   uint64_t seed = 0;
   std::string workload = "lazy";
   int lock_wait_ms = 10000;
@@ -109,6 +112,8 @@ struct Shared {
   int put_weight = 50, get_weight = 50;
   std::vector<tcp::endpoint> endpoints;
   std::vector<std::string> endpoint_names;
+  // TLS (null: plain TCP): every connection is a TLS session from this context.
+  std::shared_ptr<stigmergy::internal::ClientTls> tls;
   Clock::time_point measure_start, measure_end;
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> done_ops[kOps] = {0, 0, 0};
@@ -204,18 +209,38 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
       if (leader >= 0) endpoint_ = static_cast<size_t>(leader);
     }
     socket_ = tcp::socket(io_);
+    tls_.reset();
     socket_.async_connect(sh_.endpoints[endpoint_], [self, gen](const boost::system::error_code& ec) {
       if (gen != self->gen_) return;
       if (ec) return self->on_connection_error("connect to " + self->sh_.endpoint_names[self->endpoint_] + ": " + ec.message());
       boost::system::error_code ignored;
       self->socket_.set_option(tcp::no_delay(true), ignored);
+      if (!self->sh_.tls) return self->on_connected();
+      // A new session per connection; handlers hold it, so it outlives a reconnect.
+      self->tls_ = std::make_shared<TlsSocket>(self->socket_, self->sh_.tls->ctx);
+      self->tls_->async_handshake(asio::ssl::stream_base::client,
+                                  [self, gen, tls = self->tls_](const boost::system::error_code& e) {
+                                    if (gen != self->gen_) return;
+                                    if (e)
+                                      return self->on_connection_error(
+                                          "TLS with " + self->sh_.endpoint_names[self->endpoint_] + ": " +
+                                          stigmergy::internal::describe_tls_failure(tls->native_handle(), e,
+                                                                                    !self->sh_.tls->agent.empty()));
+                                    self->on_connected();
+                                  });
+    });
+  }
+
+  void on_connected() {
+    auto self = shared_from_this();
+    {
       self->connected_ = true;
       self->sh_.connected.fetch_add(1);
       self->decoder_ = stig::wire::FrameDecoder(64u << 20);
       if (self->strong()) self->resend_pending();
       self->read();
       self->fill();
-    });
+    }
   }
 
   // Drops the connection (what is in flight on it is sent again on the next
@@ -451,20 +476,27 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     out_pending_.clear();
     auto self = shared_from_this();
     const uint64_t gen = gen_;
-    asio::async_write(socket_, asio::buffer(out_inflight_), [self, gen](const boost::system::error_code& ec, size_t) {
+    auto done = [self, gen, tls = tls_](const boost::system::error_code& ec, size_t) {
       if (gen != self->gen_) return;
       self->writing_ = false;
       if (ec) return self->on_connection_error("write: " + ec.message());
       self->flush();
-    });
+    };
+    if (tls_)
+      asio::async_write(*tls_, asio::buffer(out_inflight_), std::move(done));
+    else
+      asio::async_write(socket_, asio::buffer(out_inflight_), std::move(done));
   }
 
   void read() {
     auto self = shared_from_this();
     const uint64_t gen = gen_;
-    socket_.async_read_some(asio::buffer(buf_), [self, gen](const boost::system::error_code& ec, size_t n) {
+    auto done = [self, gen, tls = tls_](const boost::system::error_code& ec, size_t n) {
       if (gen != self->gen_) return;
       if (ec) {
+        if (tls && ec.category() == asio::error::get_ssl_category())
+          return self->on_connection_error("read: " + stigmergy::internal::describe_tls_failure(
+                                                          tls->native_handle(), ec, !self->sh_.tls->agent.empty()));
         return self->on_connection_error(ec == asio::error::eof ? "connection closed by " + self->sh_.endpoint_names[self->endpoint_]
                                                                  : "read: " + ec.message());
       }
@@ -480,7 +512,11 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
       if (!self->connected_) return;
       self->read();
       self->fill();
-    });
+    };
+    if (tls_)
+      tls_->async_read_some(asio::buffer(buf_), std::move(done));
+    else
+      socket_.async_read_some(asio::buffer(buf_), std::move(done));
   }
 
   // NOT_LEADER: go to the leader it names, or (none known: an election may
@@ -613,6 +649,8 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   size_t index_;
   size_t endpoint_ = 0;
   tcp::socket socket_;
+  using TlsSocket = asio::ssl::stream<tcp::socket&>;
+  std::shared_ptr<TlsSocket> tls_;  // the current connection's TLS session; null: plain TCP
   asio::steady_timer retry_timer_;
   std::mt19937_64 rng_;
   std::string client_id_;
@@ -654,6 +692,19 @@ bool preload(Shared& sh, std::string& error) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       continue;
     }
+    // With TLS the requests below go through a session over `sock`.
+    std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;
+    if (sh.tls) {
+      tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(sock, sh.tls->ctx);
+      tls->handshake(asio::ssl::stream_base::client, ec);
+      if (ec) {
+        error = "TLS with " + sh.endpoint_names[ep] + ": " +
+                stigmergy::internal::describe_tls_failure(tls->native_handle(), ec, !sh.tls->agent.empty());
+        ep = (ep + 1) % sh.endpoints.size();
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        continue;
+      }
+    }
     stig::wire::FrameDecoder decoder(64u << 20);
     bool moved = false;
     for (;;) {
@@ -667,12 +718,15 @@ bool preload(Shared& sh, std::string& error) {
       range->set_limit(10000);
       range->set_revision(revision);
       range->set_start_after(start_after);
-      asio::write(sock, asio::buffer(stig::wire::encode_frame(env)), ec);
+      if (tls)
+        asio::write(*tls, asio::buffer(stig::wire::encode_frame(env)), ec);
+      else
+        asio::write(sock, asio::buffer(stig::wire::encode_frame(env)), ec);
       if (ec) break;
       std::optional<pb::Response> resp;
       std::array<char, 65536> buf{};
       while (!resp) {
-        const size_t n = sock.read_some(asio::buffer(buf), ec);
+        const size_t n = tls ? tls->read_some(asio::buffer(buf), ec) : sock.read_some(asio::buffer(buf), ec);
         if (ec) break;
         decoder.feed(std::string_view(buf.data(), n));
         pb::Envelope in;
@@ -760,7 +814,14 @@ int main(int argc, char** argv) {
   app.add_option("--threads", opt.threads, "Event-loop threads driving the clients")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
-  app.add_option("--agent", opt.agent, "Agent name recorded on writes")->capture_default_str();
+  auto* agent_opt = app.add_option("--agent", opt.agent, "Agent name recorded on writes (with --cert: the credential's)")
+                        ->capture_default_str();
+  for (auto [var, field] : {std::pair{"STIG_CA", &opt.ca}, std::pair{"STIG_CERT", &opt.cert},
+                            std::pair{"STIG_KEY", &opt.key}})
+    if (const char* e = std::getenv(var); e != nullptr && *e != '\0') *field = e;
+  app.add_option("--ca", opt.ca, "The cluster's CA certificate; given, clients use TLS (default: $STIG_CA)");
+  app.add_option("--cert", opt.cert, "Agent credential for TLS, CN agent:NAME (default: $STIG_CERT)");
+  app.add_option("--key", opt.key, "The key of --cert (default: $STIG_KEY)");
   app.add_option("--seed", opt.seed, "Random seed (0: from the clock)");
   app.add_option("--workload,-w", opt.workload,
                  "lazy (the put/get mix of --ratio), or a strong-path workload sent to the Raft leader: strong-put, "
@@ -791,6 +852,14 @@ int main(int argc, char** argv) {
   }
 
   auto sh = std::make_unique<Shared>();
+  if (!opt.ca.empty()) {
+    auto tls = stigmergy::internal::make_client_tls({opt.ca, opt.cert, opt.key});
+    if (!tls) return usage_error(tls.error().message);
+    sh->tls = *tls;
+    // Act as the credential's agent unless one was named (the node refuses
+    // another name unless the credential is the admin agent's).
+    if (agent_opt->count() == 0 && !sh->tls->agent.empty()) opt.agent = sh->tls->agent;
+  }
   sh->opt = opt;
   Clock::duration duration{}, warmup{};
   if (!parse_duration(opt.duration, duration) || duration <= Clock::duration::zero()) {

@@ -13,6 +13,7 @@
 
 #include "client/asio.h"
 #include "client/internal.h"
+#include "client/tls.h"
 #include "stigmergy.pb.h"
 #include "stigmergy/text.h"
 #include "wire/envelope.h"
@@ -276,13 +277,18 @@ struct TransportFailure {
   bool reused = false;      // failed on a connection kept from an earlier call
 };
 
-// One TCP connection to one endpoint, driven synchronously with deadlines.
+// One TCP connection to one endpoint, driven synchronously with deadlines,
+// over TLS when the client has a TLS context (a new session per connection,
+// handshake within the connect budget, node certificate checked).
 // Guarantees: a call returns by its deadline; after any failure the socket is
 // closed, so a late reply to an abandoned request can never be mistaken for
 // the answer to a later one (replies are also matched by seq).
 class Connection {
  public:
-  Connection(asio::io_context& io, Endpoint ep) : io_(io), ep_(std::move(ep)), socket_(io), decoder_(kMaxResponseBytes) {}
+  using TlsSocket = asio::ssl::stream<tcp::socket&>;
+
+  Connection(asio::io_context& io, Endpoint ep, std::shared_ptr<internal::ClientTls> tls)
+      : io_(io), ep_(std::move(ep)), socket_(io), tls_(std::move(tls)), decoder_(kMaxResponseBytes) {}
 
   const Endpoint& endpoint() const { return ep_; }
 
@@ -306,13 +312,17 @@ class Connection {
         f.reason = sent ? "no reply within " + millis_text(budget) : "timed out after " + millis_text(budget);
       } else {
         f.reason = describe(ec);
+        if (stream_ && internal::is_credential_refusal(ec)) f.maybe_applied = false;  // never read
       }
       return f;
     };
     error_code ec = run_until(
         io_, deadline,
         [&](auto done) {
-          asio::async_write(socket_, asio::buffer(frame), [done](const error_code& e, size_t) { done(e); });
+          if (stream_)
+            asio::async_write(*stream_, asio::buffer(frame), [done](const error_code& e, size_t) { done(e); });
+          else
+            asio::async_write(socket_, asio::buffer(frame), [done](const error_code& e, size_t) { done(e); });
         },
         [&] { close(); });
     if (ec) return fail(ec, false);
@@ -339,10 +349,14 @@ class Connection {
       ec = run_until(
           io_, deadline,
           [&](auto done) {
-            socket_.async_read_some(asio::buffer(buf_), [done, &got](const error_code& e, size_t n) {
+            auto on_read = [done, &got](const error_code& e, size_t n) {
               got = n;
               done(e);
-            });
+            };
+            if (stream_)
+              stream_->async_read_some(asio::buffer(buf_), on_read);
+            else
+              socket_.async_read_some(asio::buffer(buf_), on_read);
           },
           [&] { close(); });
       if (ec) return fail(ec, true);
@@ -358,7 +372,9 @@ class Connection {
   }
 
  private:
-  static std::string describe(const error_code& ec) {
+  std::string describe(const error_code& ec) const {
+    if (stream_ && (ec.category() == asio::error::get_ssl_category() || ec == asio::ssl::error::stream_truncated))
+      return internal::describe_tls_failure(stream_->native_handle(), ec, !tls_->agent.empty());
     if (ec == asio::error::connection_refused) return "connection refused";
     if (ec == asio::error::eof) return "connection closed by the node";
     if (ec == asio::error::connection_reset) return "connection reset by the node";
@@ -371,6 +387,7 @@ class Connection {
 
   std::optional<TransportFailure> connect(Clock::time_point deadline, Clock::duration budget) {
     close();
+    stream_.reset();  // no operation is pending on it: run_until drains them
     tcp::resolver resolver(io_);
     tcp::resolver::results_type results;
     error_code ec = run_until(
@@ -399,12 +416,37 @@ class Connection {
     }
     error_code ignored;
     socket_.set_option(tcp::no_delay(true), ignored);
+    if (tls_) return handshake(deadline, budget);
     return std::nullopt;
+  }
+
+  std::optional<TransportFailure> handshake(Clock::time_point deadline, Clock::duration budget) {
+    stream_ = std::make_unique<TlsSocket>(socket_, tls_->ctx);
+    error_code ec = run_until(
+        io_, deadline,
+        [&](auto done) {
+          stream_->async_handshake(asio::ssl::stream_base::client, [done](const error_code& e) { done(e); });
+        },
+        [&] { close(); });
+    std::string bad;
+    if (ec == asio::error::timed_out)
+      bad = "no TLS handshake within " + millis_text(budget) + " (does the node run with TLS?)";
+    else if (ec)
+      bad = internal::describe_tls_failure(stream_->native_handle(), ec, !tls_->agent.empty());
+    else
+      bad = internal::check_node_certificate(stream_->native_handle());
+    if (bad.empty()) return std::nullopt;
+    close();
+    TransportFailure f;
+    f.reason = bad;
+    return f;
   }
 
   asio::io_context& io_;
   Endpoint ep_;
   tcp::socket socket_;
+  std::shared_ptr<internal::ClientTls> tls_;  // null: plain TCP
+  std::unique_ptr<TlsSocket> stream_;         // the session of the open connection
   stig::wire::FrameDecoder decoder_;
   std::array<char, 64 * 1024> buf_{};
 };
@@ -458,8 +500,9 @@ PutReply parse_put(const pb::Response& r, std::string_view key) {
 // remembered contexts of one Client.
 class Client::Impl {
  public:
-  Impl(ClientOptions o, std::vector<Endpoint> eps) : opts_(std::move(o)), rng_(std::random_device{}()) {
-    for (auto& ep : eps) conns_.push_back(std::make_unique<Connection>(io_, std::move(ep)));
+  Impl(ClientOptions o, std::vector<Endpoint> eps, std::shared_ptr<internal::ClientTls> tls)
+      : opts_(std::move(o)), tls_(std::move(tls)), rng_(std::random_device{}()) {
+    for (auto& ep : eps) conns_.push_back(std::make_unique<Connection>(io_, std::move(ep), tls_));
     configured_ = conns_.size();
   }
 
@@ -598,11 +641,12 @@ class Client::Impl {
     }
     constexpr size_t kMaxLearned = 8;
     if (conns_.size() >= configured_ + kMaxLearned) return std::nullopt;
-    conns_.push_back(std::make_unique<Connection>(io_, std::move(*ep)));
+    conns_.push_back(std::make_unique<Connection>(io_, std::move(*ep), tls_));
     return conns_.size() - 1;
   }
 
   ClientOptions opts_;
+  std::shared_ptr<internal::ClientTls> tls_;  // null: plain TCP
   asio::io_context io_;
   std::vector<std::unique_ptr<Connection>> conns_;
   size_t configured_ = 0;            // conns_[0, configured_) are the endpoints given
@@ -812,13 +856,25 @@ Result<Client> Client::create(ClientOptions options) {
       eps.push_back(std::move(ep));
     }
   }
-  if (options.agent.empty()) options.agent = default_agent();
+  std::shared_ptr<internal::ClientTls> tls;
+  if (!options.tls.ca_file.empty()) {
+    auto made = internal::make_client_tls(options.tls);
+    if (!made) return made.error();
+    tls = std::move(*made);
+  } else if (!options.tls.cert_file.empty() || !options.tls.key_file.empty()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "a client certificate needs the cluster's CA too (--ca or STIG_CA) to use TLS");
+  }
+  if (options.agent.empty()) {
+    const char* env = std::getenv("STIG_AGENT");
+    options.agent = (env && *env) || !tls || tls->agent.empty() ? default_agent() : tls->agent;
+  }
   if (options.client_id.empty()) options.client_id = random_client_id();
   if (options.timeout <= std::chrono::milliseconds::zero()) {
     return make_error(ErrorCode::kInvalidArgument, "timeout must be positive");
   }
   if (options.connect_timeout <= std::chrono::milliseconds::zero()) options.connect_timeout = options.timeout;
-  return Client(std::make_unique<Impl>(std::move(options), std::move(eps)));
+  return Client(std::make_unique<Impl>(std::move(options), std::move(eps), std::move(tls)));
 }
 
 const std::string& Client::client_id() const { return impl_->opts().client_id; }

@@ -12,6 +12,10 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The local cluster's endpoints and admin credential (deploy/local-cluster env), unless set already.
+if [ -z "${STIG_ENDPOINTS:-}" ] && [ -f "${STIG_CLUSTER_DIR:-$ROOT/cluster-data}/env" ]; then
+  . "${STIG_CLUSTER_DIR:-$ROOT/cluster-data}/env"
+fi
 STIG=${STIG:-$ROOT/build/bin/stig}
 export STIG_ENDPOINTS=${STIG_ENDPOINTS:-127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103}
 SKU=${1:-sku-$(date +%s)-$RANDOM}

@@ -1,5 +1,7 @@
 #include "node/connection.h"
 
+#include "node/tls_stream.h"
+
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -28,9 +30,11 @@ pb::ErrorCode error_code_for(wire::FrameError e) {
 
 }  // namespace
 
-Connection::Connection(ConnectionHost& host, tcp::socket socket, uint64_t id, const ConnectionLimits& limits)
+Connection::Connection(ConnectionHost& host, tcp::socket socket, uint64_t id, const ConnectionLimits& limits,
+                       TlsContext* tls)
     : host_(host),
       socket_(std::move(socket)),
+      tls_(tls ? std::make_unique<TlsStream>(socket_, *tls) : nullptr),
       linger_timer_(socket_.get_executor()),
       id_(id),
       limits_(limits),
@@ -47,9 +51,82 @@ Connection::Connection(ConnectionHost& host, tcp::socket socket, uint64_t id, co
   socket_.non_blocking(true, ec);
 }
 
-void Connection::start() { wait_readable(); }
+Connection::~Connection() = default;
 
-void Connection::refuse(pb::ErrorCode code, const std::string& message) { fail(code, 0, message, false); }
+void Connection::start() {
+  if (!tls_) {
+    wait_readable();
+    return;
+  }
+  handshaking_ = true;
+  socket_.async_wait(tcp::socket::wait_read,
+                     [self = shared_from_this()](const boost::system::error_code& ec) { self->on_first_bytes(ec); });
+}
+
+// A TLS connection must begin with a TLS handshake record (0x16). Our frames
+// begin with a length whose first byte is 0 for any frame the node accepts,
+// so a plaintext client is told in plaintext what it needs instead of
+// seeing a handshake failure it cannot read.
+void Connection::on_first_bytes(const boost::system::error_code& ec) {
+  if (closed_) return;
+  if (ec) {
+    close();
+    return;
+  }
+  char first = 0;
+  boost::system::error_code rec;
+  const size_t n = socket_.receive(asio::buffer(&first, 1), tcp::socket::message_peek, rec);
+  if (rec == asio::error::would_block || rec == asio::error::try_again) {
+    start();
+    return;
+  }
+  if (rec || n == 0) {
+    close();
+    return;
+  }
+  if (first != 0x16) {
+    handshaking_ = false;
+    tls_.reset();
+    refusal_.reset();
+    host_.on_handshake_failed(*this, "plaintext instead of a TLS handshake");
+    fail(pb::PERMISSION_DENIED, 0,
+         "this node requires TLS: connect with the cluster's CA and an agent credential (--ca/--cert/--key or "
+         "STIG_CA/STIG_CERT/STIG_KEY)",
+         false);
+    return;
+  }
+  tls_->stream.async_handshake(ssl::stream_base::server, [self = shared_from_this()](
+                                                             const boost::system::error_code& e) {
+    self->on_handshake(e);
+  });
+}
+
+void Connection::on_handshake(const boost::system::error_code& ec) {
+  handshaking_ = false;
+  if (closed_) return;
+  if (ec) {
+    host_.on_handshake_failed(*this, describe_tls_error(*tls_, ec));
+    close();
+    return;
+  }
+  identity_ = peer_identity(*tls_);
+  if (refusal_) {
+    fail(refusal_->first, 0, refusal_->second, false);
+    return;
+  }
+  spdlog::debug("connection #{} from {}: TLS as '{}'", id_, remote_, replication::printable(identity_.subject, 140));
+  wait_readable();
+}
+
+void Connection::refuse(pb::ErrorCode code, const std::string& message) {
+  if (!tls_) {
+    fail(code, 0, message, false);
+    return;
+  }
+  // Over TLS the reply can only be written once the handshake is done.
+  refusal_ = std::make_unique<std::pair<pb::ErrorCode, std::string>>(code, message);
+  start();
+}
 
 // --- reading --------------------------------------------------------------------
 
@@ -63,6 +140,13 @@ void Connection::wait_readable() {
     }
   }
   reading_ = true;
+  if (tls_) {
+    tls_->stream.async_read_some(asio::buffer(tls_->buf), [self = shared_from_this()](
+                                                               const boost::system::error_code& ec, size_t n) {
+      self->on_read(ec, n);
+    });
+    return;
+  }
   socket_.async_read_some(asio::buffer(read_buf_), [self = shared_from_this()](const boost::system::error_code& ec,
                                                                               size_t n) { self->on_read(ec, n); });
 }
@@ -79,6 +163,10 @@ void Connection::on_read(const boost::system::error_code& ec, size_t n) {
     return;
   }
   if (read_stopped_) return;
+  if (tls_) {  // a TLS read returns what one record held; no speculative second read
+    on_bytes(tls_->buf.data(), n);
+    return;
+  }
   if (n < read_buf_.size()) {
     on_bytes(read_buf_.data(), n);
     return;
@@ -167,10 +255,22 @@ void Connection::drop_input() {
 void Connection::handle(pb::Envelope& env) {
   if (role_ == Role::kUndecided) {
     if (env.has_request()) {
+      if (tls_ && !identity_.is_agent()) {
+        fail(pb::PERMISSION_DENIED, env.request().seq(),
+             "the certificate of this connection ('" + identity_.subject +
+                 "') is not an agent credential (a client needs a certificate with CN agent:NAME)");
+        return;
+      }
       if (!host_.admit_client(*this, env.request().seq())) return;  // refused: the host failed us
       role_ = Role::kClient;
     } else if (env.has_peer() && env.peer().has_hello()) {
       const std::string& id = env.peer().hello().node_id();
+      if (tls_ && !identity_.is_node(id)) {
+        spdlog::warn("connection #{} from {}: hello as '{}' but its certificate is '{}'; closing", id_, remote_,
+                     replication::printable(id, 64), replication::printable(identity_.subject, 140));
+        close();
+        return;
+      }
       if (!host_.admit_peer(*this, id)) {  // the host logged why
         close();
         return;
@@ -237,6 +337,12 @@ void Connection::check_timeouts(Clock::time_point now) {
   using std::chrono::duration_cast;
   using Ms = std::chrono::milliseconds;
   const auto zero = Ms::zero();
+  if (handshaking_ && limits_.handshake_timeout > zero && now - accepted_at_ >= limits_.handshake_timeout) {
+    host_.on_handshake_failed(
+        *this, "no TLS handshake within " + std::to_string(limits_.handshake_timeout.count()) + " ms");
+    close();
+    return;
+  }
   if (frame_in_progress() && limits_.slow_frame_timeout > zero && now - frame_started_at_ >= limits_.slow_frame_timeout) {
     const std::string what = "frame not complete " + std::to_string(limits_.slow_frame_timeout.count()) +
                              " ms after its first byte (" + std::to_string(decoder_.buffered()) + " of " +
@@ -326,6 +432,11 @@ void Connection::do_write() {
   if (writing_ || closed_ || out_pending_.empty()) return;
   writing_ = true;
   out_writing_.swap(out_pending_);
+  if (tls_) {
+    asio::async_write(tls_->stream, asio::buffer(out_writing_),
+                      [self = shared_from_this()](const boost::system::error_code& ec, size_t) { self->on_write(ec); });
+    return;
+  }
   asio::async_write(socket_, asio::buffer(out_writing_),
                     [self = shared_from_this()](const boost::system::error_code& ec, size_t) { self->on_write(ec); });
 }

@@ -5,6 +5,14 @@
 // peer makes it an inbound peer link (which only ever receives). The host
 // (the Server) admits or refuses either (connection limit, duplicate peer).
 //
+// TLS (when the host runs with it): the connection first completes a TLS 1.3
+// handshake that verifies the other side's certificate against the cluster
+// CA (a connection without a valid certificate never gets further), then
+// works as below over the TLS stream. The certificate's identity binds the
+// role: only an agent certificate may send requests, only node <id>'s
+// certificate may say hello as <id>. A handshake not done within the
+// handshake timeout is closed with one log line (through the host).
+//
 // Reading: the connection waits for readability, then reads into the host's
 // one shared read buffer and hands the bytes to wire::FrameDecoder, which
 // refuses a declared length above the maximum before buffering a body. An
@@ -38,13 +46,16 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "node/asio.h"
+#include "node/tls.h"
 #include "wire/frame.h"
 
 namespace stig::node {
 
 class Connection;
+struct TlsStream;
 
 // What a Connection needs from the server that owns it (io thread only).
 class ConnectionHost {
@@ -73,6 +84,9 @@ class ConnectionHost {
   virtual asio::mutable_buffer read_buffer() = 0;
   // The connection closed; the host forgets it.
   virtual void on_connection_closed(Connection& conn) = 0;
+  // The TLS handshake of `conn` failed or timed out (`why`, one line); the
+  // connection closes. The host logs it (rate-limited).
+  virtual void on_handshake_failed(Connection& conn, const std::string& why) = 0;
 };
 
 struct ConnectionLimits {
@@ -87,6 +101,7 @@ struct ConnectionLimits {
   Ms idle_timeout{300'000};                  // 0: off
   Ms slow_frame_timeout{30'000};             // 0: off
   Ms peer_idle_timeout{5'000};               // 0: off
+  Ms handshake_timeout{5'000};               // TLS handshake; 0: off
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -96,7 +111,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // How the host counts the connection against its limits (host-owned).
   enum class Slot : uint8_t { kNone, kClient, kProbation, kRefused, kPeer };
 
-  Connection(ConnectionHost& host, tcp::socket socket, uint64_t id, const ConnectionLimits& limits);
+  // `tls` null: plain TCP. Otherwise a TLS session is made from it.
+  Connection(ConnectionHost& host, tcp::socket socket, uint64_t id, const ConnectionLimits& limits,
+             TlsContext* tls = nullptr);
+  ~Connection();
 
   void start();
   // Answers one error frame and closes, without serving the connection.
@@ -106,6 +124,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Role role() const { return role_; }
   const std::string& remote() const { return remote_; }
   const std::string& peer_id() const { return peer_id_; }
+  // Over TLS: whom the verified certificate names (after the handshake).
+  bool tls() const { return tls_ != nullptr; }
+  const CertIdentity& identity() const { return identity_; }
   Slot slot() const { return slot_; }
   void set_slot(Slot s) { slot_ = s; }
   Clock::time_point last_frame_at() const { return last_frame_at_; }
@@ -137,6 +158,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void close();
 
  private:
+  void on_first_bytes(const boost::system::error_code& ec);
+  void on_handshake(const boost::system::error_code& ec);
   void wait_readable();
   void on_read(const boost::system::error_code& ec, size_t n);
   void on_bytes(const char* data, size_t n);
@@ -156,6 +179,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   ConnectionHost& host_;
   tcp::socket socket_;
+  std::unique_ptr<TlsStream> tls_;  // null: plain TCP
+  CertIdentity identity_;
+  bool handshaking_ = false;
+  // refuse() on a TLS connection: the reply to send once the handshake is done.
+  std::unique_ptr<std::pair<stigmergy::v1::ErrorCode, std::string>> refusal_;
   asio::steady_timer linger_timer_;
   const uint64_t id_;
   const ConnectionLimits limits_;

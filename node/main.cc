@@ -21,6 +21,7 @@
 #include "node/options.h"
 #include "node/server.h"
 #include "node/storage.h"
+#include "node/tls.h"
 #include "replication/replica.h"
 
 namespace {
@@ -96,8 +97,22 @@ void raise_open_file_limit(stig::node::Options& options) {
 }
 
 int run(stig::node::Options& options) {
-  raise_open_file_limit(options);
   std::string error;
+  std::shared_ptr<stig::node::TlsContext> tls;
+  if (options.insecure_plaintext) {
+    spdlog::warn("running WITHOUT TLS (--insecure-plaintext): anyone who can reach {} can read, write and speak as "
+                 "any agent or peer",
+                 options.listen.to_string());
+  } else {
+    tls = stig::node::make_tls_context({options.tls_ca, options.tls_cert, options.tls_key, options.tls_crl},
+                                       options.config.self, &error);
+    if (!tls) {
+      std::fprintf(stderr, "stigd: %s\n", error.c_str());
+      return 1;
+    }
+  }
+  // After the TLS files: a start-up error stays the only line printed.
+  raise_open_file_limit(options);
   auto storage = stig::node::Storage::open(options.data_dir, &error);
   if (!storage) {
     std::fprintf(stderr, "stigd: %s\n", error.c_str());
@@ -105,14 +120,15 @@ int run(stig::node::Options& options) {
   }
   stig::replication::Replica replica(options.config, make_seed(options.config.self), storage->recovered());
 
-  stig::node::Server server(options, replica, *storage);
+  stig::node::Server server(options, replica, *storage, tls);
   if (!server.listen(&error)) {
     std::fprintf(stderr, "stigd: %s\n", error.c_str());
     return 1;
   }
   const auto ep = server.local_endpoint();
-  spdlog::info("{} listening on {}:{}; peers {}; data dir {}; recovered {} keys ({} tombstones)",
-               options.config.self, ep.address().to_string(), ep.port(), describe_peers(options.config),
+  spdlog::info("{} listening on {}:{} ({}); peers {}; data dir {}; recovered {} keys ({} tombstones)",
+               options.config.self, ep.address().to_string(), ep.port(),
+               tls ? "TLS 1.3, mutual, CA " + options.tls_ca : std::string("plain TCP"), describe_peers(options.config),
                options.data_dir, replica.live_keys(), replica.tombstone_keys());
   return server.run();
 }

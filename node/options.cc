@@ -69,7 +69,9 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
       "keeps every key, gossips lazy updates to its peers, runs Raft for the strong path and\n"
       "makes writes durable in RocksDB before acknowledging them.\n\n"
       "Example:\n"
-      "  stigd --id n1 --listen 127.0.0.1:7101 --peers n2=127.0.0.1:7102,n3=127.0.0.1:7103 --data-dir /var/lib/stig/n1\n",
+      "  stigd --id n1 --listen 127.0.0.1:7101 --peers n2=127.0.0.1:7102,n3=127.0.0.1:7103 --data-dir /var/lib/stig/n1 \\\n"
+      "        --tls-ca certs/ca.crt --tls-cert certs/n1.crt --tls-key certs/n1.key\n"
+      "  (make certificates with `stig cert --help`; docs/security.md)\n",
       "stigd"};
   app.set_config("--config", "",
                  "Read settings from a TOML or INI file whose keys are the long flag names,\n"
@@ -99,8 +101,11 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
   int64_t slow_frame_timeout_ms = option_defaults.slow_frame_timeout_ms;
   int64_t peer_idle_timeout_ms = option_defaults.peer_idle_timeout_ms;
   bool enable_admin = false;
-  bool access_control = defaults.access_control;
+  bool access_control = false, no_access_control = false;
   std::string admin_agent = defaults.admin_agent;
+  std::string tls_ca, tls_cert, tls_key, tls_crl;
+  bool insecure_plaintext = false;
+  int64_t tls_handshake_timeout_ms = option_defaults.tls_handshake_timeout_ms;
   uint64_t retry_cache_clients = defaults.dedup_clients;
   uint64_t retry_cache_bytes = defaults.dedup_max_bytes;
   int64_t retry_cache_idle_ms = defaults.dedup_idle_ms;
@@ -227,10 +232,27 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
                "Enforce access rules (stig acl ...; docs/access-control.md): every request needs a rule\n"
                "granting its agent read, write or admin on the keys it touches. Without client\n"
                "certificates agents are only claimed names: for local experiments, not security.\n"
-               "Every node of a cluster must use the same setting");
+               "Every node of a cluster must use the same setting. Default: on with TLS, off with\n"
+               "--insecure-plaintext");
+  app.add_flag("--no-access-control", no_access_control,
+               "Do not enforce access rules even with TLS (agents are still bound to their certificates)");
   app.add_option("--admin-agent", admin_agent,
-                 "The agent that always holds admin on every key (sets up a fresh cluster; cannot be revoked)")
+                 "The agent that always holds admin on every key (sets up a fresh cluster; cannot be revoked);\n"
+                 "with TLS, its credential may also act for other agents (stig --agent NAME)")
       ->capture_default_str();
+
+  app.add_option("--tls-ca", tls_ca, "PEM file of the cluster's CA certificate: peers and clients must present a\n"
+                                     "certificate it signed (mutual TLS 1.3)");
+  app.add_option("--tls-cert", tls_cert, "PEM file of this node's certificate (subject CN node:<--id>), from the CA");
+  app.add_option("--tls-key", tls_key, "PEM file of the private key of --tls-cert");
+  app.add_option("--tls-crl", tls_crl, "Optional PEM certificate revocation list from the CA: revoked certificates\n"
+                                       "are refused");
+  app.add_option("--tls-handshake-timeout-ms", tls_handshake_timeout_ms,
+                 "A TLS handshake not done this long after the connection opened is closed")
+      ->capture_default_str();
+  app.add_flag("--insecure-plaintext", insecure_plaintext,
+               "Plain TCP on every link, no authentication: for local experiments only. Anyone who can\n"
+               "reach the port can read, write and speak as any agent or peer");
 
   ParseOutcome outcome;
   try {
@@ -313,7 +335,11 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
       throw BadFlag{"--peer-idle-timeout-ms " + std::to_string(peer_idle_timeout_ms) +
                     " is too short (at least 100, or 0 for never)"};
     o.enable_admin = enable_admin;
-    c.access_control = access_control;
+    if (access_control && no_access_control)
+      throw BadFlag{"--access-control and --no-access-control contradict each other: give one or neither"};
+    // Rules mean something only when agents are authenticated: on by default
+    // with TLS; over plaintext only when asked for (claimed names).
+    c.access_control = access_control || (!no_access_control && !insecure_plaintext);
     c.admin_agent = admin_agent;
     c.heartbeat_interval_ms = heartbeat_ms;
     c.suspect_after_ms = suspect_ms;
@@ -338,6 +364,27 @@ ParseOutcome parse_options(int argc, const char* const* argv, std::ostream& out,
     c.raft_snapshot_chunk_bytes = std::min<uint64_t>(c.raft_snapshot_chunk_bytes, o.max_frame_bytes / 2);
 
     if (auto st = c.validate(); !st.is_ok()) throw BadFlag{st.message()};
+    const bool any_tls = !tls_ca.empty() || !tls_cert.empty() || !tls_key.empty() || !tls_crl.empty();
+    if (insecure_plaintext && any_tls)
+      throw BadFlag{"--insecure-plaintext and --tls-* contradict each other: give one or the other"};
+    if (!insecure_plaintext) {
+      if (!any_tls)
+        throw BadFlag{"no transport security chosen: pass --tls-ca, --tls-cert and --tls-key (certificates: stig cert "
+                      "--help), or --insecure-plaintext for an unauthenticated local experiment"};
+      if (tls_ca.empty() || tls_cert.empty() || tls_key.empty())
+        throw BadFlag{"TLS needs all of --tls-ca, --tls-cert and --tls-key (missing: " +
+                      std::string(tls_ca.empty() ? "--tls-ca " : "") + (tls_cert.empty() ? "--tls-cert " : "") +
+                      (tls_key.empty() ? "--tls-key" : "") + ")"};
+    }
+    if (tls_handshake_timeout_ms < 100)
+      throw BadFlag{"--tls-handshake-timeout-ms " + std::to_string(tls_handshake_timeout_ms) +
+                    " is too short (at least 100)"};
+    o.tls_ca = tls_ca;
+    o.tls_cert = tls_cert;
+    o.tls_key = tls_key;
+    o.tls_crl = tls_crl;
+    o.insecure_plaintext = insecure_plaintext;
+    o.tls_handshake_timeout_ms = tls_handshake_timeout_ms;
     outcome.options = std::move(o);
   } catch (const BadFlag& bad) {
     err << "stigd: " << bad.message << " (see stigd --help)\n";

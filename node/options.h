@@ -55,6 +55,12 @@ struct Options {
   int64_t slow_frame_timeout_ms = 30'000;        // a begun frame must be complete by then
   int64_t peer_idle_timeout_ms = 5'000;          // inbound peer link without a frame
   bool enable_admin = false;                     // admin partition / heal allowed
+
+  // Transport security (docs/security.md). Exactly one of: the TLS files
+  // (ca, cert, key; crl optional), or insecure_plaintext.
+  std::string tls_ca, tls_cert, tls_key, tls_crl;
+  bool insecure_plaintext = false;
+  int64_t tls_handshake_timeout_ms = 5'000;      // a TLS handshake must be done by then
 };
 
 // Result of parse_options: either options to run with, or an exit code.

@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "node/tls_stream.h"
+#include "replication/printable.h"
+
 namespace stig::node {
 
 namespace pb = stigmergy::v1;
@@ -13,13 +16,17 @@ constexpr std::chrono::seconds kDropWarningEvery{5};
 }  // namespace
 
 PeerLink::PeerLink(asio::io_context& io, const std::string& self_id, std::string peer_id, Endpoint address,
-                   uint64_t max_queue_bytes, std::chrono::milliseconds keepalive)
+                   uint64_t max_queue_bytes, std::chrono::milliseconds keepalive, TlsContext* tls,
+                   std::chrono::milliseconds handshake_timeout)
     : io_(io),
       peer_id_(std::move(peer_id)),
       address_(std::move(address)),
       max_queue_bytes_(max_queue_bytes),
       resolver_(io),
       socket_(io),
+      tls_context_(tls),
+      handshake_timeout_(handshake_timeout),
+      handshake_timer_(io),
       retry_timer_(io),
       keepalive_timer_(io),
       keepalive_(keepalive) {
@@ -28,6 +35,8 @@ PeerLink::PeerLink(asio::io_context& io, const std::string& self_id, std::string
   hello.mutable_hello()->set_node_id(self_id);
   hello_ = wire::encode_peer_frame(hello);
 }
+
+PeerLink::~PeerLink() = default;
 
 void PeerLink::start() { connect(); }
 
@@ -49,14 +58,47 @@ void PeerLink::connect() {
                                 self->disconnect(e.message());
                                 return;
                               }
-                              self->on_connected(gen);
+                              self->on_tcp_connected(gen);
                             });
       });
 }
 
-void PeerLink::on_connected(uint64_t gen) {
+void PeerLink::on_tcp_connected(uint64_t gen) {
   boost::system::error_code ec;
   socket_.set_option(tcp::no_delay(true), ec);
+  if (!tls_context_) {
+    on_connected(gen);
+    return;
+  }
+  tls_ = std::make_shared<TlsStream>(socket_, *tls_context_);
+  if (handshake_timeout_.count() > 0) {
+    handshake_timer_.expires_after(handshake_timeout_);
+    handshake_timer_.async_wait([self = shared_from_this(), gen](const boost::system::error_code& e) {
+      if (e || gen != self->gen_ || self->stopped_ || self->connected_) return;
+      self->disconnect("no TLS handshake within " + std::to_string(self->handshake_timeout_.count()) + " ms");
+    });
+  }
+  tls_->stream.async_handshake(
+      ssl::stream_base::client, [self = shared_from_this(), tls = tls_, gen](const boost::system::error_code& e) {
+        if (gen != self->gen_ || self->stopped_) return;
+        self->handshake_timer_.cancel();
+        if (e) {
+          self->disconnect(describe_tls_error(*tls, e));
+          return;
+        }
+        // The CA vouches for the certificate; its name must be the node we
+        // meant to reach, or any node of the cluster could stand in for it.
+        const CertIdentity who = peer_identity(*tls);
+        if (!who.is_node(self->peer_id_)) {
+          self->disconnect("its certificate is '" + replication::printable(who.subject, 140) + "', not node:" +
+                           self->peer_id_);
+          return;
+        }
+        self->on_connected(gen);
+      });
+}
+
+void PeerLink::on_connected(uint64_t gen) {
   connected_ = true;
   backoff_ = kInitialBackoff;
   if (failure_logged_ || !ever_connected_)
@@ -98,6 +140,7 @@ void PeerLink::disconnect(const std::string& why) {
   queue_.clear();
   queued_bytes_ = 0;
   boost::system::error_code ec;
+  handshake_timer_.cancel();
   socket_.close(ec);
   if (stopped_) return;
   if (was_connected) {
@@ -180,33 +223,40 @@ void PeerLink::do_write() {
   writing_ = true;
   wrote_since_keepalive_ = true;
   const uint64_t gen = gen_;
-  asio::async_write(socket_, batch->buffers,
-                    [self = shared_from_this(), batch, gen](const boost::system::error_code& ec, size_t) {
-                      if (gen != self->gen_) return;  // that connection is gone
-                      self->writing_ = false;
-                      if (ec) {
-                        self->disconnect("write failed: " + ec.message());
-                        return;
-                      }
-                      if (self->queue_.empty() && self->close_when_flushed_) {
-                        self->stop();
-                        return;
-                      }
-                      self->do_write();
-                    });
+  auto done = [self = shared_from_this(), batch, gen, tls = tls_](const boost::system::error_code& ec, size_t) {
+    if (gen != self->gen_) return;  // that connection is gone
+    self->writing_ = false;
+    if (ec) {
+      self->disconnect("write failed: " + ec.message());
+      return;
+    }
+    if (self->queue_.empty() && self->close_when_flushed_) {
+      self->stop();
+      return;
+    }
+    self->do_write();
+  };
+  if (tls_)
+    asio::async_write(tls_->stream, batch->buffers, std::move(done));
+  else
+    asio::async_write(socket_, batch->buffers, std::move(done));
 }
 
 void PeerLink::do_read() {
   const uint64_t gen = gen_;
-  socket_.async_read_some(asio::buffer(read_buf_),
-                          [self = shared_from_this(), gen](const boost::system::error_code& ec, size_t) {
-                            if (gen != self->gen_) return;
-                            if (ec) {
-                              self->disconnect(ec == asio::error::eof ? std::string("closed by peer") : ec.message());
-                              return;
-                            }
-                            self->do_read();  // peers never send here; ignore
-                          });
+  auto done = [self = shared_from_this(), gen, tls = tls_](const boost::system::error_code& ec, size_t) {
+    if (gen != self->gen_) return;
+    if (ec) {
+      const bool closed = ec == asio::error::eof || ec == ssl::error::stream_truncated;
+      self->disconnect(closed ? std::string("closed by peer") : tls ? describe_tls_error(*tls, ec) : ec.message());
+      return;
+    }
+    self->do_read();  // peers never send here; ignore
+  };
+  if (tls_)
+    tls_->stream.async_read_some(asio::buffer(read_buf_), std::move(done));
+  else
+    socket_.async_read_some(asio::buffer(read_buf_), std::move(done));
 }
 
 void PeerLink::close_when_flushed() {
@@ -222,6 +272,7 @@ void PeerLink::stop() {
   writing_ = false;
   boost::system::error_code ec;
   resolver_.cancel();
+  handshake_timer_.cancel();
   retry_timer_.cancel();
   keepalive_timer_.cancel();
   socket_.close(ec);

@@ -10,6 +10,11 @@
 // peer), so the peer's idle timeout never closes a healthy link, even while
 // this node sends the peer nothing (a partition made with admin partition).
 //
+// With TLS the link completes a TLS 1.3 handshake after connecting, within
+// a bounded time, presenting this node's certificate and accepting only a
+// server certificate from the cluster CA naming node:<the peer it dialed>;
+// anything else is a failed connection attempt (logged, retried with backoff).
+//
 // Guarantees:
 //  - frames go out in the order send() was called (frames in flight when a
 //    connection breaks are lost; anti-entropy repairs what they carried);
@@ -33,16 +38,20 @@
 #include "node/asio.h"
 #include "wire/envelope.h"
 #include "node/options.h"
+#include "node/tls.h"
 
 namespace stig::node {
 
 using wire::SharedFrame;
+struct TlsStream;
 
 class PeerLink : public std::enable_shared_from_this<PeerLink> {
  public:
   // keepalive 0: never send a keepalive.
   PeerLink(asio::io_context& io, const std::string& self_id, std::string peer_id, Endpoint address,
-           uint64_t max_queue_bytes, std::chrono::milliseconds keepalive = std::chrono::milliseconds(0));
+           uint64_t max_queue_bytes, std::chrono::milliseconds keepalive = std::chrono::milliseconds(0),
+           TlsContext* tls = nullptr, std::chrono::milliseconds handshake_timeout = std::chrono::milliseconds(5000));
+  ~PeerLink();
 
   void start();
   // Queues one encoded frame for the peer.
@@ -68,6 +77,7 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   };
 
   void connect();
+  void on_tcp_connected(uint64_t gen);
   void on_connected(uint64_t gen);
   void disconnect(const std::string& why);
   void schedule_reconnect();
@@ -83,6 +93,12 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
 
   tcp::resolver resolver_;
   tcp::socket socket_;
+  TlsContext* const tls_context_;  // null: plain TCP
+  const std::chrono::milliseconds handshake_timeout_;
+  // The session of the current connection; a new one per connection. Shared
+  // with pending handlers, which may outlive a reconnect.
+  std::shared_ptr<TlsStream> tls_;
+  asio::steady_timer handshake_timer_;
   asio::steady_timer retry_timer_;
   asio::steady_timer keepalive_timer_;
   const std::chrono::milliseconds keepalive_;

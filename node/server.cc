@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "node/tls_stream.h"
 #include "wire/envelope.h"
 #include "replication/printable.h"
 
@@ -27,7 +28,7 @@ constexpr size_t kMaxRefusing = 64;
 constexpr size_t kReadBufferBytes = 64 * 1024;
 constexpr std::chrono::seconds kLimitedWarningEvery{5};
 constexpr std::chrono::milliseconds kSlowStepTime{100};
-enum LimitedKind { kTooManyConnections, kOverBudget, kAcceptFailed, kSlowStep };
+enum LimitedKind { kTooManyConnections, kOverBudget, kAcceptFailed, kSlowStep, kTlsHandshake };
 
 std::string join(const std::set<std::string>& ids) {
   std::string s;
@@ -40,9 +41,11 @@ std::string join(const std::set<std::string>& ids) {
 
 }  // namespace
 
-Server::Server(const Options& options, replication::Replica& replica, Storage& storage)
+Server::Server(const Options& options, replication::Replica& replica, Storage& storage,
+               std::shared_ptr<TlsContext> tls)
     : options_(options),
       replica_(replica),
+      tls_(std::move(tls)),
       acceptor_(io_),
       signals_(io_),
       wake_timer_(io_),
@@ -65,10 +68,11 @@ Server::Server(const Options& options, replication::Replica& replica, Storage& s
   limits_.idle_timeout = milliseconds(options.idle_timeout_ms);
   limits_.slow_frame_timeout = milliseconds(options.slow_frame_timeout_ms);
   limits_.peer_idle_timeout = milliseconds(options.peer_idle_timeout_ms);
+  limits_.handshake_timeout = milliseconds(options.tls_handshake_timeout_ms);
   // Sweep often enough that every timeout fires within a quarter of itself.
   int64_t shortest = 0;
   for (int64_t t : {options.hello_timeout_ms, options.idle_timeout_ms, options.slow_frame_timeout_ms,
-                    options.peer_idle_timeout_ms})
+                    options.peer_idle_timeout_ms, tls_ ? options.tls_handshake_timeout_ms : int64_t{0}})
     if (t > 0 && (shortest == 0 || t < shortest)) shortest = t;
   if (shortest > 0) sweep_every_ = milliseconds(std::clamp<int64_t>(shortest / 4, 10, 1000));
   // Peers send a keepalive when they have sent nothing for a fifth of the
@@ -80,7 +84,8 @@ Server::Server(const Options& options, replication::Replica& replica, Storage& s
     auto ep = parse_endpoint(peer.address, &why);
     if (!ep) continue;  // options validated every address already
     links_.emplace(peer.id, std::make_shared<PeerLink>(io_, options.config.self, peer.id, *ep,
-                                                       options.peer_queue_bytes, keepalive));
+                                                       options.peer_queue_bytes, keepalive, tls_.get(),
+                                                       milliseconds(options.tls_handshake_timeout_ms)));
   }
 }
 
@@ -156,7 +161,7 @@ void Server::do_accept() {
       return;
     }
     const uint64_t id = next_connection_id_++;
-    auto conn = std::make_shared<Connection>(*this, std::move(socket), id, limits_);
+    auto conn = std::make_shared<Connection>(*this, std::move(socket), id, limits_, tls_.get());
     connections_.emplace(id, conn);
     spdlog::debug("connection #{} from {}", id, conn->remote());
     admit(conn);
@@ -290,6 +295,8 @@ void Server::sweep() {
 
 void Server::on_client_request(Connection& conn, pb::Request&& request) {
   if (stopping_) return;
+  replication::ClientIdentity identity;
+  if (conn.tls()) identity = {conn.identity().name, true};
   switch (request.op_case()) {
     case pb::Request::kAdminPartition:
     case pb::Request::kAdminHeal:
@@ -308,7 +315,7 @@ void Server::on_client_request(Connection& conn, pb::Request&& request) {
       }
       // Admin verbs need global admin when access control is on, by the
       // rules this node has applied (the core decides, as for every request).
-      if (auto st = replica_.authorize(replication::ClientIdentity{}, request); !st.is_ok()) {
+      if (auto st = replica_.authorize(identity, request); !st.is_ok()) {
         spdlog::warn("refused admin verb from {}: {}", conn.remote(), st.message());
         pb::Response r;
         r.set_seq(request.seq());
@@ -327,7 +334,7 @@ void Server::on_client_request(Connection& conn, pb::Request&& request) {
       break;
   }
   const replication::ClientToken token = conn.next_token();
-  step_core(replication::ClientInput{token, std::move(request)});
+  step_core(replication::ClientInput{token, std::move(request), std::move(identity)});
   schedule_flush();
 }
 
@@ -351,6 +358,11 @@ void Server::on_connection_closed(Connection& conn) {
     if (it != inbound_.end() && it->second == conn.id()) inbound_.erase(it);
   }
   connections_.erase(conn.id());
+}
+
+void Server::on_handshake_failed(Connection& conn, const std::string& why) {
+  warn_limited(kTlsHandshake, "connection #" + std::to_string(conn.id()) + " from " + conn.remote() +
+                                  ": TLS handshake failed: " + why + "; closing");
 }
 
 // --- fault injection ------------------------------------------------------------

@@ -24,6 +24,12 @@
 // --inbound-buffer-bytes budget (client frames that would exceed it are
 // refused). A sweep timer applies the connections' timeouts.
 //
+// Security (docs/security.md): with TLS every accepted connection and every
+// peer link is mutually authenticated against the cluster CA; a client
+// request carries the agent of its connection's certificate to the core
+// (ClientInput::identity); the core binds the request to it (only a global
+// admin may act for another agent) and applies the access rules.
+//
 // Shutdown (SIGTERM/SIGINT or stop()): stop accepting and reading, let the
 // storage pipeline finish and release what it covers, write out queued
 // frames (bounded wait), close, return 0 from run(). A failed storage write
@@ -52,7 +58,9 @@ namespace stig::node {
 
 class Server final : public ConnectionHost {
  public:
-  Server(const Options& options, replication::Replica& replica, Storage& storage);
+  // `tls` null: every link is plain TCP (--insecure-plaintext).
+  Server(const Options& options, replication::Replica& replica, Storage& storage,
+         std::shared_ptr<TlsContext> tls = nullptr);
   ~Server() override;
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -78,6 +86,7 @@ class Server final : public ConnectionHost {
   void release_inbound(uint64_t bytes) override { inbound_bytes_ -= std::min(bytes, inbound_bytes_); }
   asio::mutable_buffer read_buffer() override { return asio::buffer(read_buf_); }
   void on_connection_closed(Connection& conn) override;
+  void on_handshake_failed(Connection& conn, const std::string& why) override;
 
   bool is_peer(const std::string& id) const;
 
@@ -112,6 +121,7 @@ class Server final : public ConnectionHost {
 
   const Options& options_;
   replication::Replica& replica_;
+  std::shared_ptr<TlsContext> tls_;  // null: plain TCP
   asio::io_context io_;
   tcp::acceptor acceptor_;
   asio::signal_set signals_;
@@ -136,7 +146,7 @@ class Server final : public ConnectionHost {
     std::chrono::steady_clock::time_point last{};
     uint64_t suppressed = 0;
   };
-  std::array<Limited, 4> limited_{};
+  std::array<Limited, 6> limited_{};
   std::map<std::string, std::shared_ptr<PeerLink>> links_;  // one per configured peer
   std::set<std::string> dropped_;                           // fault injection
 

@@ -94,6 +94,7 @@ stigmergy::Result<stigmergy::Client> connect(const Globals& g) {
   if (!eps) return eps.error();
   for (const auto& ep : *eps) o.endpoints.push_back(ep.to_string());
   o.agent = g.agent;
+  o.tls = {g.ca, g.cert, g.key};
   o.timeout = std::chrono::milliseconds(g.timeout_ms);
   o.connect_timeout = std::min(o.timeout, std::chrono::milliseconds(1000));
   return stigmergy::Client::create(std::move(o));

@@ -44,6 +44,8 @@ struct Globals {
   std::string agent;
   int64_t timeout_ms = 8000;  // above the node's 5 s durability timeout
   bool json = false;
+  // TLS (docs/security.md): --ca/--cert/--key, else $STIG_CA/$STIG_CERT/$STIG_KEY.
+  std::string ca, cert, key;
 };
 
 // A client for the endpoints and agent the user chose.
@@ -54,5 +56,7 @@ stigmergy::Result<stigmergy::Client> connect(const Globals& g);
 void add_strong_verbs(CLI::App& app, Globals& g, std::function<int()>& action);
 void add_lock_verbs(CLI::App& app, Globals& g, std::function<int()>& action, std::vector<std::string>& command);
 void add_acl_verbs(CLI::App& app, Globals& g, std::function<int()>& action);
+// stig cert: makes a CA, node certificates and agent credentials (no cluster needed).
+void add_cert_verbs(CLI::App& app, std::function<int()>& action);
 
 }  // namespace stig_cli

@@ -208,14 +208,15 @@ void print_admin(const stigmergy::AdminReply& r, bool as_json) {
 
 // --- command line --------------------------------------------------------------
 
-const std::vector<std::string> kVerbs = {"put", "get", "del", "counter", "set", "strong", "lock", "cluster", "admin", "acl"};
+const std::vector<std::string> kVerbs = {"put", "get", "del", "counter", "set", "strong", "lock", "cluster", "admin", "acl", "cert"};
 const std::vector<std::pair<std::string, std::vector<std::string>>> kSubVerbs = {
     {"counter", {"add", "get"}},
     {"set", {"add", "rm", "get"}},
     {"strong", {"put", "get", "del", "cas", "txn", "history", "list"}},
     {"cluster", {"status"}},
     {"admin", {"partition", "heal"}},
-    {"acl", {"grant", "revoke", "bind", "unbind", "list"}}};
+    {"acl", {"grant", "revoke", "bind", "unbind", "list"}},
+    {"cert", {"create-ca", "create-node", "create-agent", "crl"}}};
 
 std::string join_or(const std::vector<std::string>& words) {
   std::string out;
@@ -233,7 +234,8 @@ std::string check_verbs(int argc, char** argv, std::string& path) {
   static const std::set<std::string> with_value = {"--endpoints", "--agent",          "--timeout", "--context",
                                                    "--durability", "--drop",           "--expect-version",
                                                    "--fence",      "--rev",            "--at",
-                                                   "--limit",      "--ttl",            "--wait"};
+                                                   "--limit",      "--ttl",            "--wait",
+                                                   "--ca",         "--cert",           "--key"};
   std::vector<std::string> words;
   for (int i = 1; i < argc; ++i) {
     const std::string t = argv[i];
@@ -284,6 +286,9 @@ int main(int argc, char** argv) {
   } else {
     g.endpoints = kDefaultEndpoints;
   }
+  // TLS credentials: flags beat the environment (deploy/local-cluster env prints these).
+  for (auto [var, field] : {std::pair{"STIG_CA", &g.ca}, std::pair{"STIG_CERT", &g.cert}, std::pair{"STIG_KEY", &g.key}})
+    if (const char* e = std::getenv(var); e != nullptr && *e != '\0') *field = e;
 
   CLI::App app{"stig: command-line client for a Stigmergy cluster (shared state for multi-agent systems).\n"
                "Every write records the acting agent (--agent, $STIG_AGENT, default $USER@hostname) and the time.",
@@ -300,6 +305,10 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", g.timeout_ms, "Milliseconds to wait for one node before trying the next (default 8000, above the node's 5 s durability timeout)")
       ->check(CLI::Range(int64_t{1}, int64_t{3600000}));
   app.add_flag("--json", g.json, "Print exactly one JSON object per result");
+  app.add_option("--ca", g.ca, "The cluster's CA certificate (PEM); given, the client uses TLS (default: $STIG_CA)");
+  app.add_option("--cert", g.cert,
+                 "This agent's certificate (PEM, CN agent:NAME), its credential on a TLS cluster (default: $STIG_CERT)");
+  app.add_option("--key", g.key, "The private key of --cert (default: $STIG_KEY)");
   app.footer(R"(Synopsis:
   put KEY VALUE|--stdin [--context C] [--durability local|quorum|all]
   get KEY
@@ -309,6 +318,7 @@ int main(int argc, char** argv) {
   strong put|get|del|cas|txn|history|list ...   (linearizable; 'stig strong --help')
   lock NAME [--ttl D] [--wait D] -- CMD... | lock try NAME
   cluster status
+  cert create-ca|create-node|create-agent|crl ... (TLS certificates; 'stig cert --help')
   admin partition --drop ID[,ID...] | admin heal
 
 Examples:
@@ -574,6 +584,7 @@ Examples:
   std::vector<std::string> lock_command;
   add_lock_verbs(app, g, action, lock_command);
   add_acl_verbs(app, g, action);
+  add_cert_verbs(app, action);
 
   // `stig lock NAME ... -- CMD ARGS...`: everything after the first "--"
   // is the command, never parsed as stig options.

@@ -175,10 +175,19 @@ int run_command(const std::vector<std::string>& argv, std::string* out, std::str
   return status;
 }
 
-ProcessCluster::ProcessCluster(int nodes, std::vector<std::string> extra_flags, bool enable_admin)
-    : nodes_(nodes), extra_flags_(std::move(extra_flags)), enable_admin_(enable_admin) {
+ProcessCluster::ProcessCluster(int nodes, std::vector<std::string> extra_flags, bool enable_admin,
+                               Transport transport)
+    : nodes_(nodes), extra_flags_(std::move(extra_flags)), enable_admin_(enable_admin), transport_(transport) {
   char tmpl[] = "/tmp/stig-cluster-XXXXXX";
   dir_ = ::mkdtemp(tmpl);
+  // The stig CLI the tests run must not pick up the caller's credentials
+  // (deploy/local-cluster env exports them).
+  for (const char* var : {"STIG_CA", "STIG_CERT", "STIG_KEY", "STIG_ENDPOINTS", "STIG_AGENT"}) ::unsetenv(var);
+  if (tls()) {
+    run_cert_tool({"create-ca"});
+    for (int i = 0; i < nodes; ++i) run_cert_tool({"create-node", "--id", id(i)});
+    run_cert_tool({"crl"});  // empty: every TLS test runs with revocation checks on
+  }
   // The kernel may hand the same free port out twice in a row once the
   // probing socket is closed: ask again until every node has its own.
   std::set<uint16_t> taken;
@@ -218,8 +227,43 @@ std::vector<std::string> ProcessCluster::args_for(int i) const {
     args.insert(args.end(), {"--log-level", "info"});
   if (!peers.empty()) args.insert(args.end(), {"--peers", peers});
   if (enable_admin_) args.push_back("--enable-admin");
+  if (auto o = tls_override_.find(i); o != tls_override_.end()) {
+    args.insert(args.end(), o->second.begin(), o->second.end());
+  } else if (tls()) {
+    const std::string base = certs_dir() + "/node-" + id(i);
+    args.insert(args.end(), {"--tls-ca", ca_file(), "--tls-cert", base + ".crt", "--tls-key", base + ".key",
+                             "--tls-crl", certs_dir() + "/ca.crl"});
+  } else {
+    args.push_back("--insecure-plaintext");
+  }
   args.insert(args.end(), extra_flags_.begin(), extra_flags_.end());
   return args;
+}
+
+void ProcessCluster::run_cert_tool(std::vector<std::string> args) const {
+  std::vector<std::string> argv = {std::string(STIG_BIN_DIR) + "/stig", "cert"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.insert(argv.end(), {"--dir", certs_dir()});
+  std::string out, err;
+  if (run_command(argv, &out, &err) != 0) throw std::runtime_error("stig cert failed: " + err);
+}
+
+stigmergy::TlsOptions ProcessCluster::agent_tls(const std::string& agent) {
+  const std::string base = certs_dir() + "/agent-" + agent;
+  if (!fs::exists(base + ".crt")) run_cert_tool({"create-agent", "--name", agent});
+  return {ca_file(), base + ".crt", base + ".key"};
+}
+
+void ProcessCluster::override_tls_files(int i, const std::string& ca, const std::string& cert, const std::string& key) {
+  tls_override_[i] = {"--tls-ca", ca, "--tls-cert", cert, "--tls-key", key};
+}
+
+void ProcessCluster::reissue_node_cert(int i) { run_cert_tool({"create-node", "--id", id(i), "--overwrite"}); }
+
+std::vector<std::string> ProcessCluster::cli_tls_args(const std::string& agent) {
+  if (!tls()) return {};
+  const auto t = agent_tls(agent);
+  return {"--ca", t.ca_file, "--cert", t.cert_file, "--key", t.key_file};
 }
 
 void ProcessCluster::start(int i) {
@@ -253,6 +297,7 @@ stigmergy::Client ProcessCluster::client(int i, const std::string& agent) {
   stigmergy::ClientOptions o;
   o.endpoints = {endpoint(i)};
   o.agent = agent;
+  if (tls()) o.tls = agent_tls(agent);
   o.timeout = 5s;
   o.read_your_writes = false;
   auto c = stigmergy::Client::create(o);

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,16 +20,25 @@
 
 namespace stig::testing {
 
+// How the nodes' links are secured. kPlaintext (--insecure-plaintext) lets
+// tests speak the protocol on raw sockets; kTls makes a CA, a certificate per
+// node and agent credentials under dir()/certs with `stig cert`, and runs
+// every node with mutual TLS and an (initially empty) revocation list,
+// dir()/certs/ca.crl.
+enum class Transport { kPlaintext, kTls };
+
 class ProcessCluster {
  public:
   // Nodes run with --enable-admin (tests partition them) unless enable_admin
   // is false.
-  explicit ProcessCluster(int nodes, std::vector<std::string> extra_flags = {}, bool enable_admin = true);
+  explicit ProcessCluster(int nodes, std::vector<std::string> extra_flags = {}, bool enable_admin = true,
+                          Transport transport = Transport::kPlaintext);
   ~ProcessCluster();
 
   int size() const { return static_cast<int>(nodes_.size()); }
   std::string id(int i) const { return "n" + std::to_string(i + 1); }
   std::string endpoint(int i) const;
+  uint16_t port(int i) const { return nodes_[i].port; }
   std::string all_endpoints() const;
 
   void start(int i);
@@ -48,7 +58,23 @@ class ProcessCluster {
   bool wait_all_up(int i, std::chrono::milliseconds limit = std::chrono::seconds(15));
 
   // A client that talks to node i only (no failover, no read-your-writes).
+  // Over TLS it presents agent `agent`'s credential (made if missing).
   stigmergy::Client client(int i, const std::string& agent = "tester");
+
+  // TLS mode: the certificates' directory and the files of the CA, of node
+  // i and of an agent credential (made with default validity if missing).
+  bool tls() const { return transport_ == Transport::kTls; }
+  std::string certs_dir() const { return dir_ + "/certs"; }
+  std::string ca_file() const { return certs_dir() + "/ca.crt"; }
+  stigmergy::TlsOptions agent_tls(const std::string& agent);
+  // Runs `stig cert ARGS... --dir certs_dir()`; throws with its stderr on failure.
+  void run_cert_tool(std::vector<std::string> args) const;
+  // Issues node i a new certificate and key (rotation); takes effect at its next start.
+  void reissue_node_cert(int i);
+  // From its next start node i uses these TLS files instead of its own (a rogue node).
+  void override_tls_files(int i, const std::string& ca, const std::string& cert, const std::string& key);
+  // The stig CLI flags for agent `agent` (TLS mode; nothing in plaintext mode).
+  std::vector<std::string> cli_tls_args(const std::string& agent);
   // Self digest and key count reported by node i, if it answers.
   std::optional<stigmergy::NodeStatus> self_status(int i);
   std::string log_path(int i) const;
@@ -67,6 +93,8 @@ class ProcessCluster {
   std::vector<Node> nodes_;
   std::vector<std::string> extra_flags_;
   bool enable_admin_ = true;
+  Transport transport_ = Transport::kPlaintext;
+  std::map<int, std::vector<std::string>> tls_override_;  // node -> --tls-* flags
 };
 
 // A port on 127.0.0.1 that was free a moment ago.

@@ -57,11 +57,26 @@ Result<std::vector<Endpoint>> parse_endpoints(std::string_view csv);
 std::string default_agent();
 
 // Configuration of a Client.
+// Transport security (docs/security.md). With `ca_file` set the client
+// speaks TLS 1.3 only, accepts only a node certificate (CN node:ID) signed by
+// that CA, and presents `cert_file`/`key_file` (CN agent:NAME) as its agent
+// credential; a node running with TLS refuses a client without one. Empty
+// `ca_file`: plain TCP (a node started with --insecure-plaintext).
+struct TlsOptions {
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+};
+
 struct ClientOptions {
   // "HOST:PORT" strings; at least one. Tried in order, starting with the first.
   std::vector<std::string> endpoints;
-  // Who is acting; recorded as modified_by on every write. Empty: default_agent().
+  // Who is acting; recorded as modified_by on every write. Empty: $STIG_AGENT
+  // if set, else the agent of tls.cert_file if given, else default_agent().
+  // Over TLS a node refuses an agent other than the credential's (except
+  // for the cluster's admin agent, which may act for others).
   std::string agent;
+  TlsOptions tls;
   // How long one attempt at one endpoint may take (connect + request + reply)
   // before the client gives up on that endpoint and fails over to the next.
   // Above the node's durability timeout (5 s, --durability-timeout-ms), so a
