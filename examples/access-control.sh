@@ -1,44 +1,49 @@
 #!/usr/bin/env bash
 # Access rules: bob may write orders/ and nothing else.
 #
-# The admin agent grants bob write on the orders/ prefix; bob's write to
-# stock/1 is refused (exit 5, one line naming the agent, the key and the
-# missing permission) and nothing is written; his write to orders/1 works.
-# Over plaintext the agent is only what the client claims: this shows how
-# rules behave, it is not security (docs/access-control.md).
+# On the local TLS cluster (deploy/local-cluster up: access control is on, the
+# admin credential is the one `deploy/local-cluster env` exports), the admin
+# issues bob a credential and grants him write on the orders/ prefix; bob's
+# write to stock/1 is refused (exit 5, one line naming the agent, the key and
+# the missing permission) and nothing is written; his write to orders/1 works
+# and is recorded as his; he cannot change the rules.
 #
-# Needs a running cluster whose nodes were started with --access-control
-# (deploy/local-cluster does not add it: start stigd by hand as in
-# docs/node.md, adding --access-control to every node).
+# Needs a running cluster: deploy/local-cluster up
 # Usage: examples/access-control.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DATA=${STIG_CLUSTER_DIR:-$ROOT/cluster-data}
 STIG=${STIG:-$ROOT/build/bin/stig}
-export STIG_ENDPOINTS=${STIG_ENDPOINTS:-127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103}
-
-[ -x "$STIG" ] || { echo "error: $STIG not found; build first (see README)" >&2; exit 1; }
+[ -x "$STIG" ] || { echo "error: $STIG not found; run deploy/local-cluster up first" >&2; exit 1; }
+[ -f "$DATA/env" ] || { echo "error: no local cluster in $DATA; run deploy/local-cluster up first" >&2; exit 1; }
+. "$DATA/env"  # endpoints and the admin credential
+grep -q STIG_CERT "$DATA/env" || { echo "error: the local cluster runs without TLS (--insecure): no access rules" >&2; exit 1; }
 step() { printf '\n== %s\n' "$*"; }
+key=orders/$(date +%s)-$RANDOM
 
-step "the admin agent grants bob write on orders/"
-"$STIG" --agent admin acl grant agent:bob write orders/
-"$STIG" --agent admin acl list
+step "the admin issues bob a credential and grants him write on orders/"
+bob_env=$("$ROOT/deploy/local-cluster" agent-cert bob)
+bob() { (eval "$bob_env" && unset STIG_AGENT && "$STIG" "$@"); }
+"$STIG" acl grant agent:bob write orders/
+"$STIG" acl list
 
 step "bob writes outside his prefix: refused with exit 5"
 set +e
-"$STIG" --agent bob put stock/1 5
+bob put stock/1 5
 echo "exit $?"
 set -e
-"$STIG" --agent admin get stock/1
+"$STIG" get stock/1
 
-step "bob writes inside it"
-"$STIG" --agent bob put orders/1 packed
+step "bob writes inside it (recorded as bob)"
+bob put "$key" packed
+"$STIG" get "$key"
 
 step "bob may not change the rules"
 set +e
-"$STIG" --agent bob acl grant agent:bob write ''
+bob acl grant agent:bob write ''
 echo "exit $?"
 set -e
 
 step "clean up"
-"$STIG" --agent admin acl revoke agent:bob write orders/
+"$STIG" acl revoke agent:bob write orders/

@@ -1,5 +1,5 @@
-// The transport's identity rules without sockets: certificate names and the
-// interim agent-binding rule (node/agent_binding.h), plus stigd's flags.
+// The transport's identity rules without sockets: certificate names, and
+// stigd's transport and access-control flags (the core binds agents: acl_test).
 #include <gtest/gtest.h>
 
 #include <sstream>
@@ -9,8 +9,6 @@
 
 namespace stig::node {
 namespace {
-
-using replication::ClientIdentity;
 
 TEST(TransportSecurity, CommonNamesNameANodeOrAnAgent) {
   EXPECT_TRUE(identity_from_common_name("node:n2").is_node("n2"));
@@ -24,11 +22,6 @@ TEST(TransportSecurity, CommonNamesNameANodeOrAnAgent) {
     EXPECT_EQ(identity_from_common_name(bad).kind, CertIdentity::Kind::kNone) << bad;
 }
 
-stigmergy::v1::Request with_agent(const std::string& agent) {
-  stigmergy::v1::Request r;
-  r.set_agent(agent);
-  return r;
-}
 
 ParseOutcome parse(std::vector<const char*> extra, std::string* err) {
   std::vector<const char*> argv = {"stigd", "--id", "n1", "--listen", "127.0.0.1:7101", "--data-dir", "/tmp/x"};
