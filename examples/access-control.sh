@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Access rules: bob may write orders/ and nothing else.
 #
-# On the local TLS cluster (deploy/local-cluster up: access control is on, the
-# admin credential is the one `deploy/local-cluster env` exports), the admin
+# On a local TLS cluster started with access control (the admin credential is
+# the one `deploy/local-cluster env` exports), the admin
 # issues bob a credential and grants him write on the orders/ prefix; bob's
 # write to stock/1 is refused (exit 5, one line naming the agent, the key and
 # the missing permission) and nothing is written; his write to orders/1 works
 # and is recorded as his; he cannot change the rules.
 #
-# Needs a running cluster: deploy/local-cluster up
+# Needs a cluster with access control: deploy/local-cluster up --access-control
 # Usage: examples/access-control.sh
 set -euo pipefail
 
