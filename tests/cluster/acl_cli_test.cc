@@ -18,20 +18,6 @@ namespace {
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(100ms);
-  }
-  return pred();
-}
-
-std::string describe(const CliResult& r) {
-  return "status " + std::to_string(r.status) + "\nstdout: " + r.out + "\nstderr: " + r.err;
-}
-
 size_t lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
 
 class AclCli : public ::testing::Test {

@@ -25,16 +25,6 @@ std::vector<std::string> sorted(std::vector<std::string> v) {
 }
 
 // Polls until `pred` holds or the limit passes.
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 15s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return pred();
-}
-
 TEST(Cluster, WriteOnOneNodeIsReadableOnAnother) {
   ProcessCluster cluster(3);
   auto n1 = cluster.client(0, "fulfilment");

@@ -510,6 +510,10 @@ StrongCaller::Result StrongCaller::call(const stigmergy::v1::StrongRequest& requ
   return result;
 }
 
+std::string describe(const CliResult& r) {
+  return "status " + std::to_string(r.status) + "\nstdout: " + r.out + "\nstderr: " + r.err;
+}
+
 CliResult run_stig(const std::string& endpoints, const std::string& agent, const std::vector<std::string>& args) {
   std::vector<std::string> argv = {std::string(STIG_BIN_DIR) + "/stig", "--endpoints", endpoints, "--agent", agent};
   argv.insert(argv.end(), args.begin(), args.end());

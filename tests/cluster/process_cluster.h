@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "stigmergy.pb.h"
@@ -193,5 +194,18 @@ struct CliResult {
 };
 // Runs build/bin/stig --endpoints ENDPOINTS --agent AGENT ARGS...
 CliResult run_stig(const std::string& endpoints, const std::string& agent, const std::vector<std::string>& args);
+// Status and both outputs of a CLI run, for a failed expectation's message.
+std::string describe(const CliResult& r);
+
+// Polls `pred` every 100 ms until it holds or `limit` passes; its last answer.
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(20)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return pred();
+}
 
 }  // namespace stig::testing
