@@ -48,6 +48,7 @@
 #include "stigmergy.pb.h"
 #include "stigmergy/client.h"
 #include "wire/frame.h"
+#include "wire/tls_session.h"
 
 namespace {
 
@@ -216,19 +217,32 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
       boost::system::error_code ignored;
       self->socket_.set_option(tcp::no_delay(true), ignored);
       if (!self->sh_.tls) return self->on_connected();
-      // A new session per connection; handlers hold it, so it outlives a reconnect.
-      self->tls_ = std::make_shared<TlsSocket>(self->socket_, self->sh_.tls->ctx);
-      self->tls_->async_handshake(asio::ssl::stream_base::client,
-                                  [self, gen, tls = self->tls_](const boost::system::error_code& e) {
-                                    if (gen != self->gen_) return;
-                                    if (e)
-                                      return self->on_connection_error(
-                                          "TLS with " + self->sh_.endpoint_names[self->endpoint_] + ": " +
-                                          stigmergy::internal::describe_tls_failure(tls->native_handle(), e,
-                                                                                    !self->sh_.tls->agent.empty()));
-                                    self->on_connected();
-                                  });
+      // A new session per connection, driven through memory like stigd's
+      // (handlers check gen_ before touching it).
+      self->tls_ = std::make_unique<stig::wire::TlsSession>(self->sh_.tls->ctx.native_handle(),
+                                                            stig::wire::TlsSession::Role::kClient);
+      if (self->step_handshake(nullptr, 0) && !self->connected_) self->read();
     });
+  }
+
+  // Over TLS, before on_connected: feeds `n` bytes and steps the handshake.
+  // false if it failed (reported); on_connected() once it is done.
+  bool step_handshake(const char* data, size_t n) {
+    tls_->feed(data, n);
+    boost::system::error_code ec;
+    const bool done = tls_->handshake(ec);
+    flush();  // this side's flight
+    if (ec) {
+      tls_error(ec);
+      return false;
+    }
+    if (done) on_connected();
+    return true;
+  }
+
+  void tls_error(const boost::system::error_code& ec) {
+    on_connection_error("TLS with " + sh_.endpoint_names[endpoint_] + ": " +
+                        stigmergy::internal::describe_tls_failure(tls_->native_handle(), ec, !sh_.tls->agent.empty()));
   }
 
   void on_connected() {
@@ -251,6 +265,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     ++gen_;
     boost::system::error_code ignored;
     socket_.close(ignored);
+    tls_.reset();
     out_pending_.clear();
     writing_ = false;
     endpoint_ = next;
@@ -270,6 +285,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     ++gen_;
     boost::system::error_code ignored;
     socket_.close(ignored);
+    tls_.reset();
     out_pending_.clear();
     writing_ = false;
     if (sh_.stopping.load()) {
@@ -470,37 +486,62 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   }
 
   void flush() {
-    if (writing_ || out_pending_.empty() || !connected_) return;
+    if (writing_) return;
+    std::string* next = &out_pending_;
+    if (tls_) {  // every queued request into records at once
+      if (connected_ && !out_pending_.empty()) {
+        boost::system::error_code ec;
+        if (!tls_->write(out_pending_, ec)) return tls_error(ec);
+        out_pending_.clear();
+      }
+      next = &tls_->output();
+    } else if (!connected_) {
+      return;
+    }
+    if (next->empty()) return;
     writing_ = true;
-    out_inflight_.swap(out_pending_);
-    out_pending_.clear();
+    out_inflight_.swap(*next);
+    next->clear();
     auto self = shared_from_this();
     const uint64_t gen = gen_;
-    auto done = [self, gen, tls = tls_](const boost::system::error_code& ec, size_t) {
+    auto done = [self, gen](const boost::system::error_code& ec, size_t) {
       if (gen != self->gen_) return;
       self->writing_ = false;
       if (ec) return self->on_connection_error("write: " + ec.message());
       self->flush();
     };
-    if (tls_)
-      asio::async_write(*tls_, asio::buffer(out_inflight_), std::move(done));
-    else
-      asio::async_write(socket_, asio::buffer(out_inflight_), std::move(done));
+    asio::async_write(socket_, asio::buffer(out_inflight_), std::move(done));
   }
 
   void read() {
     auto self = shared_from_this();
     const uint64_t gen = gen_;
-    auto done = [self, gen, tls = tls_](const boost::system::error_code& ec, size_t n) {
+    auto done = [self, gen](const boost::system::error_code& ec, size_t n) {
       if (gen != self->gen_) return;
       if (ec) {
-        if (tls && ec.category() == asio::error::get_ssl_category())
-          return self->on_connection_error("read: " + stigmergy::internal::describe_tls_failure(
-                                                          tls->native_handle(), ec, !self->sh_.tls->agent.empty()));
+        if (self->tls_ && !self->connected_ && ec == asio::error::eof)
+          return self->tls_error(asio::ssl::error::stream_truncated);
         return self->on_connection_error(ec == asio::error::eof ? "connection closed by " + self->sh_.endpoint_names[self->endpoint_]
                                                                  : "read: " + ec.message());
       }
-      self->decoder_.feed(std::string_view(self->buf_.data(), n));
+      if (self->tls_ && !self->connected_) {
+        if (self->step_handshake(self->buf_.data(), n) && !self->connected_) self->read();
+        return;  // on_connected() reads on
+      }
+      if (self->tls_) {
+        // The raw bytes are in the session: buf_ takes the plaintext of
+        // every complete record.
+        self->tls_->feed(self->buf_.data(), n);
+        boost::system::error_code tec;
+        while (size_t got = self->tls_->read(self->buf_.data(), self->buf_.size(), tec))
+          self->decoder_.feed(std::string_view(self->buf_.data(), got));
+        if (tec == asio::error::eof)
+          return self->on_connection_error("connection closed by " + self->sh_.endpoint_names[self->endpoint_]);
+        if (tec) return self->on_connection_error("read: " + stigmergy::internal::describe_tls_failure(
+                                                             self->tls_->native_handle(), tec, !self->sh_.tls->agent.empty()));
+      } else {
+        self->decoder_.feed(std::string_view(self->buf_.data(), n));
+      }
       pb::Envelope env;
       while (gen == self->gen_ && self->decoder_.next(env)) {
         if (env.has_response()) self->on_response(env.response());
@@ -513,10 +554,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
       self->read();
       self->fill();
     };
-    if (tls_)
-      tls_->async_read_some(asio::buffer(buf_), std::move(done));
-    else
-      socket_.async_read_some(asio::buffer(buf_), std::move(done));
+    socket_.async_read_some(asio::buffer(buf_), std::move(done));
   }
 
   // NOT_LEADER: go to the leader it names, or (none known: an election may
@@ -649,8 +687,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   size_t index_;
   size_t endpoint_ = 0;
   tcp::socket socket_;
-  using TlsSocket = asio::ssl::stream<tcp::socket&>;
-  std::shared_ptr<TlsSocket> tls_;  // the current connection's TLS session; null: plain TCP
+  std::unique_ptr<stig::wire::TlsSession> tls_;  // the current connection's TLS session; null: plain TCP
   asio::steady_timer retry_timer_;
   std::mt19937_64 rng_;
   std::string client_id_;

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "wire/envelope.h"
+#include "wire/tls_session.h"
 #include "replication/printable.h"
 
 namespace stig::node {
@@ -34,7 +35,8 @@ Connection::Connection(ConnectionHost& host, tcp::socket socket, uint64_t id, co
                        TlsContext* tls)
     : host_(host),
       socket_(std::move(socket)),
-      tls_(tls ? std::make_unique<TlsStream>(socket_, *tls) : nullptr),
+      tls_(tls ? std::make_unique<wire::TlsSession>(tls->get().native_handle(), wire::TlsSession::Role::kServer)
+               : nullptr),
       linger_timer_(socket_.get_executor()),
       id_(id),
       limits_(limits),
@@ -95,27 +97,59 @@ void Connection::on_first_bytes(const boost::system::error_code& ec) {
          false);
     return;
   }
-  tls_->stream.async_handshake(ssl::stream_base::server, [self = shared_from_this()](
-                                                             const boost::system::error_code& e) {
-    self->on_handshake(e);
-  });
+  wait_readable();  // the handshake goes on in on_cipher
 }
 
-void Connection::on_handshake(const boost::system::error_code& ec) {
-  handshaking_ = false;
-  if (closed_) return;
-  if (ec) {
-    host_.on_handshake_failed(*this, describe_tls_error(*tls_, ec));
-    close();
-    return;
+// Steps the handshake with what was fed. true once it is done and the
+// connection may go on; false while it needs more bytes (reading goes on)
+// or when it failed (the connection closes once the alert is sent).
+bool Connection::finish_handshake() {
+  boost::system::error_code ec;
+  const bool done = tls_->handshake(ec);
+  if (!done && !ec) {
+    do_write();  // the server's flight
+    wait_readable();
+    return false;
   }
-  identity_ = peer_identity(*tls_);
+  handshaking_ = false;
+  if (ec) {
+    host_.on_handshake_failed(*this, describe_tls_error(tls_->native_handle(), ec));
+    read_stopped_ = true;
+    close_when_flushed();  // the alert first: it tells the other side why
+    do_write();
+    return false;
+  }
+  identity_ = peer_identity(tls_->native_handle());
   if (refusal_) {
     fail(refusal_->first, 0, refusal_->second, false);
-    return;
+    return false;
   }
   spdlog::debug("connection #{} from {}: TLS as '{}'", id_, remote_, replication::printable(identity_.subject, 140));
-  wait_readable();
+  return true;
+}
+
+void Connection::on_cipher(const char* data, size_t n) {
+  tls_->feed(data, n);
+  if (handshaking_ && !finish_handshake()) return;
+  // The raw bytes are in the session now: the shared buffer takes the
+  // plaintext. Every complete record of this read goes to the decoder.
+  const asio::mutable_buffer buf = host_.read_buffer();
+  const Clock::time_point now = Clock::now();
+  while (true) {
+    boost::system::error_code ec;
+    const size_t got = tls_->read(static_cast<char*>(buf.data()), buf.size(), ec);
+    if (got > 0) {
+      if (!frame_in_progress()) frame_started_at_ = now;
+      decoder_.feed(std::string_view(static_cast<const char*>(buf.data()), got));
+      continue;
+    }
+    if (ec) {
+      on_read_error(ec);  // eof: the client closed the session
+      return;
+    }
+    break;
+  }
+  drain_frames();
 }
 
 void Connection::refuse(pb::ErrorCode code, const std::string& message) {
@@ -140,13 +174,6 @@ void Connection::wait_readable() {
     }
   }
   reading_ = true;
-  if (tls_) {
-    tls_->stream.async_read_some(asio::buffer(tls_->buf), [self = shared_from_this()](
-                                                               const boost::system::error_code& ec, size_t n) {
-      self->on_read(ec, n);
-    });
-    return;
-  }
   socket_.async_read_some(asio::buffer(read_buf_), [self = shared_from_this()](const boost::system::error_code& ec,
                                                                               size_t n) { self->on_read(ec, n); });
 }
@@ -163,12 +190,14 @@ void Connection::on_read(const boost::system::error_code& ec, size_t n) {
     return;
   }
   if (read_stopped_) return;
-  if (tls_) {  // a TLS read returns what one record held; no speculative second read
-    on_bytes(tls_->buf.data(), n);
-    return;
-  }
+  const auto deliver = [this](const char* data, size_t len) {
+    if (tls_)
+      on_cipher(data, len);
+    else
+      on_bytes(data, len);
+  };
   if (n < read_buf_.size()) {
-    on_bytes(read_buf_.data(), n);
+    deliver(read_buf_.data(), n);
     return;
   }
   // The small buffer filled: more is likely waiting. Take it in one read
@@ -178,11 +207,11 @@ void Connection::on_read(const boost::system::error_code& ec, size_t n) {
   boost::system::error_code rec;
   const size_t more = socket_.read_some(asio::buffer(static_cast<char*>(buf.data()) + n, buf.size() - n), rec);
   if (rec && rec != asio::error::would_block && rec != asio::error::try_again && rec != asio::error::interrupted) {
-    on_bytes(static_cast<const char*>(buf.data()), n);  // what arrived before the error still counts
+    deliver(static_cast<const char*>(buf.data()), n);  // what arrived before the error still counts
     if (!closed_) on_read_error(rec);
     return;
   }
-  on_bytes(static_cast<const char*>(buf.data()), n + (rec ? 0 : more));
+  deliver(static_cast<const char*>(buf.data()), n + (rec ? 0 : more));
 }
 
 void Connection::on_read_error(const boost::system::error_code& ec) {
@@ -428,15 +457,32 @@ void Connection::send_response(const pb::Response& response) {
   }
 }
 
+bool Connection::has_unsent() const { return !out_pending_.empty() || (tls_ && !tls_->output().empty()); }
+
+uint64_t Connection::backlog() const {
+  return out_pending_.size() + out_writing_.size() + (tls_ ? tls_->output().size() : 0);
+}
+
 void Connection::do_write() {
-  if (writing_ || closed_ || out_pending_.empty()) return;
-  writing_ = true;
-  out_writing_.swap(out_pending_);
+  if (writing_ || closed_) return;
+  std::string* next = &out_pending_;
   if (tls_) {
-    asio::async_write(tls_->stream, asio::buffer(out_writing_),
-                      [self = shared_from_this()](const boost::system::error_code& ec, size_t) { self->on_write(ec); });
-    return;
+    // All the frames queued so far become records in one go (the handshake
+    // done: refuse() holds its reply until then).
+    if (!out_pending_.empty() && tls_->handshake_done()) {
+      boost::system::error_code ec;
+      if (!tls_->write(out_pending_, ec)) {
+        spdlog::debug("connection #{} from {}: TLS write failed: {}", id_, remote_, ec.message());
+        close();
+        return;
+      }
+      out_pending_.clear();
+    }
+    next = &tls_->output();
   }
+  if (next->empty()) return;
+  writing_ = true;
+  out_writing_.swap(*next);
   asio::async_write(socket_, asio::buffer(out_writing_),
                     [self = shared_from_this()](const boost::system::error_code& ec, size_t) { self->on_write(ec); });
 }
@@ -455,7 +501,7 @@ void Connection::on_write(const boost::system::error_code& ec) {
     close();
     return;
   }
-  if (!out_pending_.empty()) {
+  if (has_unsent()) {
     do_write();
     return;
   }

@@ -52,10 +52,13 @@
 #include "node/tls.h"
 #include "wire/frame.h"
 
+namespace stig::wire {
+class TlsSession;
+}
+
 namespace stig::node {
 
 class Connection;
-struct TlsStream;
 
 // What a Connection needs from the server that owns it (io thread only).
 class ConnectionHost {
@@ -152,17 +155,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void stop_reading();
   // Closes once every queued response is written (shutdown).
   void close_when_flushed();
-  bool write_idle() const { return !writing_ && out_pending_.empty(); }
+  bool write_idle() const { return !writing_ && !has_unsent(); }
   bool closed() const { return closed_; }
   // Closes now; idempotent.
   void close();
 
  private:
   void on_first_bytes(const boost::system::error_code& ec);
-  void on_handshake(const boost::system::error_code& ec);
   void wait_readable();
   void on_read(const boost::system::error_code& ec, size_t n);
   void on_bytes(const char* data, size_t n);
+  // Over TLS: bytes from the socket; advances the handshake, then decrypts
+  // every complete record into the decoder.
+  void on_cipher(const char* data, size_t n);
+  bool finish_handshake();
   void on_read_error(const boost::system::error_code& ec);
   bool settle_charge();
   // Decodes and hands over buffered frames while fewer than the limit of
@@ -174,12 +180,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void do_write();
   void on_write(const boost::system::error_code& ec);
   void begin_linger();
-  uint64_t backlog() const { return out_pending_.size() + out_writing_.size(); }
+  bool has_unsent() const;
+  uint64_t backlog() const;
   bool frame_in_progress() const { return frame_started_at_ != Clock::time_point{}; }
 
   ConnectionHost& host_;
   tcp::socket socket_;
-  std::unique_ptr<TlsStream> tls_;  // null: plain TCP
+  std::unique_ptr<wire::TlsSession> tls_;  // null: plain TCP
   CertIdentity identity_;
   bool handshaking_ = false;
   // refuse() on a TLS connection: the reply to send once the handshake is done.
@@ -217,7 +224,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Clock::time_point frame_started_at_;  // first byte of the frame in progress; {} if none
 
   std::string out_pending_;  // frames queued since the current write began
-  std::string out_writing_;  // the bytes of the write in flight
+  // The bytes of the write in flight (over TLS: records; the frames are
+  // encrypted at once when a write begins, and TLS output waits in tls_).
+  std::string out_writing_;
   bool writing_ = false;
 };
 

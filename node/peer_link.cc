@@ -4,6 +4,7 @@
 
 #include "node/tls_stream.h"
 #include "replication/printable.h"
+#include "wire/tls_session.h"
 
 namespace stig::node {
 
@@ -70,7 +71,7 @@ void PeerLink::on_tcp_connected(uint64_t gen) {
     on_connected(gen);
     return;
   }
-  tls_ = std::make_shared<TlsStream>(socket_, *tls_context_);
+  tls_ = std::make_unique<wire::TlsSession>(tls_context_->get().native_handle(), wire::TlsSession::Role::kClient);
   if (handshake_timeout_.count() > 0) {
     handshake_timer_.expires_after(handshake_timeout_);
     handshake_timer_.async_wait([self = shared_from_this(), gen](const boost::system::error_code& e) {
@@ -78,24 +79,43 @@ void PeerLink::on_tcp_connected(uint64_t gen) {
       self->disconnect("no TLS handshake within " + std::to_string(self->handshake_timeout_.count()) + " ms");
     });
   }
-  tls_->stream.async_handshake(
-      ssl::stream_base::client, [self = shared_from_this(), tls = tls_, gen](const boost::system::error_code& e) {
-        if (gen != self->gen_ || self->stopped_) return;
-        self->handshake_timer_.cancel();
-        if (e) {
-          self->disconnect(describe_tls_error(*tls, e));
-          return;
-        }
-        // The CA vouches for the certificate; its name must be the node we
-        // meant to reach, or any node of the cluster could stand in for it.
-        const CertIdentity who = peer_identity(*tls);
-        if (!who.is_node(self->peer_id_)) {
-          self->disconnect("its certificate is '" + replication::printable(who.subject, 140) + "', not node:" +
-                           self->peer_id_);
-          return;
-        }
-        self->on_connected(gen);
-      });
+  on_cipher(nullptr, 0);  // the ClientHello
+  do_read();
+}
+
+// Bytes from the peer: the handshake's, then (peers never send on this
+// link) only what TLS itself carries, such as the peer's close or an alert.
+void PeerLink::on_cipher(const char* data, size_t n) {
+  tls_->feed(data, n);
+  boost::system::error_code ec;
+  if (!tls_->handshake_done()) {
+    const bool done = tls_->handshake(ec);
+    do_write();  // this side's flight, or the alert that says why it failed
+    if (ec) {
+      handshake_timer_.cancel();
+      disconnect(describe_tls_error(tls_->native_handle(), ec));
+      return;
+    }
+    if (!done) return;
+    handshake_timer_.cancel();
+    // The CA vouches for the certificate; its name must be the node we
+    // meant to reach, or any node of the cluster could stand in for it.
+    const CertIdentity who = peer_identity(tls_->native_handle());
+    if (!who.is_node(peer_id_)) {
+      disconnect("its certificate is '" + replication::printable(who.subject, 140) + "', not node:" + peer_id_);
+      return;
+    }
+    on_connected(gen_);
+    if (!connected_) return;
+  }
+  std::array<char, 4096> discard;
+  while (tls_->read(discard.data(), discard.size(), ec) > 0) {
+  }
+  if (ec) {
+    disconnect(ec == asio::error::eof ? std::string("closed by peer") : describe_tls_error(tls_->native_handle(), ec));
+    return;
+  }
+  do_write();  // anything TLS wants to answer
 }
 
 void PeerLink::on_connected(uint64_t gen) {
@@ -109,7 +129,7 @@ void PeerLink::on_connected(uint64_t gen) {
   queued_bytes_ += hello_->size();
   (void)gen;
   do_write();
-  do_read();
+  if (!tls_) do_read();  // over TLS the handshake's read goes on
   arm_keepalive();
 }
 
@@ -142,6 +162,7 @@ void PeerLink::disconnect(const std::string& why) {
   boost::system::error_code ec;
   handshake_timer_.cancel();
   socket_.close(ec);
+  tls_.reset();
   if (stopped_) return;
   if (was_connected) {
     spdlog::warn("lost connection to peer {} at {}: {}; reconnecting", peer_id_, address_.to_string(), why);
@@ -209,26 +230,55 @@ void PeerLink::clear() {
   queued_bytes_ = queue_.empty() ? 0 : hello_->size();
 }
 
+// Over TLS: every queued frame into one plaintext buffer, then records (a
+// record holds up to 16 KiB, so small frames share them). false: failed
+// (disconnected).
+bool PeerLink::encrypt_queue() {
+  if (!connected_ || queue_.empty()) return true;
+  plain_.clear();
+  for (const SharedFrame& f : queue_) plain_.append(*f);
+  queue_.clear();
+  queued_bytes_ = 0;
+  boost::system::error_code ec;
+  if (!tls_->write(plain_, ec)) {
+    disconnect("TLS write failed: " + describe_tls_error(tls_->native_handle(), ec));
+    return false;
+  }
+  if (plain_.capacity() > (1u << 20)) std::string().swap(plain_);
+  return true;
+}
+
 void PeerLink::do_write() {
-  if (!connected_ || writing_ || queue_.empty()) return;
+  if (writing_ || stopped_) return;
+  if (tls_ ? !encrypt_queue() || tls_->output().empty() : !connected_ || queue_.empty()) return;
   auto batch = std::make_shared<Batch>();
-  batch->frames.reserve(queue_.size());
-  batch->buffers.reserve(queue_.size());
-  while (!queue_.empty()) {
-    batch->buffers.emplace_back(asio::buffer(*queue_.front()));
-    queued_bytes_ -= queue_.front()->size();
-    batch->frames.push_back(std::move(queue_.front()));
-    queue_.pop_front();
+  if (tls_) {
+    // Handshake messages go out before the link counts as connected.
+    batch->records.swap(tls_->output());
+    batch->buffers.emplace_back(asio::buffer(batch->records));
+  } else {
+    batch->frames.reserve(queue_.size());
+    batch->buffers.reserve(queue_.size());
+    while (!queue_.empty()) {
+      batch->buffers.emplace_back(asio::buffer(*queue_.front()));
+      queued_bytes_ -= queue_.front()->size();
+      batch->frames.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
   }
   writing_ = true;
   wrote_since_keepalive_ = true;
   const uint64_t gen = gen_;
-  auto done = [self = shared_from_this(), batch, gen, tls = tls_](const boost::system::error_code& ec, size_t) {
+  auto done = [self = shared_from_this(), batch, gen](const boost::system::error_code& ec, size_t) {
     if (gen != self->gen_) return;  // that connection is gone
     self->writing_ = false;
     if (ec) {
       self->disconnect("write failed: " + ec.message());
       return;
+    }
+    if (self->tls_ && self->tls_->output().empty() && batch->records.capacity() <= (1u << 20)) {
+      batch->records.clear();  // its capacity takes the next records
+      self->tls_->output().swap(batch->records);
     }
     if (self->queue_.empty() && self->close_when_flushed_) {
       self->stop();
@@ -236,27 +286,27 @@ void PeerLink::do_write() {
     }
     self->do_write();
   };
-  if (tls_)
-    asio::async_write(tls_->stream, batch->buffers, std::move(done));
-  else
-    asio::async_write(socket_, batch->buffers, std::move(done));
+  asio::async_write(socket_, batch->buffers, std::move(done));
 }
 
 void PeerLink::do_read() {
   const uint64_t gen = gen_;
-  auto done = [self = shared_from_this(), gen, tls = tls_](const boost::system::error_code& ec, size_t) {
+  auto done = [self = shared_from_this(), gen](const boost::system::error_code& ec, size_t n) {
     if (gen != self->gen_) return;
     if (ec) {
-      const bool closed = ec == asio::error::eof || ec == ssl::error::stream_truncated;
-      self->disconnect(closed ? std::string("closed by peer") : tls ? describe_tls_error(*tls, ec) : ec.message());
+      if (ec == asio::error::eof && self->tls_ && !self->tls_->handshake_done())
+        self->disconnect("connection closed during the TLS handshake (the other side refused it, or does not speak TLS)");
+      else
+        self->disconnect(ec == asio::error::eof ? std::string("closed by peer") : ec.message());
       return;
     }
-    self->do_read();  // peers never send here; ignore
+    if (self->tls_) {
+      self->on_cipher(self->read_buf_.data(), n);
+      if (gen != self->gen_) return;  // it failed, or the peer closed the session
+    }
+    self->do_read();  // peers send nothing else here
   };
-  if (tls_)
-    tls_->stream.async_read_some(asio::buffer(read_buf_), std::move(done));
-  else
-    socket_.async_read_some(asio::buffer(read_buf_), std::move(done));
+  socket_.async_read_some(asio::buffer(read_buf_), std::move(done));
 }
 
 void PeerLink::close_when_flushed() {
@@ -276,6 +326,7 @@ void PeerLink::stop() {
   retry_timer_.cancel();
   keepalive_timer_.cancel();
   socket_.close(ec);
+  tls_.reset();
   queue_.clear();
   queued_bytes_ = 0;
 }

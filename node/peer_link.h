@@ -40,10 +40,13 @@
 #include "node/options.h"
 #include "node/tls.h"
 
+namespace stig::wire {
+class TlsSession;
+}
+
 namespace stig::node {
 
 using wire::SharedFrame;
-struct TlsStream;
 
 class PeerLink : public std::enable_shared_from_this<PeerLink> {
  public:
@@ -70,10 +73,12 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   uint64_t dropped() const { return dropped_total_; }
 
  private:
-  // One gathered write: keeps the frames and buffer list alive until it completes.
+  // One gathered write: keeps the frames and buffer list (or, over TLS,
+  // the records) alive until it completes.
   struct Batch {
     std::vector<SharedFrame> frames;
     std::vector<asio::const_buffer> buffers;
+    std::string records;
   };
 
   void connect();
@@ -82,7 +87,9 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   void disconnect(const std::string& why);
   void schedule_reconnect();
   void do_write();
+  bool encrypt_queue();
   void do_read();
+  void on_cipher(const char* data, size_t n);
   void arm_keepalive();
 
   asio::io_context& io_;
@@ -95,9 +102,10 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   tcp::socket socket_;
   TlsContext* const tls_context_;  // null: plain TCP
   const std::chrono::milliseconds handshake_timeout_;
-  // The session of the current connection; a new one per connection. Shared
-  // with pending handlers, which may outlive a reconnect.
-  std::shared_ptr<TlsStream> tls_;
+  // The session of the current connection; a new one per connection.
+  // Handlers never touch it (they check gen_), so it is simply replaced.
+  std::unique_ptr<wire::TlsSession> tls_;
+  std::string plain_;  // TLS: the queued frames gathered before encryption
   asio::steady_timer handshake_timer_;
   asio::steady_timer retry_timer_;
   asio::steady_timer keepalive_timer_;

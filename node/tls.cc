@@ -164,14 +164,14 @@ std::shared_ptr<TlsContext> make_tls_context(const TlsFiles& files, const std::s
   return nullptr;
 }
 
-CertIdentity peer_identity(TlsStream& tls) {
-  X509Ptr cert(SSL_get1_peer_certificate(tls.stream.native_handle()));
+CertIdentity peer_identity(SSL* ssl) {
+  X509Ptr cert(SSL_get1_peer_certificate(ssl));
   if (!cert) return {};
   return identity_from_common_name(common_name(cert.get()));
 }
 
-std::string describe_tls_error(TlsStream& tls, const boost::system::error_code& ec) {
-  const long verify = SSL_get_verify_result(tls.stream.native_handle());
+std::string describe_tls_error(SSL* ssl, const boost::system::error_code& ec) {
+  const long verify = SSL_get_verify_result(ssl);
   std::string why;
   if (ec == ssl::error::stream_truncated || ec == asio::error::eof)
     why = "connection closed during the TLS handshake (the other side refused it, or does not speak TLS)";

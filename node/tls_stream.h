@@ -1,4 +1,4 @@
-// The TLS stream of one connection, and the context it is made from.
+// The TLS context of a node, and what a finished handshake tells.
 //
 // Heavy (Asio's ssl headers pull in OpenSSL): include only from the .cc
 // files that do I/O (connection.cc, peer_link.cc, server.cc, tls.cc).
@@ -8,7 +8,6 @@
 
 #include <boost/asio/ssl.hpp>
 
-#include <array>
 #include <string>
 
 #include "node/tls.h"
@@ -28,23 +27,13 @@ class TlsContext {
   ssl::context ctx_;
 };
 
-// One TLS session over a socket owned by its Connection or PeerLink. The
-// owner keeps the socket (so the plaintext path is untouched and closing the
-// socket aborts the session's pending operations); a new session is made for
-// every new TCP connection. `buf` receives decrypted bytes: a TLS read hands
-// back at most one record (16 KiB) at a time.
-struct TlsStream {
-  TlsStream(tcp::socket& socket, TlsContext& context) : stream(socket, context.get()) {}
-  ssl::stream<tcp::socket&> stream;
-  std::array<char, 16 * 1024> buf;
-};
-
-// The identity in the verified certificate the other side presented
-// (Kind::kNone if it presented none). Call after a successful handshake.
-CertIdentity peer_identity(TlsStream& tls);
+// The identity in the verified certificate the other side of `ssl`
+// presented (Kind::kNone if it presented none). Call after a successful
+// handshake. (The sessions are wire::TlsSession, driven through memory.)
+CertIdentity peer_identity(SSL* ssl);
 
 // A one-line reason for a failed TLS operation, naming the certificate
 // problem when verification failed ("certificate has expired", ...).
-std::string describe_tls_error(TlsStream& tls, const boost::system::error_code& ec);
+std::string describe_tls_error(SSL* ssl, const boost::system::error_code& ec);
 
 }  // namespace stig::node
