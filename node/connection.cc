@@ -22,6 +22,9 @@ namespace {
 // reply, so the reply is not destroyed by a reset from unread input.
 constexpr std::chrono::milliseconds kLinger{1000};
 
+// How long a TLS connection is idle before its record buffers are freed.
+constexpr std::chrono::milliseconds kTlsBuffersIdle{1000};
+
 pb::ErrorCode error_code_for(wire::FrameError e) {
   switch (e) {
     case wire::FrameError::kTooLarge: return pb::FRAME_TOO_LARGE;
@@ -366,6 +369,10 @@ void Connection::check_timeouts(Clock::time_point now) {
   using std::chrono::duration_cast;
   using Ms = std::chrono::milliseconds;
   const auto zero = Ms::zero();
+  // An idle TLS connection gives its record buffers back, so a busy one
+  // keeps them (no allocation per record) and many idle ones cost little.
+  if (tls_ && !handshaking_ && !writing_ && now - std::max(last_frame_at_, last_write_at_) >= kTlsBuffersIdle)
+    tls_->release_buffers();
   if (handshaking_ && limits_.handshake_timeout > zero && now - accepted_at_ >= limits_.handshake_timeout) {
     host_.on_handshake_failed(
         *this, "no TLS handshake within " + std::to_string(limits_.handshake_timeout.count()) + " ms");

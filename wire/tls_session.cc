@@ -118,10 +118,16 @@ boost::system::error_code TlsSession::error_of(int ret) {
   }
 }
 
+// SSL_get_error needs an empty error queue before the call it reads; every
+// failure here leaves it empty, so a peek (cheaper than a clear) suffices.
+static void ensure_no_stale_errors() {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
+
 bool TlsSession::handshake(boost::system::error_code& ec) {
   ec.clear();
   if (handshake_done_) return true;
-  ERR_clear_error();
+  ensure_no_stale_errors();
   const int r = SSL_do_handshake(ssl_);
   if (r == 1) {
     handshake_done_ = true;
@@ -131,9 +137,28 @@ bool TlsSession::handshake(boost::system::error_code& ec) {
   return false;
 }
 
+// Whether a read can return something: OpenSSL holds bytes of its own (a
+// decrypted remainder or part of a record), or a whole record was fed. So
+// the read that would only find a record incomplete is not made: it costs
+// as much as a successful one.
+bool TlsSession::record_ready() const {
+  if (SSL_has_pending(ssl_)) return true;
+  const size_t available = in_.size() - in_pos_;
+  if (available < kRecordHeaderBytes) return false;
+  const auto* header = reinterpret_cast<const unsigned char*>(in_.data() + in_pos_);
+  const size_t length = (size_t{header[3]} << 8) | header[4];
+  // A length no record may have: let OpenSSL refuse it now, not after
+  // buffering up to 64 KiB of it.
+  if (length > kMaxRecordPayloadBytes) return true;
+  return available >= kRecordHeaderBytes + length;
+}
+
+void TlsSession::release_buffers() { SSL_free_buffers(ssl_); }
+
 size_t TlsSession::read(char* buf, size_t capacity, boost::system::error_code& ec) {
   ec.clear();
-  ERR_clear_error();
+  if (!record_ready()) return 0;
+  ensure_no_stale_errors();
   size_t n = 0;
   if (SSL_read_ex(ssl_, buf, capacity, &n) == 1) return n;
   ec = error_of(0);
@@ -142,7 +167,7 @@ size_t TlsSession::read(char* buf, size_t capacity, boost::system::error_code& e
 
 bool TlsSession::write(std::string_view plain, boost::system::error_code& ec) {
   ec.clear();
-  ERR_clear_error();
+  ensure_no_stale_errors();
   while (!plain.empty()) {
     size_t written = 0;
     if (SSL_write_ex(ssl_, plain.data(), plain.size(), &written) != 1) {

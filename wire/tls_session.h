@@ -69,11 +69,21 @@ class TlsSession {
   // What is waiting to be sent, in order.
   std::string& output() { return out_; }
 
+  // Gives OpenSSL's record buffers (about 34 KiB) back while the
+  // connection is idle; they come back with the next record.
+  void release_buffers();
+
   ssl_st* native_handle() { return ssl_; }
 
  private:
   friend struct TlsSessionBio;
   boost::system::error_code error_of(int ret);
+  bool record_ready() const;
+
+  static constexpr size_t kRecordHeaderBytes = 5;
+  // TLS 1.3: 16 KiB of plaintext, its content type and up to 255 bytes of
+  // padding and tag (RFC 8446 section 5.2).
+  static constexpr size_t kMaxRecordPayloadBytes = 16384 + 256;
 
   ssl_st* ssl_ = nullptr;
   std::string in_;       // fed bytes not yet consumed, from in_pos_
