@@ -11,7 +11,12 @@
 // works as below over the TLS stream. The certificate's identity binds the
 // role: only an agent certificate may send requests, only node <id>'s
 // certificate may say hello as <id>. A handshake not done within the
-// handshake timeout is closed with one log line (through the host).
+// handshake timeout is closed with one log line (through the host); a
+// failed one sends TLS's alert, then closes. The session is a
+// wire::TlsSession driven through memory: the socket is read and written
+// exactly as over plain TCP, every complete record of a read is decrypted
+// in that wake-up, and every frame queued when a write begins is
+// encrypted into records sent by that one write.
 //
 // Reading: the connection waits for readability, then reads into the host's
 // one shared read buffer and hands the bytes to wire::FrameDecoder, which

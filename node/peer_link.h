@@ -14,6 +14,8 @@
 // a bounded time, presenting this node's certificate and accepting only a
 // server certificate from the cluster CA naming node:<the peer it dialed>;
 // anything else is a failed connection attempt (logged, retried with backoff).
+// Over TLS each write gathers the queued frames into one plaintext buffer and
+// encrypts it into records (up to 16 KiB each), so small messages share them.
 //
 // Guarantees:
 //  - frames go out in the order send() was called (frames in flight when a
