@@ -155,6 +155,10 @@ void Connection::on_cipher(const char* data, size_t n) {
   drain_frames();
 }
 
+bool Connection::presents_revoked(X509_crl_st* crl) {
+  return tls_ && !handshaking_ && presents_revoked_certificate(tls_->native_handle(), crl);
+}
+
 void Connection::refuse(pb::ErrorCode code, const std::string& message) {
   if (!tls_) {
     fail(code, 0, message, false);

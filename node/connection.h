@@ -57,6 +57,8 @@
 #include "node/tls.h"
 #include "wire/frame.h"
 
+struct X509_crl_st;
+
 namespace stig::wire {
 class TlsSession;
 }
@@ -135,6 +137,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Over TLS: whom the verified certificate names (after the handshake).
   bool tls() const { return tls_ != nullptr; }
   const CertIdentity& identity() const { return identity_; }
+  // Over TLS, after the handshake: whether the certificate the other side
+  // presented is on `crl` (a revocation list just reloaded).
+  bool presents_revoked(X509_crl_st* crl);
   Slot slot() const { return slot_; }
   void set_slot(Slot s) { slot_ = s; }
   Clock::time_point last_frame_at() const { return last_frame_at_; }

@@ -309,6 +309,12 @@ void PeerLink::do_read() {
   socket_.async_read_some(asio::buffer(read_buf_), std::move(done));
 }
 
+bool PeerLink::drop_if_revoked(X509_crl_st* crl) {
+  if (!tls_ || !tls_->handshake_done() || !presents_revoked_certificate(tls_->native_handle(), crl)) return false;
+  disconnect("its certificate was revoked");
+  return true;
+}
+
 void PeerLink::close_when_flushed() {
   close_when_flushed_ = true;
   if (write_idle()) stop();

@@ -42,6 +42,8 @@
 #include "node/options.h"
 #include "node/tls.h"
 
+struct X509_crl_st;
+
 namespace stig::wire {
 class TlsSession;
 }
@@ -67,6 +69,10 @@ class PeerLink : public std::enable_shared_from_this<PeerLink> {
   void close_when_flushed();
   // Closes now and stops reconnecting; idempotent.
   void stop();
+  // Over TLS: drops the connection (and reconnects, to be refused if the
+  // peer keeps its certificate) if the peer's certificate is on `crl`.
+  // true if it did.
+  bool drop_if_revoked(X509_crl_st* crl);
 
   bool connected() const { return connected_; }
   bool write_idle() const { return !connected_ || (!writing_ && queue_.empty()); }

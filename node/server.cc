@@ -48,6 +48,7 @@ Server::Server(const Options& options, replication::Replica& replica, Storage& s
       tls_(std::move(tls)),
       acceptor_(io_),
       signals_(io_),
+      reload_signals_(io_),
       wake_timer_(io_),
       shutdown_timer_(io_),
       read_buf_(kReadBufferBytes),
@@ -137,6 +138,8 @@ int Server::run() {
     spdlog::info("received {}, shutting down", signo == SIGTERM ? "SIGTERM" : "SIGINT");
     stop();
   });
+  reload_signals_.add(SIGHUP);
+  arm_reload();
   for (auto& [id, link] : links_) link->start();
   do_accept();
   arm_sweep();
@@ -579,6 +582,7 @@ void Server::wait_for_writers(std::chrono::steady_clock::time_point deadline) {
     for (auto& conn : conns) conn->close();
     for (auto& [id, link] : links_) link->stop();
     signals_.cancel();
+    reload_signals_.cancel();
     spdlog::info("{} stopped ({} group commits, {} writes; peak inbound buffer {} bytes)", self_id(),
                  pipeline_.syncs(), pipeline_.persists_written(), inbound_peak_);
     io_.stop();
@@ -589,6 +593,48 @@ void Server::wait_for_writers(std::chrono::steady_clock::time_point deadline) {
     if (ec) return;
     wait_for_writers(deadline);
   });
+}
+
+void Server::arm_reload() {
+  reload_signals_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    reload_revocations();
+    arm_reload();
+  });
+}
+
+void Server::reload_revocations() {
+  if (!tls_) {
+    spdlog::info("SIGHUP: this node runs without TLS; no revocation list to reload");
+    return;
+  }
+  if (options_.tls_crl.empty()) {
+    spdlog::warn("SIGHUP: no revocation list to reload (start stigd with --tls-crl FILE to revoke credentials "
+                 "without a restart)");
+    return;
+  }
+  std::string error;
+  std::shared_ptr<X509_CRL> crl = reload_revocation_list(*tls_, options_.tls_crl, &error);
+  if (!crl) {
+    spdlog::warn("SIGHUP: kept the revocation list in force: {}", error);
+    return;
+  }
+  // New handshakes check the new list; connections made before it are
+  // checked now (closing one changes the map: collect first).
+  std::vector<std::shared_ptr<Connection>> revoked;
+  for (auto& [id, conn] : connections_)
+    if (!conn->closed() && conn->presents_revoked(crl.get())) revoked.push_back(conn);
+  for (auto& conn : revoked) {
+    spdlog::warn("closing connection #{} from {}: its certificate ('{}') was revoked", conn->id(), conn->remote(),
+                 replication::printable(conn->identity().subject, 140));
+    conn->close();
+  }
+  size_t links = 0;
+  for (auto& [id, link] : links_) links += link->drop_if_revoked(crl.get()) ? 1 : 0;
+  const STACK_OF(X509_REVOKED)* entries = X509_CRL_get_REVOKED(crl.get());
+  spdlog::info("reloaded the revocation list {} ({} revoked certificate(s)); closed {} connection(s) and {} peer "
+               "link(s) presenting one",
+               options_.tls_crl, entries ? sk_X509_REVOKED_num(entries) : 0, revoked.size(), links);
 }
 
 void Server::on_storage_failure(const StorageStatus& status) {

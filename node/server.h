@@ -116,6 +116,10 @@ class Server final : public ConnectionHost {
   void handle_partition(Connection& conn, const stigmergy::v1::Request& request);
   void handle_heal(Connection& conn, const stigmergy::v1::Request& request);
   void on_storage_failure(const StorageStatus& status);
+  void arm_reload();
+  // SIGHUP: the revocation list (--tls-crl) again; connections presenting a
+  // certificate now revoked are closed.
+  void reload_revocations();
   void finish_shutdown();
   void wait_for_writers(std::chrono::steady_clock::time_point deadline);
 
@@ -125,6 +129,7 @@ class Server final : public ConnectionHost {
   asio::io_context io_;
   tcp::acceptor acceptor_;
   asio::signal_set signals_;
+  asio::signal_set reload_signals_;  // SIGHUP: re-read the revocation list
   asio::steady_timer wake_timer_;
   asio::steady_timer shutdown_timer_;
   replication::MonoTime armed_at_ = replication::kNever;

@@ -47,6 +47,32 @@ std::string common_name(X509* cert) {
                      static_cast<size_t>(ASN1_STRING_length(data)));
 }
 
+// A revocation list from `path`, checked to be signed by one of `cas`.
+std::shared_ptr<X509_CRL> read_crl(const std::string& path, const std::vector<X509*>& cas, const std::string& ca_path) {
+  const std::string crl_pem = read_file("--tls-crl", path);
+  Bio crl_bio = bio_of(crl_pem);
+  std::shared_ptr<X509_CRL> crl(PEM_read_bio_X509_CRL(crl_bio.get(), nullptr, nullptr, nullptr), CrlFree());
+  ERR_clear_error();
+  if (!crl) throw LoadError{"--tls-crl " + path + ": not a PEM certificate revocation list"};
+  bool signed_by_ca = false;
+  for (X509* ca : cas) signed_by_ca = signed_by_ca || X509_CRL_verify(crl.get(), X509_get0_pubkey(ca)) == 1;
+  ERR_clear_error();
+  if (!signed_by_ca) throw LoadError{"--tls-crl " + path + " was not signed by the CA in --tls-ca " + ca_path};
+  return crl;
+}
+
+// A trust store of the CA alone, checking `crl` if there is one.
+X509_STORE* make_trust_store(const std::vector<X509*>& cas, X509_CRL* crl) {
+  X509_STORE* store = X509_STORE_new();
+  if (!store) throw LoadError{"cannot set up TLS: out of memory"};
+  for (X509* ca : cas) X509_STORE_add_cert(store, ca);
+  if (crl) {
+    X509_STORE_add_crl(store, crl);
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+  }
+  return store;
+}
+
 std::vector<X509Ptr> read_certs(const std::string& flag, const std::string& path) {
   const std::string pem = read_file(flag, path);
   Bio bio = bio_of(pem);
@@ -98,22 +124,11 @@ std::shared_ptr<TlsContext> make_tls_context(const TlsFiles& files, const std::s
     // The certificate must chain to the CA and be valid now: a node that
     // starts with a certificate its peers will refuse would only fail later,
     // less clearly.
-    std::unique_ptr<X509_STORE, StoreFree> store(X509_STORE_new());
-    for (auto& ca : cas) X509_STORE_add_cert(store.get(), ca.get());
-    std::unique_ptr<X509_CRL, CrlFree> crl;
-    if (!files.crl.empty()) {
-      const std::string crl_pem = read_file("--tls-crl", files.crl);
-      Bio crl_bio = bio_of(crl_pem);
-      crl.reset(PEM_read_bio_X509_CRL(crl_bio.get(), nullptr, nullptr, nullptr));
-      ERR_clear_error();
-      if (!crl) throw LoadError{"--tls-crl " + files.crl + ": not a PEM certificate revocation list"};
-      bool signed_by_ca = false;
-      for (auto& ca : cas) signed_by_ca = signed_by_ca || X509_CRL_verify(crl.get(), X509_get0_pubkey(ca.get())) == 1;
-      ERR_clear_error();
-      if (!signed_by_ca) throw LoadError{"--tls-crl " + files.crl + " was not signed by the CA in --tls-ca " + files.ca};
-      X509_STORE_add_crl(store.get(), crl.get());
-      X509_STORE_set_flags(store.get(), X509_V_FLAG_CRL_CHECK);
-    }
+    std::vector<X509*> ca_list;
+    for (auto& ca : cas) ca_list.push_back(ca.get());
+    std::shared_ptr<X509_CRL> crl;
+    if (!files.crl.empty()) crl = read_crl(files.crl, ca_list, files.ca);
+    std::unique_ptr<X509_STORE, StoreFree> store(make_trust_store(ca_list, crl.get()));
     std::unique_ptr<X509_STORE_CTX, StoreCtxFree> vctx(X509_STORE_CTX_new());
     STACK_OF(X509)* untrusted = sk_X509_new_null();
     for (size_t i = 1; i < chain.size(); ++i) sk_X509_push(untrusted, chain[i].get());
@@ -150,15 +165,12 @@ std::shared_ptr<TlsContext> make_tls_context(const TlsFiles& files, const std::s
       if (SSL_CTX_add1_chain_cert(native, chain[i].get()) != 1) X509_free(chain[i].get());
     }
     if (SSL_CTX_use_PrivateKey(native, key.get()) != 1) throw LoadError{"--tls-key " + files.key + ": OpenSSL refused it"};
-    X509_STORE* trust = SSL_CTX_get_cert_store(native);
-    for (auto& ca : cas) X509_STORE_add_cert(trust, ca.get());
-    if (crl) {
-      X509_STORE_add_crl(trust, crl.get());
-      X509_STORE_set_flags(trust, X509_V_FLAG_CRL_CHECK);
-    }
+    SSL_CTX_set_cert_store(native, make_trust_store(ca_list, crl.get()));
     ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
     ERR_clear_error();
-    return std::make_shared<TlsContext>(std::move(ctx));
+    std::vector<std::shared_ptr<X509>> kept;
+    for (auto& ca : cas) kept.emplace_back(ca.release(), X509Free());
+    return std::make_shared<TlsContext>(std::move(ctx), std::move(kept));
   } catch (const LoadError& e) {
     if (error) *error = e.message;
   } catch (const std::exception& e) {  // Asio's ssl::context reports OpenSSL failures by throwing
@@ -166,6 +178,29 @@ std::shared_ptr<TlsContext> make_tls_context(const TlsFiles& files, const std::s
   }
   ERR_clear_error();
   return nullptr;
+}
+
+std::shared_ptr<X509_CRL> reload_revocation_list(TlsContext& tls, const std::string& path, std::string* error) {
+  try {
+    std::vector<X509*> cas;
+    for (auto& ca : tls.cas()) cas.push_back(ca.get());
+    std::shared_ptr<X509_CRL> crl = read_crl(path, cas, "(the CA this node started with)");
+    // A new store, not the old one amended: a list that drops an entry must
+    // un-revoke it. Handshakes verify synchronously on this thread, so none
+    // holds the old store, which the context frees.
+    SSL_CTX_set_cert_store(tls.get().native_handle(), make_trust_store(cas, crl.get()));
+    return crl;
+  } catch (const LoadError& e) {
+    if (error) *error = e.message;
+  }
+  ERR_clear_error();
+  return nullptr;
+}
+
+bool presents_revoked_certificate(SSL* ssl, X509_CRL* crl) {
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  X509_REVOKED* entry = nullptr;
+  return cert && crl && X509_CRL_get0_by_cert(crl, &entry, cert) == 1;
 }
 
 CertIdentity peer_identity(SSL* ssl) {

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <csignal>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -367,6 +368,42 @@ TEST(Security, RevokedAgentCredentialIsRefusedAfterARestart) {
   EXPECT_EQ(st, 1) << err;
   EXPECT_TRUE(contains(err, "was not signed by the CA")) << err;
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+}
+
+TEST(Security, SighupReloadsTheRevocationListAndClosesRevokedConnections) {
+  ProcessCluster cluster(1, kTransportOnly, true, Transport::kTls);
+  auto eve = cluster.client(0, "eve");
+  auto before = eve.put("k", "by eve");  // eve's connection stays open
+  ASSERT_TRUE(before) << before.error().to_string();
+  cluster.run_cert_tool({"crl", "--revoke", certs(cluster, "agent-eve.crt")});
+  ASSERT_EQ(::kill(cluster.pid(0), SIGHUP), 0);
+  ASSERT_TRUE(eventually([&] { return contains(cluster.read_log(0), "reloaded the revocation list"); }, 5s))
+      << cluster.read_log(0);
+  const std::string log = cluster.read_log(0);
+  EXPECT_TRUE(contains(log, "(1 revoked certificate(s)); closed 1 connection(s)")) << log;
+  EXPECT_TRUE(contains(log, "its certificate ('agent:eve') was revoked")) << log;
+  EXPECT_FALSE(eve.put("k", "on the connection made before the revocation"));
+  auto fresh = cluster.client(0, "eve").put("k", "by eve again");
+  ASSERT_FALSE(fresh);
+  EXPECT_TRUE(contains(fresh.error().message, "revoked")) << fresh.error().message;
+  auto others = cluster.client(0, "alice").put("k", "by alice");
+  EXPECT_TRUE(others) << others.error().to_string();
+
+  // A list not signed by the cluster's CA: the one in force stays.
+  const std::string other = cluster.dir() + "/other-ca";
+  std::string out, err;
+  ASSERT_EQ(run_command({std::string(STIG_BIN_DIR) + "/stig", "cert", "create-ca", "--dir", other}, &out, &err), 0);
+  ASSERT_EQ(run_command({std::string(STIG_BIN_DIR) + "/stig", "cert", "crl", "--dir", other}, &out, &err), 0);
+  std::filesystem::copy_file(other + "/ca.crl", certs(cluster, "ca.crl"),
+                             std::filesystem::copy_options::overwrite_existing);
+  ASSERT_EQ(::kill(cluster.pid(0), SIGHUP), 0);
+  EXPECT_TRUE(eventually([&] { return contains(cluster.read_log(0), "kept the revocation list in force"); }, 5s))
+      << cluster.read_log(0);
+  EXPECT_TRUE(contains(cluster.read_log(0), "was not signed by the CA")) << cluster.read_log(0);
+  auto still = cluster.client(0, "eve").put("k", "by eve once more");
+  EXPECT_FALSE(still);
+  EXPECT_TRUE(cluster.client(0, "alice").put("k", "by alice again"));
+  EXPECT_TRUE(cluster.running(0));
 }
 
 // --- peers ------------------------------------------------------------------------
