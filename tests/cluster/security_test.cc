@@ -339,6 +339,16 @@ TEST(Security, ExpiredOrForeignAgentCredentialIsRefused) {
   EXPECT_TRUE(ok) << ok.error().to_string();
 }
 
+// The path of a revocation list made by another CA: no node of `cluster` may take it.
+std::string foreign_revocation_list(ProcessCluster& cluster) {
+  const std::string other = cluster.dir() + "/other-ca";
+  const std::string stig = std::string(STIG_BIN_DIR) + "/stig";
+  std::string out, err;
+  EXPECT_EQ(run_command({stig, "cert", "create-ca", "--dir", other}, &out, &err), 0) << err;
+  EXPECT_EQ(run_command({stig, "cert", "crl", "--dir", other}, &out, &err), 0) << err;
+  return other + "/ca.crl";
+}
+
 TEST(Security, RevokedAgentCredentialIsRefusedAfterARestart) {
   ProcessCluster cluster(1, kTransportOnly, true, Transport::kTls);
   auto eve = cluster.client(0, "eve");
@@ -356,14 +366,12 @@ TEST(Security, RevokedAgentCredentialIsRefusedAfterARestart) {
   auto others = cluster.client(0, "alice").put("k", "by alice");
   EXPECT_TRUE(others) << others.error().to_string();
   // A list that is not from the CA is refused at start-up.
-  const std::string other = cluster.dir() + "/other-ca";
+  const std::string foreign = foreign_revocation_list(cluster);
   std::string out, err;
-  ASSERT_EQ(run_command({std::string(STIG_BIN_DIR) + "/stig", "cert", "create-ca", "--dir", other}, &out, &err), 0);
-  ASSERT_EQ(run_command({std::string(STIG_BIN_DIR) + "/stig", "cert", "crl", "--dir", other}, &out, &err), 0);
   const int st = run_command({std::string(STIG_BIN_DIR) + "/stigd", "--id", "n1", "--listen",
                               "127.0.0.1:" + std::to_string(free_port()), "--data-dir", cluster.dir() + "/crl",
                               "--tls-ca", cluster.ca_file(), "--tls-cert", certs(cluster, "node-n1.crt"), "--tls-key",
-                              certs(cluster, "node-n1.key"), "--tls-crl", other + "/ca.crl"},
+                              certs(cluster, "node-n1.key"), "--tls-crl", foreign},
                              &out, &err, 10s);
   EXPECT_EQ(st, 1) << err;
   EXPECT_TRUE(contains(err, "was not signed by the CA")) << err;
@@ -390,11 +398,7 @@ TEST(Security, SighupReloadsTheRevocationListAndClosesRevokedConnections) {
   EXPECT_TRUE(others) << others.error().to_string();
 
   // A list not signed by the cluster's CA: the one in force stays.
-  const std::string other = cluster.dir() + "/other-ca";
-  std::string out, err;
-  ASSERT_EQ(run_command({std::string(STIG_BIN_DIR) + "/stig", "cert", "create-ca", "--dir", other}, &out, &err), 0);
-  ASSERT_EQ(run_command({std::string(STIG_BIN_DIR) + "/stig", "cert", "crl", "--dir", other}, &out, &err), 0);
-  std::filesystem::copy_file(other + "/ca.crl", certs(cluster, "ca.crl"),
+  std::filesystem::copy_file(foreign_revocation_list(cluster), certs(cluster, "ca.crl"),
                              std::filesystem::copy_options::overwrite_existing);
   ASSERT_EQ(::kill(cluster.pid(0), SIGHUP), 0);
   EXPECT_TRUE(eventually([&] { return contains(cluster.read_log(0), "kept the revocation list in force"); }, 5s))
