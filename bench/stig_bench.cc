@@ -532,9 +532,9 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
         // The raw bytes are in the session: buf_ takes the plaintext of
         // every complete record.
         self->tls_->feed(self->buf_.data(), n);
-        boost::system::error_code tec;
-        while (size_t got = self->tls_->read(self->buf_.data(), self->buf_.size(), tec))
-          self->decoder_.feed(std::string_view(self->buf_.data(), got));
+        const auto tec = self->tls_->read_all(self->buf_.data(), self->buf_.size(), [&](const char* plain, size_t got) {
+          self->decoder_.feed(std::string_view(plain, got));
+        });
         if (tec == asio::error::eof)
           return self->on_connection_error("connection closed by " + self->sh_.endpoint_names[self->endpoint_]);
         if (tec) return self->on_connection_error("read: " + stigmergy::internal::describe_tls_failure(

@@ -138,19 +138,13 @@ void Connection::on_cipher(const char* data, size_t n) {
   // plaintext. Every complete record of this read goes to the decoder.
   const asio::mutable_buffer buf = host_.read_buffer();
   const Clock::time_point now = Clock::now();
-  while (true) {
-    boost::system::error_code ec;
-    const size_t got = tls_->read(static_cast<char*>(buf.data()), buf.size(), ec);
-    if (got > 0) {
-      if (!frame_in_progress()) frame_started_at_ = now;
-      decoder_.feed(std::string_view(static_cast<const char*>(buf.data()), got));
-      continue;
-    }
-    if (ec) {
-      on_read_error(ec);  // eof: the client closed the session
-      return;
-    }
-    break;
+  const auto ec = tls_->read_all(static_cast<char*>(buf.data()), buf.size(), [&](const char* plain, size_t got) {
+    if (!frame_in_progress()) frame_started_at_ = now;
+    decoder_.feed(std::string_view(plain, got));
+  });
+  if (ec) {
+    on_read_error(ec);  // eof: the client closed the session
+    return;
   }
   drain_frames();
 }

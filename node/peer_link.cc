@@ -108,9 +108,8 @@ void PeerLink::on_cipher(const char* data, size_t n) {
     on_connected(gen_);
     if (!connected_) return;
   }
-  std::array<char, 4096> discard;
-  while (tls_->read(discard.data(), discard.size(), ec) > 0) {
-  }
+  std::array<char, 4096> discard;  // a peer's server side sends nothing we read
+  ec = tls_->read_all(discard.data(), discard.size(), [](const char*, size_t) {});
   if (ec) {
     disconnect(ec == asio::error::eof ? std::string("closed by peer") : describe_tls_error(tls_->native_handle(), ec));
     return;

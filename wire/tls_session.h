@@ -62,6 +62,16 @@ class TlsSession {
   // other side closed the session, or the error.
   size_t read(char* buf, size_t capacity, boost::system::error_code& ec);
 
+  // Decrypts every complete record fed so far, `buf` at a time, handing
+  // each piece to sink(const char* data, size_t n). Returns what read()
+  // ended with: clear (feed more), eof, or the error.
+  template <typename Sink>
+  boost::system::error_code read_all(char* buf, size_t capacity, Sink&& sink) {
+    boost::system::error_code ec;
+    while (const size_t got = read(buf, capacity, ec)) sink(static_cast<const char*>(buf), got);
+    return ec;
+  }
+
   // Encrypts `plain` into records appended to output() (a record holds up
   // to 16 KiB). After the handshake only. false (and `ec`) on failure.
   bool write(std::string_view plain, boost::system::error_code& ec);
