@@ -104,7 +104,7 @@ class TlsSessionTest : public ::testing::Test {
   static std::string read_all(TlsSession& s, boost::system::error_code& ec) {
     std::string plain;
     char buf[1024];
-    while (size_t n = s.read(buf, sizeof buf, ec)) plain.append(buf, n);
+    ec = s.read_all(buf, sizeof buf, [&](const char* data, size_t n) { plain.append(data, n); });
     return plain;
   }
 
@@ -222,6 +222,30 @@ TEST_F(TlsSessionTest, AClientFromAnotherCaIsRefused) {
   TlsSession client(stranger_ctx.get(), TlsSession::Role::kClient);
   EXPECT_FALSE(connect(client, server));
   EXPECT_NE(SSL_get_verify_result(server.native_handle()), X509_V_OK);
+}
+
+
+TEST_F(TlsSessionTest, ReadAllHandsOverEveryRecordThenReportsTheEnd) {
+  TlsSession server(server_ctx_.get(), TlsSession::Role::kServer);
+  TlsSession client(client_ctx_.get(), TlsSession::Role::kClient);
+  ASSERT_TRUE(connect(client, server));
+  boost::system::error_code ec;
+  const std::string big(20'000, 'q');  // two records
+  ASSERT_TRUE(client.write("a|", ec));
+  ASSERT_TRUE(client.write(big, ec));
+  SSL_shutdown(client.native_handle());  // close_notify in the same bytes
+  pump(client, server);
+  std::string plain;
+  size_t pieces = 0;
+  char buf[4096];  // smaller than a record: one record comes in several pieces
+  ec = server.read_all(buf, sizeof buf, [&](const char* data, size_t n) {
+    EXPECT_GT(n, 0u);
+    plain.append(data, n);
+    ++pieces;
+  });
+  EXPECT_EQ(plain, "a|" + big);
+  EXPECT_GE(pieces, 6u);
+  EXPECT_EQ(ec, boost::asio::error::eof);
 }
 
 }  // namespace
