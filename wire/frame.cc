@@ -50,6 +50,26 @@ FrameError decode_body(std::string_view body, stigmergy::v1::Envelope& env) {
   return FrameError::kNone;
 }
 
+void FrameDecoder::feed(std::string_view bytes) {
+  if (error_ == FrameError::kNone) {
+    // The header of the frame in progress, from the buffer or these bytes.
+    unsigned char header[kHeaderBytes];
+    const size_t have = buffered();
+    if (have + bytes.size() >= kHeaderBytes) {
+      for (size_t i = 0; i < kHeaderBytes; ++i)
+        header[i] = static_cast<unsigned char>(i < have ? buffer_[consumed_ + i] : bytes[i - have]);
+      const uint32_t length = decode_length(header);
+      const size_t whole = consumed_ + kHeaderBytes + length;
+      // Only big frames within the limit: small ones fit the kept capacity,
+      // and next() refuses an over-long one.
+      if (length > kKeepCapacity && check_length(length, max_frame_bytes_) == FrameError::kNone &&
+          buffer_.capacity() < whole)
+        buffer_.reserve(std::max(whole, buffer_.size() + bytes.size()));
+    }
+  }
+  buffer_.append(bytes);
+}
+
 bool FrameDecoder::next(stigmergy::v1::Envelope& env) {
   if (error_ != FrameError::kNone) return false;
   if (buffered() < kHeaderBytes) return false;

@@ -122,6 +122,35 @@ TEST(Frame, SplitByteFeeding) {
   EXPECT_EQ(d.buffered(), 0u);
 }
 
+// Big frames are sized from their header (feed reads it from the buffer, the
+// new bytes, or both): chunks of every alignment, a header split across two
+// feeds, a small frame behind a big one in the same feed, and a big frame
+// after part of the buffer was consumed.
+TEST(Frame, BigFramesInChunksOfEveryAlignment) {
+  std::string bytes;
+  stig::wire::append_frame(put_request(1, "small", "x"), bytes);
+  stig::wire::append_frame(put_request(2, "big", std::string(300'000, 'b')), bytes);
+  stig::wire::append_frame(put_request(3, "small", "y"), bytes);
+  stig::wire::append_frame(put_request(4, "bigger", std::string(700'000, 'c')), bytes);
+  for (size_t chunk : {1u, 2u, 3u, 5u, 4096u, 65'537u, 1'000'000u, 2'000'000u}) {
+    FrameDecoder d;
+    pb::Envelope out;
+    uint64_t seen = 0;
+    for (size_t i = 0; i < bytes.size(); i += chunk) {
+      d.feed(std::string_view(bytes).substr(i, chunk));
+      while (d.next(out)) {
+        ++seen;
+        ASSERT_EQ(out.request().seq(), seen) << "chunk " << chunk;
+        const size_t expected_size = seen == 2 ? 300'000 : seen == 4 ? 700'000 : 1;
+        EXPECT_EQ(out.request().put().value().size(), expected_size);
+      }
+      ASSERT_EQ(d.error(), FrameError::kNone) << "chunk " << chunk;
+    }
+    EXPECT_EQ(seen, 4u) << "chunk " << chunk;
+    EXPECT_EQ(d.buffered(), 0u);
+  }
+}
+
 TEST(Frame, GarbageBytesAreMalformed) {
   FrameDecoder d;
   std::string body(32, '\xff');  // not a protobuf: varint that never ends
