@@ -135,6 +135,7 @@ std::shared_ptr<TlsContext> make_tls_context(const TlsFiles& files, const std::s
     X509_STORE_CTX_init(vctx.get(), store.get(), cert, untrusted);
     const int ok = X509_verify_cert(vctx.get());
     const int verr = X509_STORE_CTX_get_error(vctx.get());
+    vctx.reset();  // done with `store`: the context takes it below
     sk_X509_free(untrusted);
     ERR_clear_error();
     if (ok != 1)
@@ -165,7 +166,7 @@ std::shared_ptr<TlsContext> make_tls_context(const TlsFiles& files, const std::s
       if (SSL_CTX_add1_chain_cert(native, chain[i].get()) != 1) X509_free(chain[i].get());
     }
     if (SSL_CTX_use_PrivateKey(native, key.get()) != 1) throw LoadError{"--tls-key " + files.key + ": OpenSSL refused it"};
-    SSL_CTX_set_cert_store(native, make_trust_store(ca_list, crl.get()));
+    SSL_CTX_set_cert_store(native, store.release());  // the store that just verified our own certificate
     ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
     ERR_clear_error();
     std::vector<std::shared_ptr<X509>> kept;
