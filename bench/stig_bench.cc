@@ -7,8 +7,9 @@
 // event-loop threads (Boost.Asio, no thread per client). Clients are spread
 // round-robin across the endpoints (a client whose connection fails moves on
 // to the next endpoint). Each keeps up to --pipeline requests in
-// flight, picks put or get by --ratio and a key uniformly from --keys, and
-// measures the latency of every request from send to reply. After a warm-up
+// flight (with --rate, no sooner than its share of that rate allows), picks
+// put or get by --ratio and a key uniformly from --keys, and measures the
+// latency of every request from send to reply. After a warm-up
 // the tool measures for --duration and prints throughput and p50/p99/p999
 // latency per op type and overall (or one JSON object with --json). Puts carry
 // the latest context the benchmark has seen for their key, as a real client
@@ -86,6 +87,7 @@ struct Options {
   std::string workload = "lazy";
   int lock_wait_ms = 10000;
   bool load = false;  // put keys 0..keys-1 once each, then stop
+  double rate = 0;    // ops/s over all clients; 0: as fast as replies come back
 };
 
 
@@ -162,7 +164,14 @@ std::string key_name(size_t i) { return "bench:" + std::to_string(i); }
 class BenchClient : public std::enable_shared_from_this<BenchClient> {
  public:
   BenchClient(asio::io_context& io, Shared& shared, size_t index, uint64_t seed)
-      : io_(io), sh_(shared), index_(index), socket_(io), retry_timer_(io), rng_(seed) {
+      : io_(io), sh_(shared), index_(index), socket_(io), retry_timer_(io), pace_timer_(io), rng_(seed) {
+    if (shared.opt.rate > 0) {
+      // Each client paces an equal share of --rate, starting at a random
+      // phase so the clients' sends do not line up.
+      interval_ = std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double>(static_cast<double>(shared.opt.clients) / shared.opt.rate));
+      next_send_ = Clock::now() + Clock::duration(static_cast<Clock::rep>(rng_() % static_cast<uint64_t>(interval_.count() + 1)));
+    }
     endpoint_ = index % shared.endpoints.size();
     char id[32];
     std::snprintf(id, sizeof id, "bench-%08llx-%04zu", static_cast<unsigned long long>(rng_() & 0xffffffffu), index);
@@ -181,6 +190,7 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   void close() {
     boost::system::error_code ignored;
     retry_timer_.cancel();
+    pace_timer_.cancel();
     socket_.close(ignored);
   }
 
@@ -326,9 +336,32 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
     }
     while (connected_ && !sh_.stopping.load(std::memory_order_relaxed) &&
            pending_.size() < static_cast<size_t>(sh_.opt.pipeline)) {
+      if (interval_.count() > 0 && !paced()) break;
       if (!issue()) break;
     }
     flush();
+  }
+
+  // --rate: true when the next op is due (and books the slot after it);
+  // otherwise arms the pace timer for it. A client that fell behind (its
+  // replies were slow) sends at once but never bursts to catch up on more
+  // than one missed slot.
+  bool paced() {
+    const auto now = Clock::now();
+    if (now >= next_send_) {
+      next_send_ = std::max(next_send_, now - interval_) + interval_;
+      return true;
+    }
+    if (!pacing_) {
+      pacing_ = true;
+      auto self = shared_from_this();
+      pace_timer_.expires_at(next_send_);
+      pace_timer_.async_wait([self](const boost::system::error_code& ec) {
+        self->pacing_ = false;
+        if (!ec) self->fill();  // fill() sends only on a live connection
+      });
+    }
+    return false;
   }
 
   pb::Request* next_request() {
@@ -689,6 +722,10 @@ class BenchClient : public std::enable_shared_from_this<BenchClient> {
   tcp::socket socket_;
   std::unique_ptr<stig::wire::TlsSession> tls_;  // the current connection's TLS session; null: plain TCP
   asio::steady_timer retry_timer_;
+  asio::steady_timer pace_timer_;            // --rate: wakes the client when its next op is due
+  Clock::duration interval_{0};              // --rate: time between this client's ops (0: unpaced)
+  Clock::time_point next_send_{};
+  bool pacing_ = false;                      // pace_timer_ is armed
   std::mt19937_64 rng_;
   std::string client_id_;
   std::string value_;
@@ -848,6 +885,11 @@ int main(int argc, char** argv) {
   app.add_option("--pipeline,-P", opt.pipeline, "Requests in flight per client")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
+  app.add_option("--rate", opt.rate,
+                 "Target ops/s over all clients, each pacing an equal share (0: each client sends its next "
+                 "request when a reply comes back); for comparing CPU per op at the same load")
+      ->check(CLI::Range(0.0, 1e8))
+      ->capture_default_str();
   app.add_option("--threads", opt.threads, "Event-loop threads driving the clients")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
@@ -988,7 +1030,8 @@ int main(int argc, char** argv) {
                 << (opt.load ? "loading every key once" : "put:get " + std::to_string(sh->put_weight) + ":" +
                                                               std::to_string(sh->get_weight))
                 << ", " << opt.keys << " keys, " << opt.value_size
-                << "-byte values, durability " << opt.durability << ", pipeline " << opt.pipeline << "\n";
+                << "-byte values, durability " << opt.durability << ", pipeline " << opt.pipeline
+                << (opt.rate > 0 ? ", paced to " + std::to_string(static_cast<uint64_t>(opt.rate)) + " ops/s" : "") << "\n";
     }
   }
   uint64_t prev_ops = 0, prev_err = 0, prev_noted = 0;
@@ -1063,6 +1106,7 @@ int main(int argc, char** argv) {
     out += "\"endpoints\":" + std::to_string(sh->endpoints.size());
     out += ",\"clients\":" + std::to_string(opt.clients);
     out += ",\"pipeline\":" + std::to_string(opt.pipeline);
+    out += ",\"rate\":" + std::to_string(static_cast<uint64_t>(opt.rate));
     out += ",\"threads\":" + std::to_string(nthreads);
     out += ",\"duration_s\":" + std::to_string(secs);
     out += ",\"ratio\":\"" + json_escape(opt.ratio) + "\"";
