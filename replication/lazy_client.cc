@@ -167,7 +167,7 @@ bool LazyPath::check_key(ClientToken token, const pb::Request& request, const st
   for (pb::ValueType other : {pb::REGISTER, pb::COUNTER, pb::SET}) {
     if (other == type) continue;
     const KeyEntry* e = store_.find(other, key);
-    if (e && !is_tombstone_only(e->state)) {
+    if (e && !is_tombstone_only(store_.state(*e))) {
       reply_error(token, request, pb::WRONG_TYPE,
                   "key '" + printable(key) + "' holds a " + type_name(other) + ", not a " + type_name(type));
       return false;
@@ -183,8 +183,9 @@ void LazyPath::handle_get(ClientToken token, const pb::Request& request) {
   auto* g = r.mutable_get();
   g->set_key(key);
   if (const KeyEntry* e = store_.find(pb::REGISTER, key)) {
-    fill_versions(e->state, g->mutable_versions());
-    if (!e->state.context().entries().empty()) g->set_context(encode_context(e->state.context()));
+    const pb::KeyState& state = store_.state(*e);
+    fill_versions(state, g->mutable_versions());
+    if (!state.context().entries().empty()) g->set_context(encode_context(state.context()));
   }
   reply(token, std::move(r));
 }
@@ -212,13 +213,14 @@ void LazyPath::handle_register_write(ClientToken token, const pb::Request& reque
     return reply_error(token, request, pb::MALFORMED_CONTEXT, s.message());
 
   if (existing) {
-    const size_t kept = surviving_siblings(existing->state, ctx);
+    const pb::KeyState& state = store_.state(*existing);
+    const size_t kept = surviving_siblings(state, ctx);
     if (kept + 1 > config_.max_siblings)
       return reply_error(token, request, pb::TOO_MANY_SIBLINGS,
                          "key '" + printable(key) + "' has " + std::to_string(kept) + " concurrent versions (limit " +
                              std::to_string(config_.max_siblings) +
                              "); get it and write with its context to resolve them");
-    if (surviving_bytes(existing->state, ctx) + value.size() > config_.max_state_bytes)
+    if (surviving_bytes(state, ctx) + value.size() > config_.max_state_bytes)
       return reply_error(token, request, pb::TOO_MANY_SIBLINGS,
                          "key '" + printable(key) + "' would hold more than " + std::to_string(config_.max_state_bytes) +
                              " bytes of concurrent versions; resolve them with a context");
@@ -231,10 +233,11 @@ void LazyPath::handle_register_write(ClientToken token, const pb::Request& reque
 
   if (!check_dots_left(token, request)) return;
   KeyEntry& entry = create_or_find(pb::REGISTER, key);
+  pb::KeyState& state = store_.state(entry);
   const uint64_t dot = next_dot();
-  register_write(entry.state, ctx, config_.self, dot, value, is_delete, WriteMeta{agent_of(request), now_.wall});
+  register_write(state, ctx, config_.self, dot, value, is_delete, WriteMeta{agent_of(request), now_.wall});
   if (records_write_ids(request))
-    record_write(entry.state, config_.self, dot, request.client_id(), request.seq(), 0,
+    record_write(state, config_.self, dot, request.client_id(), request.seq(), 0,
                  write_id_flags(request, durability) | (context_cut ? kWriteCutContext : 0),
                  context_cut ? encode_context(ctx) : std::string());
   store_.mark_dirty(entry);
@@ -245,14 +248,14 @@ void LazyPath::handle_register_write(ClientToken token, const pb::Request& reque
   pb::Response r = make_response(request);
   auto* p = r.mutable_put();
   p->set_key(key);
-  p->set_context(encode_context(entry.state.context()));
+  p->set_context(encode_context(state.context()));
   p->set_dot_node(config_.self);
   p->set_dot_counter(dot);
   if (context_cut) {
     p->set_context_cut(true);
     p->set_applied_context(encode_context(ctx));
   }
-  fill_versions(entry.state, p->mutable_versions());
+  fill_versions(state, p->mutable_versions());
   finish_write(token, request, tk, std::move(r), durability);
 }
 
@@ -266,17 +269,17 @@ void LazyPath::handle_counter_add(ClientToken token, const pb::Request& request)
   const bool record = records_write_ids(request);
   if (record && !check_dots_left(token, request)) return;
   KeyEntry& entry = create_or_find(pb::COUNTER, op.key());
-  counter_add(entry.state, config_.self, op.delta(), WriteMeta{agent_of(request), now_.wall});
+  counter_add(store_.state(entry), config_.self, op.delta(), WriteMeta{agent_of(request), now_.wall});
   // The add's dot only names it among the key's write ids.
   if (record)
-    record_write(entry.state, config_.self, next_dot(), request.client_id(), request.seq(), op.delta(),
+    record_write(store_.state(entry), config_.self, next_dot(), request.client_id(), request.seq(), op.delta(),
                  write_id_flags(request, op.durability()));
   store_.mark_dirty(entry);
   pending_push_.insert(tk);
   pb::Response r = make_response(request);
   auto* c = r.mutable_counter();
   c->set_key(op.key());
-  c->set_value(counter_value(entry.state));
+  c->set_value(counter_value(store_.state(entry)));
   c->set_modified_by(std::string(agent_of(request)));
   c->set_modified_at_ms(now_.wall);
   finish_write(token, request, tk, std::move(r), op.durability());
@@ -289,10 +292,10 @@ void LazyPath::handle_counter_get(ClientToken token, const pb::Request& request)
   auto* c = r.mutable_counter();
   c->set_key(key);
   if (const KeyEntry* e = store_.find(pb::COUNTER, key)) {
-    c->set_value(counter_value(e->state));
+    c->set_value(counter_value(store_.state(*e)));
     // The latest change known here, by the wall clock of the node that made it.
     const pb::CounterEntry* latest = nullptr;
-    for (const auto& ce : e->state.counter())
+    for (const auto& ce : store_.state(*e).counter())
       if (!latest || ce.modified_at_ms() > latest->modified_at_ms()) latest = &ce;
     if (latest) {
       c->set_modified_by(latest->modified_by());
@@ -318,21 +321,21 @@ void LazyPath::handle_set_write(ClientToken token, const pb::Request& request, b
   r.mutable_set()->set_key(key);
   if (is_add) {
     KeyEntry* existing = store_.find(tk);
-    if (existing && static_cast<size_t>(existing->state.siblings_size()) >= config_.max_set_elements())
+    if (existing && static_cast<size_t>(store_.state(*existing).siblings_size()) >= config_.max_set_elements())
       return reply_error(token, request, pb::TOO_MANY_SIBLINGS,
                          "set '" + printable(key) + "' is at its limit of " +
                              std::to_string(config_.max_set_elements()) + " elements");
     // Every element of a set travels in one state, which must fit in a frame.
-    if (existing && surviving_bytes(existing->state, pb::VersionVector()) + element.size() > config_.max_state_bytes)
+    if (existing && surviving_bytes(store_.state(*existing), pb::VersionVector()) + element.size() > config_.max_state_bytes)
       return reply_error(token, request, pb::TOO_MANY_SIBLINGS,
                          "set '" + printable(key) + "' would hold more than " +
                              std::to_string(config_.max_state_bytes) + " bytes of elements");
     if (!check_dots_left(token, request)) return;
     KeyEntry& entry = create_or_find(pb::SET, key);
     const uint64_t dot = next_dot();
-    set_add(entry.state, element, config_.self, dot, WriteMeta{agent_of(request), now_.wall});
+    set_add(store_.state(entry), element, config_.self, dot, WriteMeta{agent_of(request), now_.wall});
     if (record)
-      record_write(entry.state, config_.self, dot, request.client_id(), request.seq(), 0,
+      record_write(store_.state(entry), config_.self, dot, request.client_id(), request.seq(), 0,
                    write_id_flags(request, durability));
     store_.mark_dirty(entry);
     pending_push_.insert(tk);
@@ -340,9 +343,9 @@ void LazyPath::handle_set_write(ClientToken token, const pb::Request& request, b
     // Recorded even when the element was absent: a retry elsewhere must not
     // remove an element added after this remove.
     if (record && !check_dots_left(token, request)) return;
-    bool changed = set_remove(entry->state, element);
+    bool changed = set_remove(store_.state(*entry), element);
     if (record) {
-      record_write(entry->state, config_.self, next_dot(), request.client_id(), request.seq(), 0,
+      record_write(store_.state(*entry), config_.self, next_dot(), request.client_id(), request.seq(), 0,
                    kWriteNoSibling | write_id_flags(request, durability));
       changed = true;
     }
@@ -361,7 +364,7 @@ void LazyPath::handle_set_get(ClientToken token, const pb::Request& request) {
   auto* s = r.mutable_set();
   s->set_key(key);
   if (const KeyEntry* e = store_.find(pb::SET, key))
-    for (auto& el : set_elements(e->state)) s->add_elements(std::move(el));
+    for (auto& el : set_elements(store_.state(*e))) s->add_elements(std::move(el));
   reply(token, std::move(r));
 }
 
@@ -437,8 +440,9 @@ bool LazyPath::answer_known_write(ClientToken token, const pb::Request& request,
                     std::to_string(config_.cluster_size()));
     return true;
   }
-  if (e && !e->state.writes().empty()) {
-    if (auto first = find_write(e->state, client_id, request.seq())) {
+  const pb::KeyState* state = e ? &store_.state(*e) : nullptr;
+  if (state && !state->writes().empty()) {
+    if (auto first = find_write(*state, client_id, request.seq())) {
       // Applied already (here or on a node whose state reached us): answer as
       // the first attempt was, with the key as it is now.
       pb::Response r = make_response(request);
@@ -446,20 +450,20 @@ bool LazyPath::answer_known_write(ClientToken token, const pb::Request& request,
         case pb::REGISTER: {
           auto* p = r.mutable_put();
           p->set_key(key);
-          if (!e->state.context().entries().empty()) p->set_context(encode_context(e->state.context()));
+          if (!state->context().entries().empty()) p->set_context(encode_context(state->context()));
           p->set_dot_node(std::string(first->node));
           p->set_dot_counter(first->dot);
           if (first->flags & kWriteCutContext) {
             p->set_context_cut(true);
             p->set_applied_context(std::string(first->cut_context));
           }
-          fill_versions(e->state, p->mutable_versions());
+          fill_versions(*state, p->mutable_versions());
           break;
         }
         case pb::COUNTER: {
           auto* c = r.mutable_counter();
           c->set_key(key);
-          c->set_value(counter_value(e->state));
+          c->set_value(counter_value(*state));
           break;
         }
         default: r.mutable_set()->set_key(key); break;
@@ -475,11 +479,11 @@ bool LazyPath::answer_known_write(ClientToken token, const pb::Request& request,
   std::string why;
   if (!e) {
     if (graveyard_.count(tk)) why = "the key was deleted and collected since, with its write ids";
-  } else if (request.tried_unknown() && any_write_floor(e->state)) {
+  } else if (request.tried_unknown() && any_write_floor(*state)) {
     why = "an earlier attempt went to a node the client cannot name, and this key's older write ids are forgotten";
   } else {
     for (const auto& t : request.tried()) {
-      if (write_floor(e->state, t.node()) > t.horizon()) {
+      if (write_floor(*state, t.node()) > t.horizon()) {
         why = "node " + printable(t.node()) + ", where an earlier attempt went, has since forgotten older write ids "
               "of this key";
         break;
@@ -514,7 +518,7 @@ void LazyPath::answer_retry(ClientToken token, pb::Response remembered) {
     const auto& put = remembered.put();
     if (decode_context(put.context(), ctx).is_ok())
       if (const KeyEntry* e = store_.find(pb::REGISTER, put.key()))
-        fill_versions(e->state, remembered.mutable_put()->mutable_versions(), &ctx);
+        fill_versions(store_.state(*e), remembered.mutable_put()->mutable_versions(), &ctx);
   }
   reply(token, std::move(remembered));
 }

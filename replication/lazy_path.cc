@@ -59,7 +59,7 @@ LazyPath::LazyPath(const Config& config, uint64_t seed, const RecoveredState& re
         bad = loaded.error().message();
         return false;
       }
-      learn_state((*loaded)->state);
+      learn_state(**loaded);
       return true;
     });
   store_.finish_load();
@@ -125,6 +125,7 @@ Output LazyPath::take_output() {
     for (auto& r : out_.replies) r.after = ReleaseAfter::kWritten;
   }
   needs_sync_ = false;
+  store_.release_parsed();
   Output result = std::move(out_);
   out_ = Output{};
   return result;
@@ -170,7 +171,7 @@ void LazyPath::remember_grave(const std::string& tk, const pb::VersionVector& co
 void LazyPath::bury(const std::string& tk) {
   const KeyEntry* e = store_.find(tk);
   STIG_INVARIANT(e && e->tombstone_only, "burying a live key");
-  remember_grave(tk, e->state.context());
+  remember_grave(tk, store_.state(*e).context());
   store_.erase(tk, out_.persist);
 }
 
@@ -181,7 +182,7 @@ KeyEntry& LazyPath::create_or_find(pb::ValueType type, const std::string& key) {
   if (auto g = graveyard_.find(tk); g != graveyard_.end()) {
     // Alive again: the state carries the deletion's context from now on, so
     // the grave is no longer needed.
-    *e.state.mutable_context() = g->second.context;
+    *store_.state(e).mutable_context() = g->second.context;
     out_.persist.push_back(Persist{grave_key(tk), {}, true});
     graveyard_.erase(g);
   }

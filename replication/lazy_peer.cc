@@ -15,11 +15,11 @@ namespace {
 // Appends `state` unless that would take `bytes` past `budget`; the first
 // state always fits (a single state is bounded by max_state_bytes, which
 // stays below the frame limit).
-bool add_within_budget(google::protobuf::RepeatedPtrField<pb::KeyState>& states, const pb::KeyState& state,
-                       size_t& bytes, size_t budget) {
-  const size_t n = state.ByteSizeLong();
+bool add_within_budget(const KeyStore& store, google::protobuf::RepeatedPtrField<pb::KeyState>& states,
+                       const KeyEntry& entry, size_t& bytes, size_t budget) {
+  const size_t n = entry.live ? entry.live->ByteSizeLong() : entry.bytes.size();
   if (bytes > 0 && bytes + n > budget) return false;
-  *states.Add() = state;
+  store.copy_state(entry, *states.Add());
   bytes += n;
   return true;
 }
@@ -100,14 +100,14 @@ bool LazyPath::merge_remote(const NodeId& from, pb::KeyState&& remote) {
       }
     }
     entry = &create_or_find(remote.type(), remote.key());
-    merge_keys(entry->state, std::move(remote));
+    merge_keys(store_.state(*entry), std::move(remote));
     store_.mark_dirty(*entry);
-  } else if (merge_keys(entry->state, std::move(remote))) {
+  } else if (merge_keys(store_.state(*entry), std::move(remote))) {
     store_.mark_dirty(*entry);
   }
   // A counter add this node applied that a peer had applied first: subtract
   // our copy, and push the change so every replica counts the add once.
-  if (compensate_duplicate_adds(entry->state, config_.self)) {
+  if (compensate_duplicate_adds(store_.state(*entry), config_.self)) {
     store_.mark_dirty(*entry);
     pending_push_.insert(tk);
   }
@@ -149,12 +149,12 @@ void LazyPath::flush_push() {
     if (auto it = push_bytes_.find(tk); it != push_bytes_.end())
       state = std::move(it->second);
     else  // unchanged by its write (e.g. removing an absent element with quorum)
-      e->state.SerializeToString(&state);
+      store_.state(*e).SerializeToString(&state);
     if (bytes > 0 && bytes + state.size() > config_.max_batch_bytes) emit();
     bytes += state.size();
     auto* push = message.mutable_push();
     push->add_states(std::move(state));
-    if (awaited.count(tk) || is_tombstone_only(e->state)) push->set_ack_wanted(true);
+    if (awaited.count(tk) || is_tombstone_only(store_.state(*e))) push->set_ack_wanted(true);
     batch_of_key[tk] = batch_id;
   }
   emit();
@@ -246,9 +246,9 @@ void LazyPath::collect_tombstones() {
     if (!everyone_has_it && !config_.test_faults.collect_tombstones_early) continue;
     STIG_INVARIANT(pending_push_.count(tk) == 0, "collecting a key that still has to be pushed");
     auto* grave = m.mutable_collect()->add_graves();
-    grave->set_key(e->state.key());
-    grave->set_type(e->state.type());
-    *grave->mutable_context() = e->state.context();
+    grave->set_key(store_.state(*e).key());
+    grave->set_type(store_.state(*e).type());
+    *grave->mutable_context() = store_.state(*e).context();
     bury(tk);
   }
   gc_candidates_.clear();
@@ -268,8 +268,8 @@ void LazyPath::handle_collect(const pb::Collect& collect) {
       continue;
     }
     // What the deletion saw goes; anything newer (a write, another delete) stays.
-    if (merge_state(e->state, grave)) store_.mark_dirty(*e);
-    if (e->state.siblings_size() == 0 && !pending_push_.count(tk)) emptied.insert(tk);
+    if (merge_state(store_.state(*e), grave)) store_.mark_dirty(*e);
+    if (store_.state(*e).siblings_size() == 0 && !pending_push_.count(tk)) emptied.insert(tk);
   }
   settle();
   for (const auto& tk : emptied) bury(tk);
@@ -326,7 +326,7 @@ void LazyPath::handle_ae_level(const NodeId& from, const pb::AeTreeLevel& level)
     for (uint32_t b : differing) {
       keys->add_buckets(b);
       for (const auto& [tk, e] : store_.bucket(b)) {
-        if (!add_within_budget(*keys->mutable_states(), e.state, bytes, config_.max_batch_bytes)) {
+        if (!add_within_budget(store_, *keys->mutable_states(), e, bytes, config_.max_batch_bytes)) {
           full = true;  // the rest next round; a bucket sent in part costs only a redundant reply
           break;
         }
@@ -378,13 +378,13 @@ void LazyPath::handle_ae_keys(const NodeId& from, const pb::AeKeys& keys) {
       if (it != remote_hash.end() && it->second == e.hash) {
         if (e.tombstone_only) {
           auto* kh = back->add_tombstones();
-          kh->set_key(e.state.key());
-          kh->set_type(e.state.type());
+          kh->set_key(std::string(KeyStore::key_of(tk)));
+          kh->set_type(KeyStore::type_of(tk));
           kh->set_hash(e.hash);
         }
         continue;
       }
-      if (!add_within_budget(*back->mutable_states(), e.state, bytes, config_.max_batch_bytes)) {
+      if (!add_within_budget(store_, *back->mutable_states(), e, bytes, config_.max_batch_bytes)) {
         full = true;
         break;
       }

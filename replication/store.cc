@@ -1,5 +1,7 @@
 #include "replication/store.h"
 
+#include <algorithm>
+
 #include "replication/hash.h"
 #include "replication/invariant.h"
 
@@ -54,11 +56,11 @@ const KeyEntry* KeyStore::find(pb::ValueType type, std::string_view key) const {
   return find(lookup_key(type, key));
 }
 
-KeyEntry& KeyStore::inserted(Bucket::iterator it, uint32_t bucket) {
+KeyEntry& KeyStore::inserted(Bucket::iterator it, uint32_t bucket, pb::ValueType type) {
   KeyEntry& e = it->second;
   e.typed_key = &it->first;
   e.bucket = bucket;
-  ++keys_of_type_[type_index(e.state.type())];
+  ++keys_of_type_[type_index(type)];
   return e;
 }
 
@@ -67,9 +69,59 @@ KeyEntry& KeyStore::get_or_create(pb::ValueType type, std::string_view key) {
   const uint32_t b = bucket_of(tk);
   auto [it, is_new] = buckets_[b].try_emplace(std::move(tk));
   if (!is_new) return it->second;
-  it->second.state.set_key(std::string(key));
-  it->second.state.set_type(type);
-  return inserted(it, b);
+  KeyEntry& e = inserted(it, b, type);
+  e.live = take_message();
+  e.live->set_key(std::string(key));
+  e.live->set_type(type);
+  parsed_.push_back(&e);
+  return e;
+}
+
+std::unique_ptr<pb::KeyState> KeyStore::take_message() const {
+  if (pool_.empty()) return std::make_unique<pb::KeyState>();
+  std::unique_ptr<pb::KeyState> m = std::move(pool_.back());
+  pool_.pop_back();
+  return m;
+}
+
+pb::KeyState& KeyStore::parsed(const KeyEntry& e) const {
+  if (e.live) return *e.live;
+  STIG_INVARIANT(e.typed_key != nullptr, "reading an entry the store does not hold");
+  e.live = take_message();
+  // Our own serialization of a state that was valid when it was settled.
+  const bool parsed_ok = e.live->ParseFromString(e.bytes);
+  STIG_INVARIANT(parsed_ok, "a settled state does not parse");
+  parsed_.push_back(&e);
+  return *e.live;
+}
+
+void KeyStore::copy_state(const KeyEntry& e, pb::KeyState& out) const {
+  if (e.live) {
+    out = *e.live;
+  } else {
+    const bool parsed_ok = out.ParseFromString(e.bytes);
+    STIG_INVARIANT(parsed_ok, "a settled state does not parse");
+  }
+}
+
+void KeyStore::release_parsed() {
+  // Messages that held a big state keep its buffers: let those go.
+  constexpr size_t kPooledBytes = 64 * 1024;
+  constexpr size_t kPoolSize = 1024;
+  size_t kept = 0;
+  for (const KeyEntry* e : parsed_) {
+    if (e->dirty) {  // changed after the last settle: its change is for the next one
+      parsed_[kept++] = e;
+      continue;
+    }
+    std::unique_ptr<pb::KeyState> m = std::move(e->live);
+    if (e->bytes.empty()) m->SerializeToString(&const_cast<KeyEntry*>(e)->bytes);  // created, never changed
+    if (pool_.size() < kPoolSize && e->bytes.size() <= kPooledBytes) {
+      m->Clear();
+      pool_.push_back(std::move(m));
+    }
+  }
+  parsed_.resize(kept);
 }
 
 void KeyStore::mark_dirty(KeyEntry& entry) {
@@ -85,20 +137,22 @@ void KeyStore::settle(std::vector<Persist>* persist) {
     const uint32_t b = e.bucket;
     STIG_INVARIANT(e.dirty, "dirty list and flag disagree");
     e.dirty = false;
+    STIG_INVARIANT(e.live != nullptr, "a dirty entry without its parsed state");
     scratch_.clear();
-    e.state.SerializeToString(&scratch_);
+    e.live->SerializeToString(&scratch_);
     const uint64_t h = hash_serialized(scratch_);
     if (h == e.hash) continue;
     const bool was_new = e.hash == 0;
     const bool was_tomb = e.tombstone_only;
     tree_.apply(b, e.hash ^ h);
     e.hash = h;
-    e.tombstone_only = is_tombstone_only(e.state);
+    e.bytes.swap(scratch_);
+    e.tombstone_only = is_tombstone_only(*e.live);
     e.tombstone_seen_by.clear();
     if (was_new) ++total_keys_;
     if (!was_new && was_tomb) --tombstone_keys_;
     if (e.tombstone_only) ++tombstone_keys_;
-    if (persist) persist->push_back(Persist{storage_key(*e.typed_key), scratch_, false});
+    if (persist) persist->push_back(Persist{storage_key(*e.typed_key), e.bytes, false});
   }
   dirty_.clear();
 }
@@ -111,13 +165,19 @@ void KeyStore::erase(const std::string& typed_key, std::vector<Persist>& persist
   tree_.apply(b, it->second.hash);
   --total_keys_;
   if (it->second.tombstone_only) --tombstone_keys_;
-  --keys_of_type_[type_index(it->second.state.type())];
+  --keys_of_type_[type_index(type_of(it->first))];
   persist.push_back(Persist{storage_key(typed_key), {}, true});  // before the erase: `typed_key` may be the entry's own
+  if (it->second.live) {
+    auto p = std::find(parsed_.begin(), parsed_.end(), &it->second);
+    STIG_INVARIANT(p != parsed_.end(), "a parsed state missing from the parsed list");
+    *p = parsed_.back();
+    parsed_.pop_back();
+  }
   buckets_[b].erase(it);
 }
 
-Expected<const KeyEntry*> KeyStore::load(std::string_view skey, std::string_view value) {
-  pb::KeyState state;
+Expected<const pb::KeyState*> KeyStore::load(std::string_view skey, std::string_view value) {
+  pb::KeyState& state = loaded_;
   if (!state.ParseFromArray(value.data(), static_cast<int>(value.size())))
     return Status::corruption("stored state does not parse: " + std::string(skey));
   if (auto s = validate_state(state); !s.is_ok())
@@ -132,17 +192,15 @@ Expected<const KeyEntry*> KeyStore::load(std::string_view skey, std::string_view
   if (!staged.empty() && !(staged.back().first < tk))
     return Status::corruption("stored states out of order: " + std::string(skey));
   KeyEntry& e = staged.emplace_back(std::move(tk), KeyEntry{}).second;
-  e.state = std::move(state);
   // Settled at once (as settle() would, without a Persist: it is on disk):
   // the hash is of our own serialization, so it matches what peers compute.
-  scratch_.clear();
-  e.state.SerializeToString(&scratch_);
-  e.hash = hash_serialized(scratch_);
+  state.SerializeToString(&e.bytes);
+  e.hash = hash_serialized(e.bytes);
   tree_.apply(b, e.hash);
-  e.tombstone_only = is_tombstone_only(e.state);
+  e.tombstone_only = is_tombstone_only(state);
   ++total_keys_;
   if (e.tombstone_only) ++tombstone_keys_;
-  return &e;
+  return &state;
 }
 
 void KeyStore::finish_load() {
@@ -152,7 +210,10 @@ void KeyStore::finish_load() {
   for (uint32_t b = 0; b < loading_.size(); ++b) {
     auto& bucket = buckets_[b];
     STIG_INVARIANT(bucket.empty() || loading_[b].empty(), "states loaded into a bucket already in use");
-    for (auto& [tk, entry] : loading_[b]) inserted(bucket.emplace_hint(bucket.end(), std::move(tk), std::move(entry)), b);
+    for (auto& [tk, entry] : loading_[b]) {
+      const pb::ValueType type = type_of(tk);
+      inserted(bucket.emplace_hint(bucket.end(), std::move(tk), std::move(entry)), b, type);
+    }
     std::vector<std::pair<std::string, KeyEntry>>().swap(loading_[b]);
   }
   std::vector<std::vector<std::pair<std::string, KeyEntry>>>().swap(loading_);

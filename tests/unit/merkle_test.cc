@@ -65,7 +65,7 @@ TEST(KeyStore, DigestDependsOnStateNotOnHistory) {
   std::vector<Persist> sink;
   for (int i = 0; i < 100; ++i) {
     KeyEntry& e = a.get_or_create(pb::REGISTER, "k" + std::to_string(i));
-    register_write(e.state, {}, "n1", static_cast<uint64_t>(i + 1), "v", false, WriteMeta{"a", 1});
+    register_write(a.state(e), {}, "n1", static_cast<uint64_t>(i + 1), "v", false, WriteMeta{"a", 1});
     a.mark_dirty(e);
   }
   a.settle(&sink);
@@ -73,7 +73,7 @@ TEST(KeyStore, DigestDependsOnStateNotOnHistory) {
   for (int i = 99; i >= 0; --i) {
     const std::string key = "k" + std::to_string(i);
     KeyEntry& e = b.get_or_create(pb::REGISTER, key);
-    e.state = a.find(KeyStore::typed_key(pb::REGISTER, key))->state;
+    b.state(e) = a.state(*a.find(KeyStore::typed_key(pb::REGISTER, key)));
     b.mark_dirty(e);
     if (i % 10 == 0) b.settle(nullptr);
   }
@@ -85,6 +85,65 @@ TEST(KeyStore, DigestDependsOnStateNotOnHistory) {
   EXPECT_NE(a.digest(), b.digest());
   ASSERT_EQ(erased.size(), 1u);
   EXPECT_TRUE(erased[0].erase);
+}
+
+std::vector<std::string> values_of(const pb::KeyState& s) {
+  std::vector<std::string> out;
+  for (const auto& sib : s.siblings()) out.push_back(sib.value());
+  return out;
+}
+
+TEST(KeyStore, StatesRestSerializedAndComeBackAsTheyWere) {
+  KeyStore store(16, 3);
+  std::vector<Persist> sink;
+  for (int i = 0; i < 50; ++i) {
+    KeyEntry& e = store.get_or_create(pb::REGISTER, "k" + std::to_string(i));
+    for (int v = 0; v <= i % 3; ++v)  // 1..3 concurrent siblings
+      register_write(store.state(e), {}, "n" + std::to_string(v), static_cast<uint64_t>(i + 1),
+                     "v" + std::to_string(i) + "." + std::to_string(v), false, WriteMeta{"a", 1});
+    store.mark_dirty(e);
+  }
+  store.settle(&sink);
+  EXPECT_EQ(store.parsed_count(), 50u);
+  const uint64_t digest = store.digest();
+  store.release_parsed();
+  EXPECT_EQ(store.parsed_count(), 0u);
+  for (int i = 0; i < 50; ++i) {
+    const KeyEntry* e = store.find(KeyStore::typed_key(pb::REGISTER, "k" + std::to_string(i)));
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(e->live, nullptr);
+    EXPECT_EQ(e->bytes, sink[static_cast<size_t>(i)].value);  // at rest: the bytes on disk
+  }
+  // Read back in another order, so recycled messages hold other keys before:
+  // nothing of an earlier key may remain in them.
+  for (int i = 49; i >= 0; --i) {
+    const KeyEntry* e = store.find(KeyStore::typed_key(pb::REGISTER, "k" + std::to_string(i)));
+    const pb::KeyState& s = store.state(*e);
+    EXPECT_EQ(s.key(), "k" + std::to_string(i));
+    ASSERT_EQ(s.siblings_size(), i % 3 + 1) << i;
+    EXPECT_EQ(values_of(s)[0], "v" + std::to_string(i) + ".0");
+  }
+  store.release_parsed();
+  // A change made through state() is kept until it is settled, even across
+  // a release (the entry stays parsed while dirty).
+  KeyEntry* e = store.find(KeyStore::typed_key(pb::REGISTER, "k7"));
+  register_write(store.state(*e), store.state(*e).context(), "n1", 100, "new", false, WriteMeta{"b", 2});
+  store.mark_dirty(*e);
+  store.release_parsed();
+  EXPECT_NE(e->live, nullptr);
+  EXPECT_EQ(values_of(store.state(*e)), std::vector<std::string>{"new"});
+  sink.clear();
+  store.settle(&sink);
+  ASSERT_EQ(sink.size(), 1u);
+  EXPECT_NE(store.digest(), digest);
+  store.release_parsed();
+  EXPECT_EQ(values_of(store.state(*e)), std::vector<std::string>{"new"});
+  // A parsed entry can be erased (tombstone collection) without a trace.
+  std::vector<Persist> erased;
+  store.erase(KeyStore::typed_key(pb::REGISTER, "k7"), erased);
+  store.release_parsed();
+  EXPECT_EQ(store.find(KeyStore::typed_key(pb::REGISTER, "k7")), nullptr);
+  EXPECT_EQ(store.live_keys(), 49u);
 }
 
 }  // namespace
