@@ -105,9 +105,10 @@ void KeyStore::copy_state(const KeyEntry& e, pb::KeyState& out) const {
 }
 
 void KeyStore::release_parsed() {
-  // Messages that held a big state keep its buffers: let those go.
-  constexpr size_t kPooledBytes = 64 * 1024;
-  constexpr size_t kPoolSize = 1024;
+  // A recycled message keeps the buffers of the state it held: pool only
+  // messages of small states, and a few hundred of them (about 4 MiB).
+  constexpr size_t kPooledBytes = 16 * 1024;
+  constexpr size_t kPoolSize = 256;
   size_t kept = 0;
   for (const KeyEntry* e : parsed_) {
     if (e->dirty) {  // changed after the last settle: its change is for the next one
