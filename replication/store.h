@@ -70,7 +70,7 @@ class KeyStore {
   // dirty after changing it.
   pb::KeyState& state(KeyEntry& entry) { return parsed(entry); }
   const pb::KeyState& state(const KeyEntry& entry) const { return parsed(entry); }
-  // Appends the entry's current state to `out` (without keeping it parsed).
+  // Copies the entry's current state into `out` (without keeping it parsed).
   void copy_state(const KeyEntry& entry, pb::KeyState& out) const;
   // Returns every parsed state to the pool (the end of a step's output),
   // but those changed since the last settle.
