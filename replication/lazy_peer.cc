@@ -246,9 +246,10 @@ void LazyPath::collect_tombstones() {
     if (!everyone_has_it && !config_.test_faults.collect_tombstones_early) continue;
     STIG_INVARIANT(pending_push_.count(tk) == 0, "collecting a key that still has to be pushed");
     auto* grave = m.mutable_collect()->add_graves();
-    grave->set_key(store_.state(*e).key());
-    grave->set_type(store_.state(*e).type());
-    *grave->mutable_context() = store_.state(*e).context();
+    const pb::KeyState& state = store_.state(*e);
+    grave->set_key(state.key());
+    grave->set_type(state.type());
+    *grave->mutable_context() = state.context();
     bury(tk);
   }
   gc_candidates_.clear();

@@ -73,6 +73,7 @@ KeyEntry& KeyStore::get_or_create(pb::ValueType type, std::string_view key) {
   e.live = take_message();
   e.live->set_key(std::string(key));
   e.live->set_type(type);
+  e.live->SerializeToString(&e.bytes);  // what it reads back as if released unchanged
   parsed_.push_back(&e);
   return e;
 }
@@ -116,7 +117,6 @@ void KeyStore::release_parsed() {
       continue;
     }
     std::unique_ptr<pb::KeyState> m = std::move(e->live);
-    if (e->bytes.empty()) m->SerializeToString(&const_cast<KeyEntry*>(e)->bytes);  // created, never changed
     if (pool_.size() < kPoolSize && e->bytes.size() <= kPooledBytes) {
       m->Clear();
       pool_.push_back(std::move(m));

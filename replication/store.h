@@ -33,7 +33,7 @@
 namespace stig::replication {
 
 struct KeyEntry {
-  // The state as of the last settle, serialized (empty before the first).
+  // The state as of the last settle, serialized (before the first: as created).
   std::string bytes;
   // The parsed state while a step uses it (KeyStore::state); null at rest.
   // Changes go here; the next settle serializes them into `bytes`.
