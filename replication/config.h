@@ -35,6 +35,8 @@ struct TestFaults {
   bool strong_lock_tokens_restart = false;    // a free lock's next token is 1 again (fencing tokens repeat)
   bool acl_allows_all = false;                // access control on, but no rule is checked (every request allowed)
 
+  // A wrong merge of some type (LazyPath::merge_keys).
+  bool wrong_merge() const { return lww_merge || counter_merge_sums || set_remove_wins; }
   bool any() const {
     return lww_merge || anti_entropy_skips_bucket || counter_merge_sums || set_remove_wins || forget_dot_counter ||
            collect_tombstones_early || per_node_retry_dedup || raft_commit_from_old_term || raft_vote_not_durable ||

@@ -241,7 +241,7 @@ void LazyPath::handle_register_write(ClientToken token, const pb::Request& reque
                  write_id_flags(request, durability) | (context_cut ? kWriteCutContext : 0),
                  context_cut ? encode_context(ctx) : std::string());
   store_.mark_dirty(entry);
-  pending_push_.insert(tk);
+  note_push(tk, &entry);
   // The only replica has seen it (or a test injects collection without acks).
   if (is_delete && (peers_.empty() || config_.test_faults.collect_tombstones_early)) gc_candidates_.insert(tk);
 
@@ -275,7 +275,7 @@ void LazyPath::handle_counter_add(ClientToken token, const pb::Request& request)
     record_write(store_.state(entry), config_.self, next_dot(), request.client_id(), request.seq(), op.delta(),
                  write_id_flags(request, op.durability()));
   store_.mark_dirty(entry);
-  pending_push_.insert(tk);
+  note_push(tk, &entry);
   pb::Response r = make_response(request);
   auto* c = r.mutable_counter();
   c->set_key(op.key());
@@ -338,7 +338,7 @@ void LazyPath::handle_set_write(ClientToken token, const pb::Request& request, b
       record_write(store_.state(entry), config_.self, dot, request.client_id(), request.seq(), 0,
                    write_id_flags(request, durability));
     store_.mark_dirty(entry);
-    pending_push_.insert(tk);
+    note_push(tk, &entry);
   } else if (KeyEntry* entry = store_.find(tk)) {
     // Recorded even when the element was absent: a retry elsewhere must not
     // remove an element added after this remove.
@@ -351,7 +351,7 @@ void LazyPath::handle_set_write(ClientToken token, const pb::Request& request, b
     }
     if (changed) {
       store_.mark_dirty(*entry);
-      pending_push_.insert(tk);
+      note_push(tk, entry);
     }
   }
   finish_write(token, request, tk, std::move(r), durability);
@@ -413,7 +413,7 @@ void LazyPath::finish_write(ClientToken token, const pb::Request& request, const
   unbatched_writes_.push_back(id);
   // A write that changed nothing (e.g. removing an absent element) still
   // waits for peers to acknowledge the key's current state.
-  pending_push_.insert(typed_key);
+  note_push(typed_key, store_.find(typed_key));
 }
 
 bool LazyPath::records_write_ids(const pb::Request& request) const {

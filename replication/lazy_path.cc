@@ -212,9 +212,15 @@ void LazyPath::settle() {
   for (size_t i = first; i < out_.persist.size(); ++i) {
     const Persist& p = out_.persist[i];
     if (p.erase || !KeyStore::is_storage_key(p.key)) continue;
-    std::string tk(key_in_space(p.key));
-    if (pending_push_.count(tk)) push_bytes_[std::move(tk)] = p.value;
+    if (auto it = pending_push_.find(key_in_space(p.key)); it != pending_push_.end()) it->second.bytes = p.value;
   }
+}
+
+void LazyPath::note_push(const std::string& typed_key, const KeyEntry* entry) {
+  // The first change since the last push fixes the base: the state as of
+  // the settle before it (entries are settled in groups, so later changes
+  // leave the hash where it was until the next settle).
+  pending_push_.try_emplace(typed_key, PendingPush{entry ? entry->hash : 0, {}});
 }
 
 // --- timers -------------------------------------------------------------------------

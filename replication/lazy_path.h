@@ -41,6 +41,7 @@ class LazyPath {
   size_t retry_cache_clients() const { return sessions_.clients(); }
   size_t retry_cache_bytes() const { return sessions_.bytes(); }
   uint64_t dot_counter() const { return dot_counter_; }
+  uint64_t pushes_adopted() const { return pushes_adopted_; }
 
  private:
 
@@ -108,7 +109,11 @@ class LazyPath {
   // Joins a peer's state of one key. Returns false (and logs nothing: the
   // core has no log) if the state is malformed; it is then ignored.
   // Consumes `remote` (its key and type stay readable).
-  bool merge_remote(const NodeId& from, pb::KeyState&& remote);
+  // `base_hash` (a push's, else 0): the hash of the key's state on the
+  // sender before the changes `remote` carries. If this node holds exactly
+  // that state, settled, `remote` descends from it and replaces it as it
+  // is: the merge would give the same state, at the cost of parsing ours.
+  bool merge_remote(const NodeId& from, pb::KeyState&& remote, uint64_t base_hash = 0);
   // Everything a peer's state must satisfy before the core acts on it: the
   // structural invariants, a key within the limit, only nodes of this
   // cluster (which bounds contexts and counters by the cluster size) and no
@@ -160,8 +165,15 @@ class LazyPath {
   // synced: a client write's reply, or an acknowledgement to a peer.
   bool needs_sync_ = false;
 
-  std::set<std::string> pending_push_;    // typed keys changed by clients since the last push
-  std::map<std::string, std::string> push_bytes_;  // serialized state of pending keys, from settle
+  // A key changed by clients since the last push: what the push will carry.
+  struct PendingPush {
+    uint64_t base_hash = 0;  // the key's hash as of the settle before its first change (PushBatch.base_hashes)
+    std::string bytes;       // its state as settle serialized it (empty until then)
+  };
+  // Queues the key of `entry` (null: none) for the next push.
+  void note_push(const std::string& typed_key, const KeyEntry* entry);
+  std::map<std::string, PendingPush, std::less<>> pending_push_;  // by typed key
+  uint64_t pushes_adopted_ = 0;
   std::vector<uint64_t> unbatched_writes_;  // pending writes whose key is not yet in a push
   std::map<uint64_t, PendingWrite> pending_writes_;
   std::map<uint64_t, std::vector<uint64_t>> batch_writes_;  // push batch -> pending writes in it

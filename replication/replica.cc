@@ -184,6 +184,7 @@ uint64_t Replica::state_digest() const { return lazy_->store().digest(); }
 uint64_t Replica::live_keys() const { return lazy_->store().live_keys(); }
 uint64_t Replica::tombstone_keys() const { return lazy_->store().tombstone_keys(); }
 size_t Replica::retry_cache_clients() const { return lazy_->retry_cache_clients(); }
+uint64_t Replica::pushes_adopted() const { return lazy_->pushes_adopted(); }
 size_t Replica::retry_cache_bytes() const { return lazy_->retry_cache_bytes(); }
 uint64_t Replica::dot_counter() const { return lazy_->dot_counter(); }
 std::string Replica::raft_role() const { return strong_->role(); }

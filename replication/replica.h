@@ -168,6 +168,9 @@ class Replica {
   size_t retry_cache_bytes() const;
   // The last dot this node issued.
   uint64_t dot_counter() const;
+  // Pushed states this node took as they were, without a merge (it held
+  // exactly the state they were made from; LazyPath::merge_remote).
+  uint64_t pushes_adopted() const;
   // The strong path's Raft as this node sees it.
   std::string raft_role() const;
   uint64_t raft_term() const;

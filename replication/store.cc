@@ -96,6 +96,21 @@ pb::KeyState& KeyStore::parsed(const KeyEntry& e) const {
   return *e.live;
 }
 
+void KeyStore::replace_state(KeyEntry& e, pb::KeyState&& state) {
+  STIG_INVARIANT(e.typed_key != nullptr, "replacing the state of an entry the store does not hold");
+  STIG_INVARIANT(state.type() == type_of(*e.typed_key) && state.key() == key_of(*e.typed_key),
+                 "replacing a key's state with another key's");
+  if (!e.live) {
+    e.live = take_message();
+    parsed_.push_back(&e);
+  }
+  e.live->Swap(&state);
+  state.Clear();
+  state.set_key(e.live->key());
+  state.set_type(e.live->type());
+  mark_dirty(e);
+}
+
 void KeyStore::copy_state(const KeyEntry& e, pb::KeyState& out) const {
   if (e.live) {
     out = *e.live;

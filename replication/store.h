@@ -70,6 +70,9 @@ class KeyStore {
   // dirty after changing it.
   pb::KeyState& state(KeyEntry& entry) { return parsed(entry); }
   const pb::KeyState& state(const KeyEntry& entry) const { return parsed(entry); }
+  // The entry's state becomes `state` (marked dirty): a state that
+  // descends from the entry's. `state` is left holding only the key and type.
+  void replace_state(KeyEntry& entry, pb::KeyState&& state);
   // Copies the entry's current state into `out` (without keeping it parsed).
   void copy_state(const KeyEntry& entry, pb::KeyState& out) const;
   // Returns every parsed state to the pool (the end of a step's output),

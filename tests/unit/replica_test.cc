@@ -9,6 +9,7 @@
 
 #include "replication/key_state.h"
 #include "replication/replica.h"
+#include "replication/store.h"
 #include "tests/unit/test_cluster.h"
 
 namespace stig::replication {
@@ -289,6 +290,62 @@ TEST(Replica, RestartRecoversStateAndNeverReusesDots) {
   c.put("n1", "k", "v2");
   c.deliver_all();
   EXPECT_EQ(values_of(c.get("n2", "k")), (std::vector<std::string>{"v1", "v2"}));
+}
+
+// A push made from the state a replica holds replaces it without a merge;
+// one made from another state is merged, so nothing the replica has is lost.
+TEST(Replica, InSyncReplicaTakesAPushedStateAsItIs) {
+  TestCluster c(3);
+  auto first = c.put("n1", "k", "v1");
+  c.deliver_all();
+  // The replicas created the key from the push: nothing to take it over from.
+  EXPECT_EQ(c.node("n2").pushes_adopted(), 0u);
+  c.put("n1", "k", "v2", first.put().context());
+  c.put("n1", "k", "v3");  // blind: a sibling of v2
+  c.deliver_all();
+  EXPECT_EQ(c.node("n2").pushes_adopted(), 2u);
+  EXPECT_EQ(c.node("n3").pushes_adopted(), 2u);
+  EXPECT_EQ(values_of(c.get("n3", "k")), (std::vector<std::string>{"v2", "v3"}));
+  EXPECT_TRUE(c.converged());
+}
+
+TEST(Replica, PushFromAnotherStateIsMerged) {
+  TestCluster c(3);
+  c.put("n1", "k", "v1");
+  c.deliver_all();
+  c.partition({"n1"});
+  c.put("n2", "k", "v2");  // blind, unseen by n1
+  c.deliver_all();
+  c.heal();
+  const uint64_t adopted = c.node("n2").pushes_adopted();
+  c.put("n1", "k", "v3");  // pushed with n1's base, which n2 and n3 no longer hold
+  c.deliver_all();
+  EXPECT_EQ(c.node("n2").pushes_adopted(), adopted);
+  EXPECT_EQ(values_of(c.get("n2", "k")), (std::vector<std::string>{"v1", "v2", "v3"}));
+  EXPECT_EQ(values_of(c.get("n3", "k")), (std::vector<std::string>{"v1", "v2", "v3"}));
+
+  // A batch without a base hash for every state (an older sender) is merged too.
+  pb::PeerMessage m;
+  pb::KeyState s;  // an empty state: merged, it changes nothing
+  s.set_key("k");
+  m.mutable_push()->add_states(s.SerializeAsString());
+  m.mutable_push()->add_states(s.SerializeAsString());
+  // n3's own hash of the key: were it taken as the base of the first state,
+  // n3 would replace its three versions with that empty state.
+  m.mutable_push()->add_base_hashes(KeyStore::hash_serialized(c.disk_["n3"][KeyStore::storage_key("r:k")]));
+  c.step("n3", PeerInput{"n1", m});
+  EXPECT_EQ(values_of(c.get("n3", "k")), (std::vector<std::string>{"v1", "v2", "v3"}));
+}
+
+TEST(Replica, WrongMergeInjectedByATestIsNeverSkipped) {
+  Config config;
+  config.test_faults.lww_merge = true;
+  TestCluster c(3, config);
+  auto first = c.put("n1", "k", "v1");
+  c.deliver_all();
+  c.put("n1", "k", "v2", first.put().context());
+  c.deliver_all();
+  EXPECT_EQ(c.node("n2").pushes_adopted(), 0u);
 }
 
 TEST(Replica, MalformedPeerStateIsIgnored) {
