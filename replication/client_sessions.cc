@@ -1,5 +1,7 @@
 #include "replication/client_sessions.h"
 
+#include <algorithm>
+
 #include "replication/invariant.h"
 
 namespace stig::replication {
@@ -25,22 +27,37 @@ ClientSessions::Decision ClientSessions::admit(const std::string& client_id, uin
   }
   s.last_active = now;
   if (seq < s.forgotten_below) return {Admission::kStale};
-  auto slot = s.slots.find(seq);
+  auto slot = find_slot(s, seq);
   if (slot != s.slots.end()) {
     if (slot->second.response) return {Admission::kDuplicateDone, &*slot->second.response};
     slot->second.waiting.push_back(token);
     return {Admission::kDuplicateInFlight};
   }
-  Slot& fresh = s.slots[seq];  // in flight; the caller answers `token` itself
-  fresh.bytes = kSlotOverhead;
-  s.bytes += fresh.bytes;
-  bytes_ += fresh.bytes;
+  // In flight; the caller answers `token` itself.
+  const auto at = s.slots.empty() || seq > s.slots.back().first
+                      ? s.slots.end()
+                      : std::lower_bound(s.slots.begin(), s.slots.end(), seq,
+                                         [](const auto& e, uint64_t q) { return e.first < q; });
+  s.slots.emplace(at, seq, Slot{std::nullopt, {}, kSlotOverhead});
+  s.bytes += kSlotOverhead;
+  bytes_ += kSlotOverhead;
   while (s.slots.size() > kWindow) {
-    s.forgotten_below = s.slots.begin()->first + 1;
-    drop_slot(s, s.slots.begin());
+    const auto& oldest = s.slots.front();
+    s.forgotten_below = oldest.first + 1;
+    s.bytes -= oldest.second.bytes;
+    bytes_ -= oldest.second.bytes;
+    s.slots.pop_front();
   }
   enforce_bounds(client_id);
   return {Admission::kNew};
+}
+
+ClientSessions::Slots::iterator ClientSessions::find_slot(Session& s, uint64_t seq) {
+  if (s.slots.empty() || seq > s.slots.back().first) return s.slots.end();
+  if (s.slots.back().first == seq) return s.slots.end() - 1;
+  auto it = std::lower_bound(s.slots.begin(), s.slots.end(), seq,
+                             [](const auto& e, uint64_t q) { return e.first < q; });
+  return it != s.slots.end() && it->first == seq ? it : s.slots.end();
 }
 
 std::vector<ClientToken> ClientSessions::complete(const std::string& client_id, uint64_t seq,
@@ -48,7 +65,7 @@ std::vector<ClientToken> ClientSessions::complete(const std::string& client_id, 
   auto it = sessions_.find(client_id);
   if (it == sessions_.end()) return {};
   Session& s = it->second;
-  auto slot = s.slots.find(seq);
+  auto slot = find_slot(s, seq);
   if (slot == s.slots.end()) return {};
   const size_t before = slot->second.bytes;
   slot->second.bytes = kSlotOverhead + response.ByteSizeLong();
@@ -79,12 +96,6 @@ void ClientSessions::forget(SessionMap::iterator it) {
   bytes_ -= it->second.bytes;
   lru_.erase(it->second.lru);
   sessions_.erase(it);
-}
-
-void ClientSessions::drop_slot(Session& s, std::map<uint64_t, Slot>::iterator slot) {
-  s.bytes -= slot->second.bytes;
-  bytes_ -= slot->second.bytes;
-  s.slots.erase(slot);
 }
 
 void ClientSessions::enforce_bounds(const std::string& keep) {

@@ -17,10 +17,12 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <list>
-#include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "replication/replica.h"
@@ -69,17 +71,23 @@ class ClientSessions {
     std::vector<ClientToken> waiting;
     size_t bytes = 0;  // accounted for this slot
   };
+  // A client's window, by seq ascending: contiguous, and a client's next
+  // seq goes at the back, so the common admit and complete touch the end
+  // of it (a map put every request in a node of its own, and its lookup
+  // missed the cache at every level).
+  using Slots = std::deque<std::pair<uint64_t, Slot>>;
   struct Session {
-    std::map<uint64_t, Slot> slots;
+    Slots slots;
     uint64_t forgotten_below = 0;  // seqs below this were dropped from the window
     MonoTime last_active = 0;
     std::list<std::string>::iterator lru;  // position in lru_
     size_t bytes = 0;
   };
-  using SessionMap = std::map<std::string, Session>;
+  using SessionMap = std::unordered_map<std::string, Session>;  // never iterated: lru_ keeps the order
 
   void forget(SessionMap::iterator it);
-  void drop_slot(Session& s, std::map<uint64_t, Slot>::iterator slot);
+  // The slot of `seq`, or slots.end().
+  static Slots::iterator find_slot(Session& s, uint64_t seq);
   // Forgets the least recently active clients other than `keep` until the
   // bounds hold again.
   void enforce_bounds(const std::string& keep);

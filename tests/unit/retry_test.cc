@@ -7,6 +7,8 @@
 // other input.
 #include <gtest/gtest.h>
 
+#include "replication/client_sessions.h"
+
 #include "replication/key_state.h"
 #include "replication/write_ids.h"
 #include "test_cluster.h"
@@ -247,6 +249,40 @@ pb::KeyState register_with_copy(const std::string& node, uint64_t dot, const std
   register_write(s, pb::VersionVector(), node, dot, value, false, WriteMeta{"agent", 1});
   record_write(s, node, dot, "agent-a", 7, 0, 0);
   return s;
+}
+
+// The per-node retry cache on its own: seqs arrive in any order (pipelined
+// clients, retries), the window keeps the newest kWindow of them, and what
+// falls out of it is refused as stale rather than applied again.
+TEST(RetryCache, WindowKeepsTheNewestSeqsInAnyArrivalOrder) {
+  using A = ClientSessions::Admission;
+  ClientSessions cache(ClientSessions::Limits{});
+  const size_t empty_bytes = cache.bytes();
+  // Out of order: 5, 3, 9, 4.
+  for (uint64_t seq : {5, 3, 9, 4}) EXPECT_EQ(cache.admit("c", seq, seq, 0).admission, A::kNew) << seq;
+  EXPECT_EQ(cache.admit("c", 3, 100, 0).admission, A::kDuplicateInFlight);
+  pb::Response r3;
+  r3.set_seq(3);
+  EXPECT_EQ(cache.complete("c", 3, r3), std::vector<ClientToken>{100});
+  auto again = cache.admit("c", 3, 101, 0);
+  ASSERT_EQ(again.admission, A::kDuplicateDone);
+  EXPECT_EQ(again.cached->seq(), 3u);
+  EXPECT_EQ(cache.admit("c", 4, 102, 0).admission, A::kDuplicateInFlight);
+  EXPECT_TRUE(cache.complete("c", 6, pb::Response()).empty());  // never admitted
+  // Fill the window from 10 on: 3, 4 and 5 fall out of it, 9 stays.
+  for (uint64_t seq = 10; seq < 10 + ClientSessions::kWindow - 1; ++seq)
+    ASSERT_EQ(cache.admit("c", seq, seq, 0).admission, A::kNew);
+  EXPECT_EQ(cache.admit("c", 5, 103, 0).admission, A::kStale);
+  EXPECT_EQ(cache.admit("c", 9, 104, 0).admission, A::kDuplicateInFlight);
+  // 8 was never seen: new, but the oldest of a full window, so at once
+  // forgotten (the window now starts at 9).
+  EXPECT_EQ(cache.admit("c", 8, 105, 0).admission, A::kNew);
+  EXPECT_EQ(cache.admit("c", 8, 106, 0).admission, A::kStale);
+  EXPECT_EQ(cache.admit("c", 9, 107, 0).admission, A::kDuplicateInFlight);
+  EXPECT_EQ(cache.clients(), 1u);
+  cache.expire(ClientSessions::Limits{}.idle_ms);
+  EXPECT_EQ(cache.clients(), 0u);
+  EXPECT_EQ(cache.bytes(), empty_bytes);
 }
 
 TEST(RetryKeyState, DuplicateSiblingsCollapseTheSameWayInEitherOrder) {
