@@ -32,10 +32,6 @@ std::optional<uint64_t> decode_round(const std::string& s) {
   return round;
 }
 
-bool same_hard_state(const pb::HardState& a, const pb::HardState& b) {
-  return a.term() == b.term() && a.vote() == b.vote() && a.commit() == b.commit();
-}
-
 bool same_members(const pb::RaftConfigState& config, const std::vector<NodeId>& voters) {
   std::set<std::string> a(config.voters().begin(), config.voters().end());
   std::set<std::string> b(voters.begin(), voters.end());
@@ -180,6 +176,12 @@ void Raft::ignore(const char* reason) { ++stats_.ignored[reason]; }
 const Progress* Raft::progress(const NodeId& peer) const {
   auto it = progress_.find(peer);
   return it == progress_.end() ? nullptr : &it->second;
+}
+
+bool Raft::hard_state_emitted() const {
+  // Field by field: building a HardState on every step cost a string copy.
+  return term_ == emitted_hard_state_.term() && vote_ == emitted_hard_state_.vote() &&
+         log_.committed() == emitted_hard_state_.commit();
 }
 
 pb::HardState Raft::hard_state() const {
@@ -933,16 +935,15 @@ Ready Raft::take_ready() {
   pending_install_.reset();
   rd.truncate_from = log_.pending_truncate();
   rd.entries = log_.take_unpersisted();
-  auto hs = hard_state();
   // What reaches the disk never moves backwards.
-  STIG_INVARIANT(hs.term() >= emitted_hard_state_.term(), "term went backwards");
-  STIG_INVARIANT(hs.term() != emitted_hard_state_.term() || emitted_hard_state_.vote().empty() ||
-                     hs.vote() == emitted_hard_state_.vote(),
+  STIG_INVARIANT(term_ >= emitted_hard_state_.term(), "term went backwards");
+  STIG_INVARIANT(term_ != emitted_hard_state_.term() || emitted_hard_state_.vote().empty() ||
+                     vote_ == emitted_hard_state_.vote(),
                  "vote changed within a term");
-  STIG_INVARIANT(hs.commit() >= emitted_hard_state_.commit(), "commit went backwards");
-  if (!same_hard_state(hs, emitted_hard_state_)) {
-    emitted_hard_state_ = hs;
-    rd.hard_state = std::move(hs);
+  STIG_INVARIANT(log_.committed() >= emitted_hard_state_.commit(), "commit went backwards");
+  if (!hard_state_emitted()) {
+    emitted_hard_state_ = hard_state();
+    rd.hard_state = emitted_hard_state_;
   }
   rd.messages = std::move(msgs_);
   msgs_.clear();
@@ -958,7 +959,7 @@ Ready Raft::take_ready() {
 
 bool Raft::has_ready() const {
   return !msgs_.empty() || pending_install_ || log_.persist_handed() < log_.last_index() ||
-         log_.pending_truncate() != 0 || !same_hard_state(hard_state(), emitted_hard_state_) ||
+         log_.pending_truncate() != 0 || !hard_state_emitted() ||
          log_.has_committed_to_hand_out() || !read_states_.empty() || !dropped_reads_.empty() ||
          (role_ == Role::kLeader && (appends_pending_ || read_round_pending_));
 }

@@ -272,6 +272,8 @@ class Raft {
   void abort_transfer();
 
   pb::HardState hard_state() const;
+  // True when the hard state is the one last handed out in a Ready.
+  bool hard_state_emitted() const;
   MonoTime wake_at() const;
 
   RaftOptions opts_;
