@@ -34,11 +34,7 @@ ClientSessions::Decision ClientSessions::admit(const std::string& client_id, uin
     return {Admission::kDuplicateInFlight};
   }
   // In flight; the caller answers `token` itself.
-  const auto at = s.slots.empty() || seq > s.slots.back().first
-                      ? s.slots.end()
-                      : std::lower_bound(s.slots.begin(), s.slots.end(), seq,
-                                         [](const auto& e, uint64_t q) { return e.first < q; });
-  s.slots.emplace(at, seq, Slot{std::nullopt, {}, kSlotOverhead});
+  s.slots.emplace(first_at_or_after(s, seq), seq, Slot{std::nullopt, {}, kSlotOverhead});
   s.bytes += kSlotOverhead;
   bytes_ += kSlotOverhead;
   while (s.slots.size() > kWindow) {
@@ -52,11 +48,15 @@ ClientSessions::Decision ClientSessions::admit(const std::string& client_id, uin
   return {Admission::kNew};
 }
 
-ClientSessions::Slots::iterator ClientSessions::find_slot(Session& s, uint64_t seq) {
-  if (s.slots.empty() || seq > s.slots.back().first) return s.slots.end();
+ClientSessions::Slots::iterator ClientSessions::first_at_or_after(Session& s, uint64_t seq) {
+  if (s.slots.empty() || seq > s.slots.back().first) return s.slots.end();  // the common case: a new seq
   if (s.slots.back().first == seq) return s.slots.end() - 1;
-  auto it = std::lower_bound(s.slots.begin(), s.slots.end(), seq,
-                             [](const auto& e, uint64_t q) { return e.first < q; });
+  return std::lower_bound(s.slots.begin(), s.slots.end(), seq,
+                          [](const auto& e, uint64_t q) { return e.first < q; });
+}
+
+ClientSessions::Slots::iterator ClientSessions::find_slot(Session& s, uint64_t seq) {
+  auto it = first_at_or_after(s, seq);
   return it != s.slots.end() && it->first == seq ? it : s.slots.end();
 }
 

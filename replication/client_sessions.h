@@ -86,7 +86,9 @@ class ClientSessions {
   using SessionMap = std::unordered_map<std::string, Session>;  // never iterated: lru_ keeps the order
 
   void forget(SessionMap::iterator it);
-  // The slot of `seq`, or slots.end().
+  // The first slot of a seq at or after `seq` (where `seq` goes), and the
+  // slot of `seq` itself; slots.end() when none.
+  static Slots::iterator first_at_or_after(Session& s, uint64_t seq);
   static Slots::iterator find_slot(Session& s, uint64_t seq);
   // Forgets the least recently active clients other than `keep` until the
   // bounds hold again.
