@@ -146,7 +146,7 @@ void Connection::on_cipher(const char* data, size_t n) {
     on_read_error(ec);  // eof: the client closed the session
     return;
   }
-  drain_frames();
+  drain_frames(now);
 }
 
 bool Connection::presents_revoked(X509_crl_st* crl) {
@@ -231,11 +231,10 @@ void Connection::on_bytes(const char* data, size_t n) {
   const Clock::time_point now = Clock::now();
   if (!frame_in_progress()) frame_started_at_ = now;
   decoder_.feed(std::string_view(data, n));
-  drain_frames();
+  drain_frames(now);
 }
 
-void Connection::drain_frames() {
-  const Clock::time_point now = Clock::now();
+void Connection::drain_frames(Clock::time_point now) {
   while (true) {
     if (role_ == Role::kClient && in_flight_ >= limits_.max_requests_in_flight) {
       awaiting_answers_ = true;  // send_response resumes once answers come back

@@ -54,6 +54,7 @@
 #include <utility>
 
 #include "node/asio.h"
+#include "node/coarse_clock.h"
 #include "node/tls.h"
 #include "wire/frame.h"
 
@@ -116,7 +117,8 @@ struct ConnectionLimits {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  using Clock = std::chrono::steady_clock;
+  // Frame, write and accept times feed timeouts of a second or more.
+  using Clock = CoarseClock;
   enum class Role { kUndecided, kClient, kPeer };
   // How the host counts the connection against its limits (host-owned).
   enum class Slot : uint8_t { kNone, kClient, kProbation, kRefused, kPeer };
@@ -183,7 +185,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool settle_charge();
   // Decodes and hands over buffered frames while fewer than the limit of
   // requests are in flight; then waits for more bytes, or for answers.
-  void drain_frames();
+  void drain_frames() { drain_frames(Clock::now()); }
+  void drain_frames(Clock::time_point now);
   void drop_input();
   void handle(stigmergy::v1::Envelope& env);
   void on_frame_error(wire::FrameError error);

@@ -426,13 +426,13 @@ void Server::schedule_flush() {
 }
 
 void Server::step_core(replication::Input input) {
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = CoarseClock::now();
   replica_.step(now(), std::move(input));
   warn_if_slow(start, "step");
 }
 
-void Server::warn_if_slow(std::chrono::steady_clock::time_point start, const char* what) {
-  const auto took = std::chrono::steady_clock::now() - start;
+void Server::warn_if_slow(CoarseClock::time_point start, const char* what) {
+  const auto took = CoarseClock::now() - start;
   // The core runs on the event loop: a long step delays heartbeats and every
   // other connection (the usual cause: a strong-path snapshot of a large
   // state machine).
@@ -443,7 +443,7 @@ void Server::warn_if_slow(std::chrono::steady_clock::time_point start, const cha
 
 void Server::flush() {
   flush_scheduled_ = false;
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = CoarseClock::now();
   replication::Output out = replica_.take_output();
   warn_if_slow(start, "output");
   arm_wake(out.wake_at);

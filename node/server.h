@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "node/asio.h"
+#include "node/coarse_clock.h"
 #include "node/commit_pipeline.h"
 #include "node/connection.h"
 #include "node/options.h"
@@ -106,7 +107,7 @@ class Server final : public ConnectionHost {
   void schedule_flush();
   // Steps the core, warning when one step held the event loop too long.
   void step_core(replication::Input input);
-  void warn_if_slow(std::chrono::steady_clock::time_point start, const char* what);
+  void warn_if_slow(CoarseClock::time_point start, const char* what);
   void flush();
   void arm_wake(replication::MonoTime at);
   void release(runtime::ReleaseQueue::Released& out);

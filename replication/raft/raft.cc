@@ -929,7 +929,7 @@ Ready Raft::take_ready() {
   appends_pending_ = false;
   read_round_pending_ = false;
 
-  log_.trim_some(opts_.trim_entries_per_ready);
+  trim_log();
   Ready rd;
   rd.snapshot = std::move(pending_install_);
   pending_install_.reset();

@@ -200,6 +200,13 @@ class Raft {
 
   Ready take_ready();
   bool has_ready() const;
+  // When tick() is next due: what an empty Ready would carry as wake_at. A
+  // caller with nothing ready (has_ready() false) reads it instead of taking
+  // an empty Ready, and calls trim_log() to keep freeing compacted entries.
+  MonoTime wake_at() const;
+  // Frees the next batch of entries a snapshot made unnecessary (take_ready
+  // does this too).
+  void trim_log() { log_.trim_some(opts_.trim_entries_per_ready); }
   // The runtime made entries through (index, term) durable.
   void stable_to(MonoTime now, uint64_t index, uint64_t term);
   // The state machine applied entries through index.
@@ -274,7 +281,6 @@ class Raft {
   pb::HardState hard_state() const;
   // True when the hard state is the one last handed out in a Ready.
   bool hard_state_emitted() const;
-  MonoTime wake_at() const;
 
   RaftOptions opts_;
   Rng rng_;

@@ -298,12 +298,18 @@ void StrongPath::read(const Now& now, ClientToken token, const pb::Request& requ
 // --- Raft's output -----------------------------------------------------------------------
 
 void StrongPath::drain_ready(const Now& now) {
-  // At least once: even an empty Ready carries Raft's next deadline
-  // (heartbeat, election), which must reach wake_at or the timers would
-  // only fire when some other input happens to arrive.
-  bool first = true;
-  while (first || raft_->has_ready()) {
-    first = false;
+  // Most steps (every lazy request) leave Raft with nothing to hand out:
+  // then only its next deadline matters. Nothing below changes without a
+  // Ready either: reads are served and snapshots taken as entries apply.
+  if (!raft_->has_ready()) {
+    raft_->trim_log();
+    out_.wake_at = std::min(out_.wake_at, raft_->wake_at());
+    return;
+  }
+  // Raft's next deadline (heartbeat, election) must reach wake_at or the
+  // timers would only fire when some other input happens to arrive: each
+  // Ready carries it.
+  while (raft_->has_ready()) {
     raft::Ready rd = raft_->take_ready();
     if (rd.snapshot) {
       const auto [begin, end] = key_space_range(KeySpace::kRaftLog);
