@@ -507,7 +507,7 @@ void LazyPath::complete_write(ClientToken token, const std::string& client_id, u
     if (response.has_put()) versions.Swap(response.mutable_put()->mutable_versions());
     pb::Response compact = response;
     if (response.has_put()) versions.Swap(response.mutable_put()->mutable_versions());
-    for (ClientToken t : sessions_.complete(client_id, seq, std::move(compact))) reply(t, response);
+    for (ClientToken t : sessions_.complete(client_id, seq, std::move(compact))) reply(t, pb::Response(response));
   }
   reply(token, std::move(response));
 }

@@ -292,10 +292,12 @@ void LazyPath::broadcast(pb::PeerMessage message) {
   for (const auto& p : peers_) out_.messages.push_back(Outbound{p, shared});
 }
 
-void LazyPath::reply(ClientToken token, pb::Response response) {
+void LazyPath::reply(ClientToken token, pb::Response&& response) {
   // Whatever went into the message, the reply must stay parseable.
   if (!response.error_message().empty()) response.set_error_message(one_line_utf8(response.error_message()));
-  out_.replies.push_back(Reply{token, std::move(response)});
+  Reply& r = out_.replies.emplace_back();
+  r.token = token;
+  r.response.Swap(&response);
 }
 
 }  // namespace stig::replication

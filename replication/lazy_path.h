@@ -145,7 +145,7 @@ class LazyPath {
   void run_timers();
   void send(const NodeId& to, pb::PeerMessage message);
   void broadcast(pb::PeerMessage message);
-  void reply(ClientToken token, pb::Response response);
+  void reply(ClientToken token, pb::Response&& response);
   bool is_peer(const NodeId& id) const;
 
   Config config_;

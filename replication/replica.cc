@@ -45,10 +45,22 @@ void refuse_unowned_keys(const RecoveredState& recovered) {
 void merge_output(Output& into, Output&& part) {
   if (!part.persist.empty()) {
     into.sync = (into.persist.empty() ? false : into.sync) || part.sync;
-    std::move(part.persist.begin(), part.persist.end(), std::back_inserter(into.persist));
+    if (into.persist.empty())
+      into.persist.swap(part.persist);
+    else
+      std::move(part.persist.begin(), part.persist.end(), std::back_inserter(into.persist));
   }
-  std::move(part.messages.begin(), part.messages.end(), std::back_inserter(into.messages));
-  std::move(part.replies.begin(), part.replies.end(), std::back_inserter(into.replies));
+  // Usually one path has all the messages and replies: take its vectors
+  // whole rather than moving each element (a Response moves by swapping
+  // into a newly built one).
+  if (into.messages.empty())
+    into.messages.swap(part.messages);
+  else
+    std::move(part.messages.begin(), part.messages.end(), std::back_inserter(into.messages));
+  if (into.replies.empty())
+    into.replies.swap(part.replies);
+  else
+    std::move(part.replies.begin(), part.replies.end(), std::back_inserter(into.replies));
   into.wake_at = std::min(into.wake_at, part.wake_at);
 }
 

@@ -25,12 +25,12 @@ void ReleaseQueue::push(replication::Output&& out) {
       return;
     }
     if (after == ReleaseAfter::kSynced && floor > synced_persist_output_) sync_owed_ = std::max(sync_owed_, floor);
-    Waiting w{floor, after, std::nullopt, std::nullopt};
+    // Built in place: a reply's Response is moved once, not twice.
+    Waiting& w = waiting_.emplace_back(Waiting{floor, after, std::nullopt, std::nullopt});
     if constexpr (std::is_same_v<std::decay_t<decltype(item)>, replication::Outbound>)
-      w.message = std::move(item);
+      w.message.emplace(std::move(item));
     else
-      w.reply = std::move(item);
-    waiting_.push_back(std::move(w));
+      w.reply.emplace(std::move(item));
   };
   for (auto& m : out.messages) enqueue(m.after, std::move(m), released_.messages);
   for (auto& r : out.replies) enqueue(r.after, std::move(r), released_.replies);
