@@ -127,7 +127,10 @@ class Server final : public ConnectionHost {
   const Options& options_;
   replication::Replica& replica_;
   std::shared_ptr<TlsContext> tls_;  // null: plain TCP
-  asio::io_context io_;
+  // Only the event-loop thread runs io_ and touches its sockets and timers
+  // (the storage thread only posts to it), so the reactor's per-socket
+  // locking is off; posting keeps its lock.
+  asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   tcp::acceptor acceptor_;
   asio::signal_set signals_;
   asio::signal_set reload_signals_;  // SIGHUP: re-read the revocation list
