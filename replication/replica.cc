@@ -40,27 +40,24 @@ void refuse_unowned_keys(const RecoveredState& recovered) {
   check_gap(from, std::string(1, '\xff') + std::string(8, '\xff'));
 }
 
+// Appends `part` to `into`, taking the vector whole when `into` is empty:
+// usually one path has all the messages and replies, and moving element by
+// element costs a Response each a new message and a swap.
+template <typename T>
+void append(std::vector<T>& into, std::vector<T>& part) {
+  if (into.empty())
+    into.swap(part);
+  else
+    std::move(part.begin(), part.end(), std::back_inserter(into));
+}
+
 // Appends `part` to `into`: persists and items keep their order within the
 // part; a sync is owed if any part with persists owes one.
 void merge_output(Output& into, Output&& part) {
-  if (!part.persist.empty()) {
-    into.sync = (into.persist.empty() ? false : into.sync) || part.sync;
-    if (into.persist.empty())
-      into.persist.swap(part.persist);
-    else
-      std::move(part.persist.begin(), part.persist.end(), std::back_inserter(into.persist));
-  }
-  // Usually one path has all the messages and replies: take its vectors
-  // whole rather than moving each element (a Response moves by swapping
-  // into a newly built one).
-  if (into.messages.empty())
-    into.messages.swap(part.messages);
-  else
-    std::move(part.messages.begin(), part.messages.end(), std::back_inserter(into.messages));
-  if (into.replies.empty())
-    into.replies.swap(part.replies);
-  else
-    std::move(part.replies.begin(), part.replies.end(), std::back_inserter(into.replies));
+  if (!part.persist.empty()) into.sync = (into.persist.empty() ? false : into.sync) || part.sync;
+  append(into.persist, part.persist);
+  append(into.messages, part.messages);
+  append(into.replies, part.replies);
   into.wake_at = std::min(into.wake_at, part.wake_at);
 }
 
